@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
+from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
+
+SMALL = SiglipVQConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, position_grid=4,
+                       codebook_size=16, codebook_dim=8, adapter_dim=32, adapter_blocks=1)
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    vq = SiglipVQ(SMALL)
+    save_component(tmp_path / "tok", SMALL, vq, {"stage": "test", "step": 3})
+    again = load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
+    for k, v in vq.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    meta = json.loads((tmp_path / "tok" / "meta.json").read_text())
+    assert meta["stage"] == "test" and meta["step"] == 3 and "git_revision" in meta
+    assert json.loads((tmp_path / "tok" / "config.json").read_text())["codebook_size"] == 16
+
+
+def test_tied_embeddings_survive_the_round_trip(tmp_path):
+    cfg = AlignmentConfig(vocab_size=50, semantic_dim=8, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
+                          intermediate_size=32)
+    lm = AlignmentLM(cfg)
+    save_component(tmp_path / "lm", cfg, lm)
+    again = load_component(tmp_path / "lm", AlignmentConfig, AlignmentLM)
+    assert torch.equal(again.lm.lm_head.weight, lm.lm.lm_head.weight)
+    assert again.lm.lm_head.weight.data_ptr() == again.lm.model.embed_tokens.weight.data_ptr()
+
+
+def test_config_that_does_not_match_weights_fails_loudly(tmp_path):
+    save_component(tmp_path / "tok", SMALL, SiglipVQ(SMALL))
+    cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
+    cfg["codebook_size"] = 32
+    (tmp_path / "tok" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="does not match"):
+        load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
+    cfg["not_a_field"] = 1
+    (tmp_path / "tok" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="not_a_field"):
+        load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
+
+
+def test_failed_save_leaves_the_old_checkpoint_whole(tmp_path):
+    torch.manual_seed(0)
+    vq = SiglipVQ(SMALL)
+    save_component(tmp_path / "tok", SMALL, vq, {"step": 1})
+    with pytest.raises(FileNotFoundError):
+        save_component(tmp_path / "tok", SMALL, SiglipVQ(SMALL), {"step": 2}, extra_files={"x": str(tmp_path / "nope")})
+    assert json.loads((tmp_path / "tok" / "meta.json").read_text())["step"] == 1
+    again = load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
+    assert torch.equal(again.codebook, vq.codebook)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temporary folder left behind
+
+
+def test_fp16_save_loads_back_as_fp32(tmp_path):
+    vq = SiglipVQ(SMALL)
+    save_component(tmp_path / "tok", SMALL, vq, dtype=torch.float16)
+    again = load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
+    assert again.codebook.dtype == torch.float32
+    assert torch.allclose(again.codebook, vq.codebook, atol=1e-3)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_component(tmp_path / "nothing", SiglipVQConfig, SiglipVQ)
+
+
+def test_train_state_round_trip(tmp_path):
+    save_train_state(tmp_path / "s.pt", {"step": 5, "x": torch.arange(3)})
+    state = load_train_state(tmp_path / "s.pt")
+    assert state["step"] == 5 and torch.equal(state["x"], torch.arange(3))
+    assert load_train_state(tmp_path / "none.pt") is None

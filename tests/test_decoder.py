@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from xomni.decoder.flux import DecoderConfig, SemanticFlux, image_ids
+from xomni.decoder.sampling import flow_matching_loss, sample
+
+SMALL = DecoderConfig(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                      joint_attention_dim=16, pooled_projection_dim=16, axes_dims_rope=(4, 6, 6), semantic_dim=8)
+
+
+def test_zero_initialised_semantic_map_starts_as_a_no_op():
+    torch.manual_seed(0)
+    net = SemanticFlux(SMALL)
+    x, t = torch.randn(2, 6, SMALL.patch_dim), torch.rand(2)
+    a = net(x, t, torch.randn(2, 2, 3, 8))
+    b = net(x, t, torch.randn(2, 2, 3, 8))
+    assert torch.equal(a, b)
+    loss = a.pow(2).mean()
+    loss.backward()
+    assert net.semantic_in.weight.grad.abs().sum() > 0  # ... and still learns
+
+
+def test_semantic_map_covers_every_patch_under_its_token():
+    cfg = DecoderConfig(**{**SMALL.__dict__, "patch_px": 8, "patch_size": 8})
+    net = SemanticFlux(cfg)
+    torch.nn.init.normal_(net.semantic_in.weight)
+    sem = torch.zeros(1, 2, 3, 8)
+    sem[0, 1, 2] = 1.0  # only the bottom-right token is non-zero
+    inj = net.inject(sem).reshape(1, 4, 6, -1)  # 2x3 tokens -> 4x6 patches
+    nonzero = inj.abs().sum(-1)[0] > 0
+    expected = torch.zeros(4, 6, dtype=torch.bool)
+    expected[2:4, 4:6] = True
+    assert torch.equal(nonzero, expected)
+
+
+def test_image_ids_are_row_major():
+    ids = image_ids(2, 3)
+    assert ids.tolist()[:4] == [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 0]]
+
+
+def test_sampler_and_loss_shapes():
+    torch.manual_seed(0)
+    net = SemanticFlux(SMALL)
+    sem = torch.randn(2, 2, 2, 8)
+    out = sample(net, sem, steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 4, SMALL.patch_dim) and torch.isfinite(out).all()
+    again = sample(net, sem, steps=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    loss = flow_matching_loss(net, torch.rand(2, 4, SMALL.patch_dim) * 2 - 1, sem, torch.Generator().manual_seed(1))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_mismatched_grid_is_refused():
+    net = SemanticFlux(SMALL)
+    with pytest.raises(ValueError, match="patches"):
+        net(torch.randn(1, 5, SMALL.patch_dim), torch.rand(1), torch.randn(1, 2, 2, 8))
+
+
+def test_config_checks_rope_axes():
+    with pytest.raises(ValueError, match="axes_dims_rope"):
+        DecoderConfig(axes_dims_rope=(4, 4, 4))

@@ -1,0 +1,45 @@
+import pytest
+from PIL import Image
+
+from xomni.tokenizer.preprocess import RULES, load_image, prepare_image, target_size
+
+
+def test_paper_rule_sizes():
+    rule = RULES["paper"]
+    assert target_size(384, 384, rule) == (384, 384)
+    assert target_size(200, 300, rule) == (384, 576)  # short side up to 384
+    assert target_size(3000, 2000, rule) == (1152, 768)  # long side down to 1152
+    w, h = target_size(1000, 700, rule)
+    assert w % 16 == 0 and h % 16 == 0
+
+
+def test_too_small_or_too_elongated_is_refused():
+    with pytest.raises(ValueError, match="minimum side"):
+        target_size(100, 400, RULES["paper"])
+    with pytest.raises(ValueError, match="aspect"):
+        target_size(1300, 400, RULES["paper"])
+    with pytest.raises(ValueError, match="minimum side"):
+        prepare_image(Image.new("RGB", (40, 80)), "tiny")
+
+
+def test_modes_are_converted(tmp_path):
+    rgba = Image.new("RGBA", (128, 128), (255, 0, 0, 0))  # fully transparent red -> white
+    assert prepare_image(rgba).getpixel((5, 5)) == (255, 255, 255)
+    grey = Image.new("L", (128, 128), 100)
+    assert prepare_image(grey).getpixel((0, 0)) == (100, 100, 100)
+    pal = Image.new("RGB", (128, 128), (10, 200, 30)).convert("P", palette=Image.ADAPTIVE)
+    assert prepare_image(pal).mode == "RGB"
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    (tmp_path / "note.png").write_text("not an image")
+    with pytest.raises(ValueError, match="not an image"):
+        load_image(tmp_path / "note.png")
+    Image.new("RGB", (128, 128), (1, 2, 3)).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError):
+        load_image(tmp_path / "cut.png")
+    with pytest.raises(FileNotFoundError):
+        load_image(tmp_path / "missing.png")
+    assert load_image(tmp_path / "ok.png").size == (128, 128)

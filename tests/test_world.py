@@ -1,0 +1,112 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from xomni.data.world import (GLYPH_INDEX, SPLIT_VERSION, WorldConfig, cell_labels, caption, is_reserved_bigram,
+                              is_reserved_combo, is_reserved_word, make_scene, prompts, questions, relation_of, render,
+                              COLORS, SHAPES, WORDS_EN, CHARS_ZH, Scene)
+
+
+def _digest(image) -> str:
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+def test_scene_is_deterministic_per_split_and_index():
+    cfg = WorldConfig()
+    a, b = make_scene(cfg, "train", 17), make_scene(cfg, "train", 17)
+    assert a == b
+    assert _digest(render(a)) == _digest(render(b))
+    assert make_scene(cfg, "train", 18) != a
+
+
+def test_scene_round_trips_through_dict():
+    s = make_scene(WorldConfig(), "heldout", 3)
+    assert Scene.from_dict(s.to_dict()) == s
+
+
+@pytest.mark.parametrize("size", [(128, 128), (192, 128), (128, 256), (384, 384)])
+def test_renders_at_any_size(size):
+    w, h = size
+    for i in range(10):
+        s = make_scene(WorldConfig(width=w, height=h), "train", i)
+        im = render(s)
+        assert im.size == (w, h) and im.mode == "RGB"
+        for o in s.objects:
+            assert 0 <= o.box[0] < o.box[2] <= w and 0 <= o.box[1] < o.box[3] <= h
+
+
+def test_bad_canvas_is_refused():
+    with pytest.raises(ValueError, match="multiple"):
+        WorldConfig(width=130)
+    with pytest.raises(ValueError, match="below"):
+        WorldConfig(width=32, height=32)
+
+
+def test_vocabularies_are_large_enough():
+    assert len(set(WORDS_EN)) >= 500 and len(set(CHARS_ZH)) >= 300
+    assert len(COLORS) >= 8 and len(SHAPES) >= 6
+
+
+def test_training_split_never_holds_reserved_items_and_heldout_always_does():
+    cfg = WorldConfig()
+    for i in range(300):
+        s = make_scene(cfg, "train", i)
+        assert not any(is_reserved_combo(g.color, g.shape) for g in s.groups)
+        if s.text is not None and s.text.lang == "en":
+            assert not any(is_reserved_word(w) for w in s.text.text.split())
+        if s.text is not None and s.text.lang == "zh":
+            t = s.text.text
+            assert not any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
+    for i in range(300):
+        s = make_scene(cfg, "heldout", i)
+        novel = any(is_reserved_combo(g.color, g.shape) for g in s.groups)
+        if s.text is not None and s.text.lang == "en":
+            assert all(is_reserved_word(w) for w in s.text.text.split())
+            novel = True
+        if s.text is not None and s.text.lang == "zh":
+            t = s.text.text
+            assert any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
+            novel = True
+        assert novel
+    assert SPLIT_VERSION == "v1"
+
+
+def test_language_matches_ground_truth():
+    cfg = WorldConfig()
+    for i in range(100):
+        s = make_scene(cfg, "train", i)
+        counts = {}
+        for o in s.objects:
+            counts[o.shape] = counts.get(o.shape, 0) + 1
+        for q in questions(s):
+            if q.kind == "count":
+                shape = next(k for k, (plural, _) in SHAPES.items() if plural in q.question)
+                assert q.answer == str(counts.get(shape, 0))
+            if q.kind == "text":
+                assert q.answer == s.text.text
+        if s.relation is not None:
+            assert relation_of(s.objects[0].box, s.objects[1].box) == s.relation
+        assert set(prompts(s)) == {"short", "medium", "dense"}
+        if s.text is not None:
+            assert s.text.text in caption(s)
+
+
+def test_chinese_text_scenes_get_chinese_captions():
+    cfg = WorldConfig()
+    s = next(s for s in (make_scene(cfg, "train", i) for i in range(200)) if s.text and s.text.lang == "zh")
+    assert "写着" in caption(s) and s.text.text in caption(s)
+
+
+def test_cell_labels_put_each_glyph_in_its_cell():
+    cfg = WorldConfig()
+    s = next(s for s in (make_scene(cfg, "train", i) for i in range(200)) if s.text and s.text.lang == "en")
+    labels = cell_labels(s)
+    x0, y0 = s.text.line_boxes[0][0] // 16, s.text.line_boxes[0][1] // 16
+    word = s.text.lines[0]
+    for i, ch in enumerate(word):
+        if ch != " ":
+            assert labels["glyph"][y0, x0 + i] == GLYPH_INDEX[ch + "t"]
+            assert labels["glyph"][y0 + 1, x0 + i] == GLYPH_INDEX[ch + "b"]
+    assert labels["glyph"].shape == (8, 8)
+    assert (labels["color"] > 0).sum() >= 1 or all(o.box[2] - o.box[0] < 8 for o in s.objects)

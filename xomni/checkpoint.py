@@ -1,0 +1,156 @@
+"""Checkpoints: one directory per component, written atomically.
+
+    DIR/config.json        the component's config dataclass, flat
+    DIR/model.safetensors  its weights
+    DIR/meta.json          stage, step, metrics, git revision, the resolved stage config
+
+A stage's resumable state (optimiser, step, RNG) is `train_state.pt` in the stage's run folder, also atomic.
+Writes go to a temporary sibling that is renamed into place, so a killed process leaves the old checkpoint whole.
+Loading builds the model from `config.json` and loads the weights strictly, so a config that does not match its
+weights fails loudly with the offending keys and shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _atomic_dir(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: dict | None = None,
+                   dtype: torch.dtype | None = None, extra_files: dict[str, str] | None = None) -> Path:
+    """Write config.json + model.safetensors + meta.json into `path`, replacing it atomically."""
+    path = Path(path)
+    tmp = _atomic_dir(path)
+    try:
+        state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+                 for k, v in model.state_dict().items() if k not in tied_aliases(model)}
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(_jsonable(config), indent=2, ensure_ascii=False) + "\n")
+        meta = {"git_revision": git_revision(), **(meta or {})}
+        (tmp / "meta.json").write_text(json.dumps(_jsonable(meta), indent=2, ensure_ascii=False) + "\n")
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, tmp / name)
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def tied_aliases(model: torch.nn.Module) -> set[str]:
+    """State-dict keys that share storage with an earlier key (tied embeddings): saved once, restored by tying."""
+    seen: dict[tuple, str] = {}
+    aliases = set()
+    for k, v in model.state_dict().items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        if key in seen:
+            aliases.add(k)
+        else:
+            seen[key] = k
+    return aliases
+
+
+def load_config(path: str | Path, config_cls: type) -> Any:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (config.json missing)")
+    raw = json.loads((path / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ValueError(f"{path}/config.json has keys {unknown} that {config_cls.__name__} does not know")
+    return config_cls(**raw)
+
+
+def load_component(path: str | Path, config_cls: type, model_cls: type, map_location: str | torch.device = "cpu"):
+    """Build `model_cls(config)` from path/config.json and load path/model.safetensors strictly (fp32)."""
+    path = Path(path)
+    config = load_config(path, config_cls)
+    model = model_cls(config)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights), device=str(map_location)).items()}
+    expected = {k: v for k, v in model.state_dict().items() if k not in tied_aliases(model)}
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
+             if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"checkpoint {path} does not match its config.json: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}, shape mismatches {wrong[:5]}")
+    model.load_state_dict(state, strict=False)  # strict above; tied aliases follow the key they share storage with
+    return model
+
+
+def read_meta(path: str | Path) -> dict:
+    p = Path(path) / "meta.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def save_train_state(path: str | Path, state: dict) -> None:
+    """torch.save to a temporary file, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_train_state(path: str | Path) -> dict | None:
+    path = Path(path)
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None

@@ -1,0 +1,126 @@
+"""`xomni <command> --key value`: each command is a stage or eval whose Config dataclass becomes its flags.
+
+    xomni train tokenizer --preset tiny      align SigLIP-VQ with a small LM, then freeze it
+    xomni tokenize                           run the frozen tokenizer once over the world into shards
+    xomni train decoder --preset tiny        train the diffusion decoder on those tokens
+    xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
+    xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+HELP = {
+    "preset": "model size: tiny (trains on this CPU) or paper (X-Omni's sizes; needs local weights)",
+    "out": "output folder (created; a run resumes from what it finds there)",
+    "steps": "optimiser steps in all (a resumed run continues to this number)",
+    "batch_size": "images per step",
+    "lr": "peak learning rate (linear warm-up, cosine decay)",
+    "resume": "continue from the folder's last checkpoint if there is one",
+    "tokenizer": "SigLIP-VQ checkpoint folder",
+    "shards": "token shard folder written by `xomni tokenize`",
+    "checkpoint": "folder holding text_tokenizer.json, tokenizer/, alignment_lm/ and decoder/",
+    "n": "number of held-out scenes (eval) or scenes to tokenize",
+    "split": "world split: train or heldout",
+    "seed": "random seed (sampling noise; the world's scenes are fixed by split and index)",
+    "sizes": "comma-separated HxW training sizes, one per batch, cycled",
+    "cond_drop": "probability of dropping the semantic condition (enables decoder-side guidance)",
+    "steps_decoder": "decoder sampling steps",
+    "ocr_threads": "onnxruntime threads for the OCR judge",
+}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_args(parser: argparse.ArgumentParser, config_cls) -> None:
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        kind = hints[f.name]
+        convert = _bool if kind is bool else kind if kind in (int, float, str) else str
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=convert, default=f.default,
+                            metavar=kind.__name__.upper() if hasattr(kind, "__name__") else "VALUE",
+                            help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from xomni.stages import eval_reconstruction, tokenize, train_decoder, train_tokenizer
+
+    parser = argparse.ArgumentParser(prog="xomni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a component").add_subparsers(dest="what", required=True)
+    p = train.add_parser("tokenizer", help="SigLIP-VQ aligned with a small LM (xomni/stages/train_tokenizer.py)",
+                         description=train_tokenizer.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, train_tokenizer.Config)
+    p.set_defaults(run=lambda a: train_tokenizer.main(_config(train_tokenizer.Config, a)))
+    p = train.add_parser("decoder", help="diffusion decoder on frozen tokens (xomni/stages/train_decoder.py)",
+                         description=train_decoder.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, train_decoder.Config)
+    p.set_defaults(run=lambda a: train_decoder.main(_config(train_decoder.Config, a)))
+
+    p = sub.add_parser("tokenize", help="world scenes -> token shards on disk", description=tokenize.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, tokenize.Config)
+    p.set_defaults(run=lambda a: tokenize.main(_config(tokenize.Config, a)))
+
+    p = sub.add_parser("reconstruct", help="image -> tokens -> decoder -> image",
+                       description="Reconstruct one image through the semantic tokens. The image is converted to RGB "
+                                   "(alpha composited over white) and resized by the preset's rule.")
+    p.add_argument("image", help="input image file")
+    p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
+    p.add_argument("--steps", type=int, default=20, help="decoder sampling steps (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.set_defaults(run=_reconstruct)
+
+    ev = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
+    p = ev.add_parser("reconstruction", help="held-out reconstructions scored by the judges",
+                      description=eval_reconstruction.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, eval_reconstruction.Config)
+    p.set_defaults(run=lambda a: eval_reconstruction.main(_config(eval_reconstruction.Config, a)))
+    return parser
+
+
+def _config(config_cls, args):
+    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)})
+
+
+def _reconstruct(args) -> dict:
+    from pathlib import Path
+
+    from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline
+    from xomni.tokenizer.preprocess import load_image
+
+    image = load_image(args.image)
+    pipe = ImagePipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
+    out = pipe.reconstruct_images([image], steps=args.steps, seed=args.seed)[0]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    out.save(args.out)
+    return {"out": args.out, "size": list(out.size)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"xomni: error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(result, dict):
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,575 @@
+"""The synthetic world: scene specs with exact ground truth, rendered at any size.
+
+X-Omni trains on ~200M captioned images; this world stands in for them at tiny scale. A scene is a small, fully
+known spec (background, 1-4 coloured shapes with counts and relations, optional text element in English or Chinese)
+that renders deterministically to pixels and to language: a dense caption, text-to-image prompts at three levels of
+detail, understanding questions with answers, and per-cell semantic labels for the token grid.
+
+Text is laid on a grid of token-sized cells (`WorldConfig.cell`, 16 px like X-Omni's tokens): an English letter
+takes one cell wide and two tall, a Chinese character one cell. Glyphs sized to the tokens is the lever that lets a
+tiny semantic tokenizer carry legible text (measured: rapidocr reads 100% of lower-case words rendered this way at
+128 px, 88% when letters are squeezed into 16 px rows); larger canvases hold more words per line.
+
+Held-out split (`SPLIT_VERSION`): words, Chinese character bigrams and (colour, shape) combinations are reserved by
+a hash; training scenes never contain a reserved one and every held-out scene contains at least one, so held-out
+prompts test generalisation, not memory. Bump the version if any rule or list here changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+SPLIT_VERSION = "v1"
+SPLITS = ("train", "heldout")
+HERE = Path(__file__).resolve().parent
+FONT_PATH = HERE.parent / "assets" / "fonts" / "XomniSansMono-Bold.otf"
+
+COLORS = {  # object colours: name -> (RGB, Chinese name)
+    "red": ((220, 40, 40), "红色"),
+    "orange": ((245, 140, 20), "橙色"),
+    "yellow": ((235, 205, 20), "黄色"),
+    "green": ((40, 165, 60), "绿色"),
+    "blue": ((40, 90, 220), "蓝色"),
+    "purple": ((140, 60, 190), "紫色"),
+    "pink": ((245, 120, 185), "粉色"),
+    "brown": ((125, 75, 35), "棕色"),
+}
+SHAPES = {  # name -> (plural, Chinese name)
+    "circle": ("circles", "圆形"),
+    "square": ("squares", "正方形"),
+    "triangle": ("triangles", "三角形"),
+    "star": ("stars", "星形"),
+    "diamond": ("diamonds", "菱形"),
+    "hexagon": ("hexagons", "六边形"),
+    "cross": ("crosses", "十字"),
+}
+BACKGROUNDS = {  # pale colours, far from every object colour
+    "white": ((248, 248, 246), "白色"),
+    "cream": ((245, 236, 210), "米色"),
+    "pale blue": ((214, 228, 245), "浅蓝色"),
+    "pale green": ((216, 240, 214), "浅绿色"),
+    "light gray": ((222, 222, 222), "浅灰色"),
+    "lavender": ((232, 222, 245), "淡紫色"),
+}
+BACKGROUND_KINDS = ("plain", "gradient", "stripes")
+PLATES = {  # text element colour schemes: plate name -> (plate RGB, ink RGB, Chinese plate name)
+    "white": ((255, 255, 255), (20, 20, 20), "白色"),
+    "navy": ((25, 40, 110), (255, 255, 255), "深蓝色"),
+    "yellow": ((250, 225, 90), (20, 20, 20), "黄色"),
+    "dark green": ((20, 90, 50), (255, 255, 255), "深绿色"),
+}
+CATEGORIES = {"sign": "标牌", "label": "标签", "poster": "海报", "banner": "横幅", "sticker": "贴纸", "board": "板子"}
+RELATIONS = {"left of": "左边", "right of": "右边", "above": "上面", "below": "下面"}
+NUMBERS_EN = {1: "one", 2: "two", 3: "three", 4: "four"}
+NUMBERS_ZH = {1: "一个", 2: "两个", 3: "三个", 4: "四个"}
+
+
+def _load_words() -> tuple[str, ...]:
+    return tuple((HERE / "words_en.txt").read_text(encoding="utf-8").split())
+
+
+def _load_chars() -> str:
+    return (HERE / "chars_zh.txt").read_text(encoding="utf-8").strip()
+
+
+WORDS_EN = _load_words()
+CHARS_ZH = _load_chars()
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _reserved(key: str, percent: int) -> bool:
+    digest = hashlib.sha256(f"{SPLIT_VERSION}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") % 100 < percent
+
+
+def is_reserved_word(word: str) -> bool:
+    return _reserved("word:" + word, 15)
+
+
+def is_reserved_bigram(a: str, b: str) -> bool:
+    return _reserved("bigram:" + a + b, 15)
+
+
+def is_reserved_combo(color: str, shape: str) -> bool:
+    return _reserved(f"combo:{color}:{shape}", 12)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How scenes are sampled. Sizes are in pixels; `cell` is the token size the text grid is aligned to."""
+
+    width: int = 128
+    height: int = 128
+    cell: int = 16
+    text_prob: float = 0.6  # a scene carries a text element
+    zh_prob: float = 0.5  # ... which is Chinese
+    max_words: int = 6
+    max_chars: int = 8
+    object_min: int = 20
+    object_max: int = 36
+
+    def __post_init__(self):
+        if self.width % self.cell or self.height % self.cell:
+            raise ValueError(f"canvas {self.width}x{self.height} is not a multiple of the cell size {self.cell}")
+        if min(self.width, self.height) < 4 * self.cell:
+            raise ValueError(f"canvas {self.width}x{self.height} is below 4 cells of {self.cell} px on a side")
+
+
+@dataclass
+class Obj:
+    shape: str
+    color: str
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) in pixels
+
+
+@dataclass
+class Group:
+    shape: str
+    color: str
+    count: int
+
+
+@dataclass
+class TextElement:
+    lang: str  # "en" | "zh"
+    category: str
+    plate: str
+    lines: list[str]
+    length: str  # "short" | "long"
+    box: tuple[int, int, int, int]
+    line_boxes: list[tuple[int, int, int, int]]
+
+    @property
+    def text(self) -> str:
+        return (" " if self.lang == "en" else "").join(self.lines)
+
+
+@dataclass
+class Scene:
+    width: int
+    height: int
+    cell: int
+    background: str
+    background_kind: str
+    background2: str
+    groups: list[Group]
+    objects: list[Obj]
+    relation: str | None  # how group 0 stands to group 1 when both are single objects
+    text: TextElement | None
+    split: str
+    seed: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "Scene":
+        d = dict(d)
+        d["groups"] = [Group(**g) for g in d["groups"]]
+        d["objects"] = [Obj(**{**o, "box": tuple(o["box"])}) for o in d["objects"]]
+        if d["text"] is not None:
+            t = dict(d["text"])
+            t["box"] = tuple(t["box"])
+            t["line_boxes"] = [tuple(b) for b in t["line_boxes"]]
+            d["text"] = TextElement(**t)
+        return Scene(**d)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def scene_seed(split: str, index: int) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    return f"{SPLIT_VERSION}/{split}/{index}"
+
+
+def make_scene(cfg: WorldConfig, split: str, index: int) -> Scene:
+    """The `index`-th scene of `split`: the same spec on every machine."""
+    seed = scene_seed(split, index)
+    rng = random.Random(seed)
+    while True:  # rejection: a sample that breaks the split's rules or does not fit is drawn again
+        scene = _sample(rng, cfg, split, seed)
+        if scene is not None:
+            return scene
+
+
+def _combo_ok(color: str, shape: str, split: str) -> bool:
+    return split == "heldout" or not is_reserved_combo(color, shape)
+
+
+def _sample_en_lines(rng: random.Random, cfg: WorldConfig, split: str, long: bool) -> list[str] | None:
+    cols = cfg.width // cfg.cell
+    pool = [w for w in WORDS_EN if len(w) <= cols and (is_reserved_word(w) if split == "heldout" else not is_reserved_word(w))]
+    if not long:
+        return [rng.choice([w for w in pool if len(w) <= 5])]
+    max_lines = max(1, (cfg.height // cfg.cell) // 2 - 2)  # leave room for objects
+    lines: list[str] = []
+    for _ in range(rng.randint(2, cfg.max_words)):  # greedy wrap into lines of `cols` cells; stop when full
+        w = rng.choice(pool)
+        if lines and len(lines[-1]) + 1 + len(w) <= cols:
+            lines[-1] += " " + w
+        elif len(lines) < max_lines:
+            lines.append(w)
+        else:
+            break
+    return lines if sum(len(line.split()) for line in lines) >= 2 else None
+
+
+def _sample_zh_lines(rng: random.Random, cfg: WorldConfig, split: str, long: bool) -> list[str] | None:
+    cols = cfg.width // cfg.cell
+    n = rng.randint(4, cfg.max_chars) if long else rng.randint(2 if split == "heldout" else 1, 3)
+    s = "".join(rng.choice(CHARS_ZH) for _ in range(n))
+    reserved = [is_reserved_bigram(a, b) for a, b in zip(s, s[1:])]
+    if (split == "heldout") != any(reserved):
+        return None
+    lines = [s[i : i + cols] for i in range(0, len(s), cols)]
+    return lines if len(lines) <= max(1, cfg.height // cfg.cell - 4) else None
+
+
+def _sample(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scene | None:
+    W, H, c = cfg.width, cfg.height, cfg.cell
+    background = rng.choice(list(BACKGROUNDS))
+    background2 = rng.choice([b for b in BACKGROUNDS if b != background])
+    background_kind = rng.choice(BACKGROUND_KINDS)
+    occupied: list[tuple[int, int, int, int]] = []
+
+    text = None
+    if rng.random() < cfg.text_prob:
+        lang = "zh" if rng.random() < cfg.zh_prob else "en"
+        long = rng.random() < 0.5
+        lines = (_sample_zh_lines if lang == "zh" else _sample_en_lines)(rng, cfg, split, long)
+        if lines is None:
+            return None
+        row_cells = 2 if lang == "en" else 1
+        n_cols = max(len(line) for line in lines)
+        n_rows = len(lines) * row_cells
+        gx = rng.randint(0, W // c - n_cols)
+        gy = rng.randint(0, H // c - n_rows)
+        box = (gx * c, gy * c, (gx + n_cols) * c, (gy + n_rows) * c)
+        line_boxes = [
+            (gx * c, (gy + i * row_cells) * c, (gx + len(line)) * c, (gy + (i + 1) * row_cells) * c)
+            for i, line in enumerate(lines)
+        ]
+        category = rng.choice(list(CATEGORIES))
+        text = TextElement(lang, category, rng.choice(list(PLATES)), lines, "long" if long else "short", box, line_boxes)
+        occupied.append(box)
+
+    n_groups = rng.choice([1, 2]) if text is None else 1 + (rng.random() < 0.35)
+    budget = 4 if text is None else 2
+    groups: list[Group] = []
+    for g in range(n_groups):
+        color, shape = rng.choice(list(COLORS)), rng.choice(list(SHAPES))
+        if not _combo_ok(color, shape, split) or any(x.shape == shape and x.color == color for x in groups):
+            return None
+        remaining = budget - sum(x.count for x in groups) - (n_groups - g - 1)
+        count = 1 if n_groups == 2 and rng.random() < 0.6 else rng.randint(1, max(1, min(3, remaining)))
+        groups.append(Group(shape, color, count))
+
+    relation = None
+    if len(groups) == 2 and groups[0].count == 1 and groups[1].count == 1:
+        relation = rng.choice(list(RELATIONS))
+    objects: list[Obj] = []
+    for group in groups:
+        for _ in range(group.count):
+            box = _place(rng, cfg, occupied)
+            if box is None:
+                return None
+            objects.append(Obj(group.shape, group.color, box))
+            occupied.append(box)
+    if relation is not None and not _relation_holds(objects[0].box, objects[1].box, relation):
+        return None
+
+    if split == "heldout":
+        novel = any(is_reserved_combo(g.color, g.shape) for g in groups) or text is not None
+        if not novel:
+            return None
+    return Scene(W, H, c, background, background_kind, background2, groups, objects, relation, text, split, seed)
+
+
+def _place(rng: random.Random, cfg: WorldConfig, occupied: list) -> tuple[int, int, int, int] | None:
+    for _ in range(50):
+        s = rng.randint(cfg.object_min, cfg.object_max)
+        x0, y0 = rng.randint(1, cfg.width - s - 1), rng.randint(1, cfg.height - s - 1)
+        box = (x0, y0, x0 + s, y0 + s)
+        if all(_apart(box, o, 3) for o in occupied):
+            return box
+    return None
+
+
+def _apart(a, b, margin: int) -> bool:
+    return a[2] + margin <= b[0] or b[2] + margin <= a[0] or a[3] + margin <= b[1] or b[3] + margin <= a[1]
+
+
+def _center(box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def relation_of(a, b) -> str | None:
+    """The unambiguous relation of box a to box b, or None when neither axis clearly dominates."""
+    (ax, ay), (bx, by) = _center(a), _center(b)
+    dx, dy = ax - bx, ay - by
+    if abs(dx) > 1.5 * abs(dy) and abs(dx) >= 8:
+        return "left of" if dx < 0 else "right of"
+    if abs(dy) > 1.5 * abs(dx) and abs(dy) >= 8:
+        return "above" if dy < 0 else "below"
+    return None
+
+
+def _relation_holds(a, b, relation: str) -> bool:
+    return relation_of(a, b) == relation
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT_PATH), size)
+
+
+def _shape_polygon(shape: str, box) -> list[tuple[float, float]] | None:
+    x0, y0, x1, y1 = box
+    cx, cy, r = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2, (x1 - x0 - 1) / 2
+    if shape == "triangle":
+        return [(cx, y0), (x1 - 1, y1 - 1), (x0, y1 - 1)]
+    if shape == "diamond":
+        return [(cx, y0), (x1 - 1, cy), (cx, y1 - 1), (x0, cy)]
+    if shape == "hexagon":
+        return [(cx + r * np.cos(a), cy + r * np.sin(a)) for a in np.arange(6) * np.pi / 3]
+    if shape == "star":
+        pts = []
+        for i in range(10):
+            rad = r if i % 2 == 0 else r * 0.45
+            a = -np.pi / 2 + i * np.pi / 5
+            pts.append((cx + rad * np.cos(a), cy + rad * np.sin(a)))
+        return pts
+    if shape == "cross":
+        t = (x1 - x0) / 3
+        return [(x0 + t, y0), (x1 - t, y0), (x1 - t, y0 + t), (x1, y0 + t), (x1, y1 - t), (x1 - t, y1 - t),
+                (x1 - t, y1), (x0 + t, y1), (x0 + t, y1 - t), (x0, y1 - t), (x0, y0 + t), (x0 + t, y0 + t)]
+    return None
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill) -> None:
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=fill)
+    elif shape == "square":
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=fill)
+    else:
+        draw.polygon(_shape_polygon(shape, box), fill=fill)
+
+
+def _background(scene: Scene) -> Image.Image:
+    W, H = scene.width, scene.height
+    a = np.array(BACKGROUNDS[scene.background][0], dtype=np.float32)
+    b = np.array(BACKGROUNDS[scene.background2][0], dtype=np.float32)
+    if scene.background_kind == "plain":
+        arr = np.broadcast_to(a, (H, W, 3))
+    elif scene.background_kind == "gradient":
+        t = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
+        arr = np.broadcast_to(a * (1 - t) + b * t, (H, W, 3))
+    else:  # stripes: diagonal bands two cells wide
+        yy, xx = np.mgrid[0:H, 0:W]
+        band = ((xx + yy) // (2 * scene.cell)) % 2
+        arr = np.where(band[..., None] == 0, a, b)
+    return Image.fromarray(np.ascontiguousarray(arr).round().astype(np.uint8), "RGB")
+
+
+def _draw_text(draw: ImageDraw.ImageDraw, t: TextElement, cell: int) -> None:
+    plate, ink, _ = PLATES[t.plate]
+    draw.rectangle([t.box[0], t.box[1], t.box[2] - 1, t.box[3] - 1], fill=plate)
+    for line, (lx, ly, _, _) in zip(t.lines, t.line_boxes):
+        for i, ch in enumerate(line):
+            if ch == " ":
+                continue
+            cx = lx + i * cell + cell / 2
+            if t.lang == "en":  # one cell wide, two tall; the baseline sits at 25/32 of the row
+                draw.text((cx, ly + cell * 25 / 16), ch, font=font(cell * 26 // 16), fill=ink, anchor="ms")
+            else:
+                draw.text((cx, ly + cell / 2 - cell / 32 * 1.5), ch, font=font(cell * 15 // 16), fill=ink, anchor="mm")
+
+
+def render(scene: Scene) -> Image.Image:
+    """Pixels of a scene (RGB, scene.width x scene.height). Deterministic: fonts ship with the package."""
+    image = _background(scene)
+    draw = ImageDraw.Draw(image)
+    for obj in scene.objects:
+        draw_shape(draw, obj.shape, obj.box, COLORS[obj.color][0])
+    if scene.text is not None:
+        _draw_text(draw, scene.text, scene.cell)
+    return image
+
+
+def object_masks(scene: Scene) -> np.ndarray:
+    """(H, W) int map: 0 background, i+1 where object i is drawn, -1 on the text element."""
+    ids = Image.new("I", (scene.width, scene.height), 0)
+    draw = ImageDraw.Draw(ids)
+    for i, obj in enumerate(scene.objects):
+        draw_shape(draw, obj.shape, obj.box, i + 1)
+    arr = np.array(ids, dtype=np.int64)
+    if scene.text is not None:
+        x0, y0, x1, y1 = scene.text.box
+        arr[y0:y1, x0:x1] = -1
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-cell semantic labels (the dense understanding targets for the tokenizer)
+# ---------------------------------------------------------------------------------------------------------------
+
+GLYPHS = ["<none>", "<space>"] + [f"{ch}{half}" for ch in LETTERS for half in "tb"] + list(CHARS_ZH)
+GLYPH_INDEX = {g: i for i, g in enumerate(GLYPHS)}
+COLOR_LABELS = ["<none>"] + list(COLORS)
+SHAPE_LABELS = ["<none>"] + list(SHAPES)
+PLATE_LABELS = ["<none>"] + list(PLATES)
+BACKGROUND_LABELS = list(BACKGROUNDS)
+
+
+def cell_labels(scene: Scene) -> dict[str, np.ndarray]:
+    """Per token cell (rows, cols): glyph, plate, object colour, object shape and background ids.
+
+    An object labels a cell when it covers at least a fifth of it; the largest coverage wins.
+    """
+    c, rows, cols = scene.cell, scene.height // scene.cell, scene.width // scene.cell
+    glyph = np.zeros((rows, cols), np.int64)
+    plate = np.zeros((rows, cols), np.int64)
+    t = scene.text
+    if t is not None:
+        for line, (lx, ly, _, _) in zip(t.lines, t.line_boxes):
+            gx, gy = lx // c, ly // c
+            for i, ch in enumerate(line):
+                if t.lang == "en":
+                    glyph[gy, gx + i] = GLYPH_INDEX["<space>" if ch == " " else ch + "t"]
+                    glyph[gy + 1, gx + i] = GLYPH_INDEX["<space>" if ch == " " else ch + "b"]
+                    plate[gy : gy + 2, gx + i] = PLATE_LABELS.index(t.plate)
+                else:
+                    glyph[gy, gx + i] = GLYPH_INDEX[ch]
+                    plate[gy, gx + i] = PLATE_LABELS.index(t.plate)
+    masks = object_masks(scene)
+    per_cell = masks.reshape(rows, c, cols, c).transpose(0, 2, 1, 3).reshape(rows, cols, c * c)
+    color = np.zeros((rows, cols), np.int64)
+    shape = np.zeros((rows, cols), np.int64)
+    best = np.full((rows, cols), 0.2 - 1e-9)
+    for i, obj in enumerate(scene.objects):
+        cover = (per_cell == i + 1).mean(-1)
+        wins = cover > best
+        best = np.where(wins, cover, best)
+        color[wins] = COLOR_LABELS.index(obj.color)
+        shape[wins] = SHAPE_LABELS.index(obj.shape)
+    background = np.full((rows, cols), BACKGROUND_LABELS.index(scene.background), np.int64)
+    return {"glyph": glyph, "plate": plate, "color": color, "shape": shape, "background": background}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Language: captions, prompts, questions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _np_en(g: Group) -> str:
+    noun = g.shape if g.count == 1 else SHAPES[g.shape][0]
+    return f"{'a' if g.count == 1 else NUMBERS_EN[g.count]} {g.color} {noun}"
+
+
+def _np_zh(g: Group) -> str:
+    return f"{NUMBERS_ZH[g.count]}{COLORS[g.color][1]}的{SHAPES[g.shape][1]}"
+
+
+def _background_en(s: Scene) -> str:
+    if s.background_kind == "plain":
+        return f"a {s.background} background"
+    if s.background_kind == "gradient":
+        return f"a {s.background} to {s.background2} gradient background"
+    return f"a {s.background} and {s.background2} striped background"
+
+
+def _background_zh(s: Scene) -> str:
+    a, b = BACKGROUNDS[s.background][1], BACKGROUNDS[s.background2][1]
+    return {"plain": f"{a}背景", "gradient": f"{a}到{b}渐变背景", "stripes": f"{a}和{b}条纹背景"}[s.background_kind]
+
+
+def _objects_en(s: Scene) -> str:
+    if s.relation is not None:
+        return f"{_np_en(s.groups[0])} {s.relation} {_np_en(s.groups[1])}"
+    return " and ".join(_np_en(g) for g in s.groups)
+
+
+def _objects_zh(s: Scene) -> str:
+    if s.relation is not None:
+        return f"{_np_zh(s.groups[0])}在{_np_zh(s.groups[1])}的{RELATIONS[s.relation]}"
+    return "和".join(_np_zh(g) for g in s.groups)
+
+
+def caption(scene: Scene) -> str:
+    """The dense caption: English, or Chinese for scenes whose text is Chinese."""
+    t = scene.text
+    if t is not None and t.lang == "zh":
+        out = f"{_background_zh(scene)}上，{_objects_zh(scene)}。"
+        return out + f"{PLATES[t.plate][2]}的{CATEGORIES[t.category]}上写着“{t.text}”。"
+    out = f"{_objects_en(scene)} on {_background_en(scene)}."
+    out = out[0].upper() + out[1:]
+    if t is not None:
+        out += f' A {t.plate} {t.category} says "{t.text}".'
+    return out
+
+
+def prompts(scene: Scene) -> dict[str, str]:
+    """Text-to-image prompts at three levels of detail: short, medium, dense."""
+    t = scene.text
+    if t is not None and t.lang == "zh":
+        short = f"{CATEGORIES[t.category]}上写着“{t.text}”"
+        medium = f"{_objects_zh(scene)}，{short}"
+    else:
+        short = f'a {t.category} that says "{t.text}"' if t is not None else " and ".join(_np_en(g) for g in scene.groups)
+        medium = _objects_en(scene) + (f', and a {t.category} that says "{t.text}"' if t is not None else "")
+    return {"short": short, "medium": medium, "dense": caption(scene)}
+
+
+@dataclass
+class Question:
+    kind: str  # color | count | presence | position | text
+    question: str
+    answer: str
+
+
+def questions(scene: Scene, rng: random.Random | None = None) -> list[Question]:
+    """Understanding pairs with exact answers; negatives are drawn with `rng` (seeded from the scene by default)."""
+    rng = rng or random.Random(scene.seed + "/qa")
+    out: list[Question] = []
+    shape_counts: dict[str, int] = {}
+    for g in scene.groups:
+        shape_counts[g.shape] = shape_counts.get(g.shape, 0) + g.count
+    for g in scene.groups:
+        if sum(x.shape == g.shape for x in scene.groups) == 1:
+            out.append(Question("color", f"What color is the {g.shape}?", g.color))
+    shape = rng.choice(list(SHAPES))
+    out.append(Question("count", f"How many {SHAPES[shape][0]} are there?", str(shape_counts.get(shape, 0))))
+    g = rng.choice(scene.groups)
+    out.append(Question("count", f"How many {SHAPES[g.shape][0]} are there?", str(shape_counts[g.shape])))
+    out.append(Question("presence", f"Is there a {g.color} {g.shape}?", "yes"))
+    present = {(x.color, x.shape) for x in scene.groups}
+    absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+    c, s = rng.choice(absent)
+    out.append(Question("presence", f"Is there a {c} {s}?", "no"))
+    if scene.relation is not None:
+        a, b = scene.groups
+        rel = rng.choice(list(RELATIONS))
+        out.append(Question("position", f"Is the {a.color} {a.shape} {rel} the {b.color} {b.shape}?",
+                            "yes" if rel == scene.relation else "no"))
+        out.append(Question("position", f"Where is the {a.color} {a.shape} relative to the {b.color} {b.shape}?",
+                            scene.relation))
+    if scene.text is not None:
+        out.append(Question("text", f"What does the {scene.text.category} say?", scene.text.text))
+    return out

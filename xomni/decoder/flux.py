@@ -1,0 +1,150 @@
+"""The diffusion decoder: FLUX with the tokenizer's semantic embeddings added into its image stream (paper Sec. 3.1).
+
+X-Omni renders its image tokens with FLUX.1-dev plus one new linear map from the SigLIP-VQ semantic embeddings into
+the image stream, zero-initialised so training starts from FLUX unchanged. The network here is diffusers'
+`FluxTransformer2DModel`; its forward is written out below (it is short) because the semantic embeddings enter
+between the double-stream and the single-stream blocks, a place diffusers' forward has no argument for.
+
+One token covers `token_px` pixels on a side, one FLUX patch `patch_px`; with r = token_px / patch_px, the linear
+map emits r*r vectors per token, one for each patch under it (r = 1 at paper scale: 16 px tokens, 8x VAE, 2x2
+packing). Tiny runs in pixel space with 16 px RGB patches, so r = 1 there too (measured here: 16 px patches train
+~4x faster than 8 px ones at the same width, as the cost goes with the number of patches); the paper preset runs on
+FLUX's VAE latents.
+
+The network predicts the flow-matching velocity for one step; the noise schedule and the sampler live in
+`xomni/decoder/sampling.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from diffusers import FluxTransformer2DModel
+
+
+@dataclass
+class DecoderConfig:
+    in_channels: int = 3  # image channels (3 for pixels, 16 for FLUX's VAE latents)
+    patch_px: int = 16  # pixels per patch side (for latents: VAE factor * packing)
+    patch_size: int = 16  # samples per patch side in the network input (pixels: = patch_px; FLUX latents: 2)
+    token_px: int = 16
+    num_layers: int = 1
+    num_single_layers: int = 4
+    attention_head_dim: int = 64
+    num_attention_heads: int = 4
+    joint_attention_dim: int = 128  # width of prompt embeddings (T5's 4096 at paper scale)
+    pooled_projection_dim: int = 128
+    axes_dims_rope: tuple[int, int, int] = (8, 28, 28)
+    semantic_dim: int = 256  # the tokenizer's adapter_dim
+    prompt_vocab_size: int = 0  # > 0: condition on the prompt through a learned embedding (T5's role); 0: text-free
+    max_prompt_tokens: int = 64
+    vae_path: str | None = None  # paper preset: FLUX's VAE from a local folder
+
+    def __post_init__(self):
+        if self.token_px % self.patch_px:
+            raise ValueError(f"token_px {self.token_px} must be a multiple of patch_px {self.patch_px}")
+        self.axes_dims_rope = tuple(self.axes_dims_rope)
+        if self.prompt_vocab_size > 0 and self.pooled_projection_dim != self.joint_attention_dim:
+            raise ValueError("prompt conditioning pools its own embeddings: pooled_projection_dim must equal joint_attention_dim")
+        if sum(self.axes_dims_rope) != self.attention_head_dim:
+            raise ValueError(f"axes_dims_rope {self.axes_dims_rope} must sum to attention_head_dim {self.attention_head_dim}")
+
+    @property
+    def ratio(self) -> int:
+        return self.token_px // self.patch_px
+
+    @property
+    def patch_dim(self) -> int:
+        return self.in_channels * self.patch_size * self.patch_size
+
+
+PRESETS = {
+    "tiny": DecoderConfig(),
+    # FLUX.1-dev: 19 double + 38 single blocks, width 3072, on 16-channel VAE latents packed 2x2 (16 px per patch).
+    "paper": DecoderConfig(
+        in_channels=16, patch_px=16, patch_size=2, token_px=16, num_layers=19, num_single_layers=38,
+        attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+        axes_dims_rope=(16, 56, 56), semantic_dim=1536, prompt_vocab_size=0, vae_path=None,
+    ),
+}
+
+
+def image_ids(h: int, w: int, device=None) -> torch.Tensor:
+    """FLUX's position ids for an h x w patch grid: (h*w, 3) rows of (0, row, col), row-major."""
+    rows = torch.arange(h, device=device).repeat_interleave(w)
+    cols = torch.arange(w, device=device).repeat(h)
+    return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).float()
+
+
+class SemanticFlux(nn.Module):
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        self.flux = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=config.patch_dim,
+            num_layers=config.num_layers,
+            num_single_layers=config.num_single_layers,
+            attention_head_dim=config.attention_head_dim,
+            num_attention_heads=config.num_attention_heads,
+            joint_attention_dim=config.joint_attention_dim,
+            pooled_projection_dim=config.pooled_projection_dim,
+            guidance_embeds=False,
+            axes_dims_rope=config.axes_dims_rope,
+        )
+        inner = self.flux.inner_dim
+        r = config.ratio
+        self.semantic_in = nn.Linear(config.semantic_dim, inner * r * r)  # X-Omni's new map, zero-initialised
+        if config.prompt_vocab_size > 0:
+            self.prompt_embed = nn.Embedding(config.prompt_vocab_size, config.joint_attention_dim)
+        self.null_context = nn.Parameter(torch.zeros(1, 1, config.joint_attention_dim))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        nn.init.zeros_(self.semantic_in.weight)
+        nn.init.zeros_(self.semantic_in.bias)
+        if self.config.prompt_vocab_size > 0:
+            nn.init.normal_(self.prompt_embed.weight, std=0.02)
+
+    def inject(self, semantic: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, Ds) semantic embeddings -> (B, h*r * w*r, inner), row-major over the patch grid."""
+        B, h, w, _ = semantic.shape
+        r = self.config.ratio
+        x = self.semantic_in(semantic)  # B h w (r r inner)
+        x = x.reshape(B, h, w, r, r, -1).permute(0, 1, 3, 2, 4, 5)  # B h r w r inner
+        return x.reshape(B, h * r * w * r, -1)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, N, patch_dim) noisy patches, N = (h*r) * (w*r)
+        t: torch.Tensor,  # (B,) noise level in [0, 1]
+        semantic: torch.Tensor,  # (B, h, w, Ds); zeros give the unconditional branch
+        prompt_ids: torch.Tensor | None = None,  # (B, L) prompt token ids when prompt_vocab_size > 0
+    ) -> torch.Tensor:
+        f = self.flux
+        B, N, _ = x.shape
+        _, h, w, _ = semantic.shape
+        ph, pw = h * self.config.ratio, w * self.config.ratio
+        if ph * pw != N:
+            raise ValueError(f"{N} patches do not match a {h}x{w} token grid at ratio {self.config.ratio}")
+        if prompt_ids is not None and self.config.prompt_vocab_size > 0:
+            context = self.prompt_embed(prompt_ids)  # B L Dj
+            pooled = context.mean(1)  # B Dj (= Dp, checked in the config)
+        else:
+            context = self.null_context.expand(B, 1, -1)  # B 1 Dj
+            pooled = x.new_zeros(B, self.config.pooled_projection_dim)  # B Dp
+
+        hidden = f.x_embedder(x)  # B N D
+        temb = f.time_text_embed(t.to(hidden.dtype) * 1000, pooled)  # B D
+        context = f.context_embedder(context)  # B L D
+        txt_ids = torch.zeros(context.shape[1], 3, device=x.device)
+        rotary = f.pos_embed(torch.cat([txt_ids, image_ids(ph, pw, x.device)], dim=0))
+        for block in f.transformer_blocks:
+            context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rotary)
+        hidden = hidden + self.inject(semantic)  # the semantic embeddings enter the image stream here
+        for block in f.single_transformer_blocks:
+            context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rotary)
+        hidden = f.norm_out(hidden, temb)
+        return f.proj_out(hidden)  # B N patch_dim

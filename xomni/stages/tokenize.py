@@ -1,0 +1,74 @@
+"""Stage: run the frozen SigLIP-VQ once over a slice of the world and store the codes in shards.
+
+    python -m xomni.cli tokenize --tokenizer checkpoints/tiny/tokenizer --split train --n 32768 --out out/tiny/shards
+
+Later stages (decoder, AR model) read codes from here and never run the encoder, as LlamaGen extracts its codes
+once. A shard is a safetensors file with `indices` (N,) scene indices and `codes` (N, h, w) int16, plus metadata
+(split, image size, tokenizer path). Scenes are deterministic from (split, index, size), so pixels and text are
+re-derived from the world on demand. Shards already written are skipped, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from xomni.data.batches import scene_batch
+from xomni.data.world import SPLIT_VERSION, WorldConfig
+from xomni.stages.train_tokenizer import load_tokenizer
+
+
+@dataclass
+class Config:
+    tokenizer: str = "checkpoints/tiny/tokenizer"
+    out: str = "out/tiny/shards"
+    split: str = "train"
+    n: int = 32768
+    start: int = 0
+    height: int = 128
+    width: int = 128
+    shard_size: int = 4096
+    batch_size: int = 64
+
+
+def shard_dir(out: str | Path, split: str, height: int, width: int) -> Path:
+    return Path(out) / f"{split}_{height}x{width}"
+
+
+def main(cfg: Config) -> Path:
+    vq = load_tokenizer(cfg.tokenizer)
+    world = WorldConfig(width=cfg.width, height=cfg.height)
+    folder = shard_dir(cfg.out, cfg.split, cfg.height, cfg.width)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
+    for s in tqdm(range(n_shards), desc=f"tokenize {cfg.split} {cfg.height}x{cfg.width}", dynamic_ncols=True):
+        path = folder / f"shard_{s:05d}.safetensors"
+        if path.is_file():
+            continue
+        lo = cfg.start + s * cfg.shard_size
+        hi = min(cfg.start + cfg.n, lo + cfg.shard_size)
+        codes = []
+        for b in range(lo, hi, cfg.batch_size):
+            _, pixels = scene_batch(world, cfg.split, range(b, min(hi, b + cfg.batch_size)))
+            codes.append(vq.encode(pixels).to(torch.int16))
+        tmp = path.with_suffix(".tmp")
+        meta = {"split": cfg.split, "split_version": SPLIT_VERSION, "height": str(cfg.height),
+                "width": str(cfg.width), "tokenizer": str(cfg.tokenizer)}
+        save_file({"indices": torch.arange(lo, hi), "codes": torch.cat(codes)}, str(tmp), metadata=meta)
+        tmp.replace(path)
+    (folder / "info.json").write_text(json.dumps({"n": cfg.n, "start": cfg.start, "tokenizer": cfg.tokenizer}) + "\n")
+    return folder
+
+
+def load_shards(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """All shards of a folder -> (indices (N,), codes (N, h, w) long)."""
+    files = sorted(Path(folder).glob("shard_*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no token shards in {folder}; run `xomni tokenize` first")
+    parts = [load_file(str(f)) for f in files]
+    return torch.cat([p["indices"] for p in parts]), torch.cat([p["codes"] for p in parts]).long()

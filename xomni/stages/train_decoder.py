@@ -1,0 +1,152 @@
+"""Stage: train the diffusion decoder to reconstruct images from frozen SigLIP-VQ tokens, then freeze it.
+
+    python -m xomni.cli train decoder --preset tiny --tokenizer out/tiny/tokenizer --shards out/tiny/shards
+
+Objective: rectified-flow velocity regression (xomni/decoder/sampling.py) on clean patches, conditioned on the
+tokenizer's semantic embeddings of the image's own codes (read from token shards; the encoder never runs here).
+The codes are frozen; only the decoder trains, its new semantic map starting at zero as X-Omni's does.
+`cond_drop` > 0 replaces a sample's semantic embeddings by zeros so decoder-side guidance becomes possible.
+
+Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
+`decoder_samples_STEP.png` (held-out originals over reconstructions).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from xomni.checkpoint import load_train_state, save_component, save_train_state
+from xomni.data.batches import scene_batch
+from xomni.data.world import WorldConfig
+from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
+from xomni.decoder.sampling import flow_matching_loss
+from xomni.pipeline import ImagePipeline, to_image
+from xomni.stages.tokenize import load_shards
+from xomni.stages.train_tokenizer import load_tokenizer
+from xomni.tokenizer.siglip_vq import patchify
+
+
+@dataclass
+class Config:
+    preset: str = "tiny"
+    tokenizer: str = "out/tiny/tokenizer"
+    shards: str = "out/tiny/shards/train_128x128"
+    out: str = "out/tiny"
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 100
+    weight_decay: float = 0.0
+    cond_drop: float = 0.0
+    save_every: int = 100
+    eval_every: int = 500
+    sample_steps: int = 20
+    seed: int = 0
+    resume: bool = True
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def sample_grid(pipe: ImagePipeline, n: int, steps: int, path: Path) -> float:
+    """Held-out originals (top) over reconstructions (bottom); returns their PSNR in dB."""
+    was_training = pipe.decoder.training
+    pipe.decoder.eval()
+    _, pixels = scene_batch(WorldConfig(), "heldout", range(n))
+    recon = pipe.decode(pipe.encode(pixels), steps=steps, generator=torch.Generator().manual_seed(0))
+    mse = (recon - pixels).pow(2).mean().item()
+    H, W = pixels.shape[-2:]
+    grid = Image.new("RGB", (W * n, H * 2))
+    for i in range(n):
+        grid.paste(to_image(pixels[i]), (W * i, 0))
+        grid.paste(to_image(recon[i]), (W * i, H))
+    grid.save(path)
+    pipe.decoder.train(was_training)
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+def main(cfg: Config) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    state_path = out / "decoder_state.pt"
+    state = load_train_state(state_path) if cfg.resume else None
+
+    vq = load_tokenizer(cfg.tokenizer)
+    indices, codes = load_shards(cfg.shards)
+    info = json.loads((Path(cfg.shards) / "info.json").read_text()) if (Path(cfg.shards) / "info.json").is_file() else {}
+    h, w = codes.shape[1:]
+    world = WorldConfig(width=w * vq.config.patch_size, height=h * vq.config.patch_size)
+    split = Path(cfg.shards).name.split("_")[0]
+    print(f"{len(indices)} tokenized {split} scenes at {world.height}x{world.width} from {cfg.shards} {info}")
+
+    dec_config: DecoderConfig = PRESETS[cfg.preset]
+    if dec_config.semantic_dim != vq.config.adapter_dim:
+        raise ValueError(f"decoder preset expects {dec_config.semantic_dim}-d embeddings, tokenizer gives {vq.config.adapter_dim}")
+    net = SemanticFlux(dec_config)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    step = 0
+    if state is not None:
+        net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
+        step = state["step"]
+        print(f"resumed from {state_path} at step {step}")
+    print(f"decoder {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params")
+    pipe = ImagePipeline(vq, net, cfg.preset)
+
+    metrics: dict = {}
+
+    def checkpoint() -> None:
+        meta = {"stage": "train_decoder", "step": step, "metrics": metrics, "config": asdict(cfg)}
+        save_component(out / "decoder", dec_config, net, meta)
+        save_train_state(state_path, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step})
+
+    log = open(out / "decoder_log.jsonl", "a")
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc="decoder", dynamic_ncols=True)
+    net.train()
+    while step < cfg.steps:
+        rows = torch.arange(step * cfg.batch_size, (step + 1) * cfg.batch_size) % len(indices)  # data order = step
+        _, pixels = scene_batch(world, split, indices[rows].tolist())
+        with torch.no_grad():
+            semantic = vq.embed_codes(codes[rows])  # B h w Ds
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        if cfg.cond_drop > 0:
+            keep = (torch.rand(len(rows), generator=gen) >= cfg.cond_drop).float()
+            semantic = semantic * keep[:, None, None, None]
+        x0 = patchify(pixels * 2 - 1, dec_config.patch_size)  # B N P
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = flow_matching_loss(net, x0, semantic, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+
+        record = {"step": step, "loss": loss.item(), "lr": lr_at(step - 1, cfg), "elapsed_s": round(time.time() - t0, 1)}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = {"psnr_heldout": sample_grid(pipe, 8, cfg.sample_steps, out / f"decoder_samples_{step:06d}.png")}
+            record.update(metrics)
+            tqdm.write(json.dumps(record))
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            checkpoint()
+    bar.close()
+    log.close()
+    return metrics

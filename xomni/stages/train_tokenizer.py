@@ -1,0 +1,239 @@
+"""Stage: train the SigLIP-VQ tokenizer by aligning it with a small LM on understanding tasks, then freeze it.
+
+    python -m xomni.cli train tokenizer --preset tiny [--out out/tiny] [--steps N]
+
+The paper aligns SigLIP-VQ with an LLM on captioning and VQA so its tokens carry semantics. We do the same: image ->
+SigLIP-VQ -> semantic embeddings -> a tiny Qwen2 that answers (loss on answer tokens only), plus the VQ codebook and
+commitment terms, with dead-code restarts every `restart_every` steps to keep the codebook alive.
+
+Deviation (tiny scale): X-Omni starts from a pretrained SigLIP2, whose pretraining already gives dense,
+localisation-aware features (SigLIP2's LocCa decoder and self-distillation). Ours starts from scratch on a CPU, so a
+dense auxiliary head on the quantised embeddings predicts each cell's ground-truth semantics (glyph, plate, object
+colour and shape, background) from the world. The targets are semantic, never pixels.
+
+Outputs in --out: `text_tokenizer.json` (BPE trained on the training split's text), `tokenizer/` (SigLIP-VQ),
+`alignment_lm/`, `tokenizer_state.pt` (resume) and `tokenizer_log.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from xomni.data.batches import label_batch, scene_batch, understanding_pair
+from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPHS, PLATE_LABELS, SHAPE_LABELS,
+                              WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene, prompts, questions)
+from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
+from xomni.tokenizer.siglip_vq import PRESETS, SiglipVQ, SiglipVQConfig, utilization
+from xomni.tokenizer.text import TextTokenizer
+
+DENSE_HEADS = {"glyph": len(GLYPHS), "plate": len(PLATE_LABELS), "color": len(COLOR_LABELS),
+               "shape": len(SHAPE_LABELS), "background": len(BACKGROUND_LABELS)}
+
+
+@dataclass
+class Config:
+    preset: str = "tiny"
+    out: str = "out/tiny"
+    steps: int = 1200
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup: int = 100
+    weight_decay: float = 0.05
+    dense_weight: float = 1.0
+    restart_every: int = 50
+    save_every: int = 100
+    eval_every: int = 300
+    eval_n: int = 128
+    sizes: str = "128x128,128x128,128x128,128x192,192x128"  # one size per batch, cycled (height x width)
+    bpe_vocab: int = 2048
+    bpe_scenes: int = 4000
+    seed: int = 0
+    resume: bool = True
+
+
+def parse_sizes(sizes: str) -> list[tuple[int, int]]:
+    out = []
+    for item in sizes.split(","):
+        h, w = item.lower().split("x")
+        out.append((int(h), int(w)))
+    return out
+
+
+def train_text_corpus(n_scenes: int) -> list[str]:
+    """Training-split text only, so held-out words never become single BPE tokens by accident."""
+    cfg = WorldConfig()
+    texts = [" ".join(w for w in WORDS_EN if not is_reserved_word(w)), CHARS_ZH]
+    for i in range(n_scenes):
+        s = make_scene(cfg, "train", i)
+        texts += [caption(s), *prompts(s).values(), *(q.question + " " + q.answer for q in questions(s))]
+    return texts
+
+
+def encode_pairs(tok: TextTokenizer, pairs: list[tuple[str, str]], eos_id: int):
+    """(question, answer) -> ids, labels (answer + eos only), mask; right-padded (B, L)."""
+    seqs = []
+    for q, a in pairs:
+        qi, ai = tok.encode(q + "\n"), tok.encode(a) + [eos_id]
+        seqs.append((qi + ai, [-100] * len(qi) + ai))
+    L = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), L), eos_id, dtype=torch.long)
+    labels = torch.full((len(seqs), L), -100, dtype=torch.long)
+    mask = torch.zeros(len(seqs), L, dtype=torch.long)
+    for b, (s, lab) in enumerate(seqs):
+        ids[b, : len(s)] = torch.tensor(s)
+        labels[b, : len(s)] = torch.tensor(lab)
+        mask[b, : len(s)] = 1
+    return ids, labels, mask
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+EVAL_KINDS = ("color", "count", "presence")
+
+
+def _eval_question(scene, i: int):
+    """The held-out question for scene i: kinds rotate with i; a scene without that kind gives its first other."""
+    qs = [q for q in questions(scene) if q.kind in EVAL_KINDS]
+    return next((q for q in qs if q.kind == EVAL_KINDS[i % 3]), qs[0])
+
+
+@torch.no_grad()
+def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_size: int = 32) -> dict:
+    """Held-out: VQA accuracy on colour/count/presence questions, codebook utilisation, glyph accuracy of the heads."""
+    vq.eval(), lm.eval()
+    eos = tok.token_id("<|im_end|>")
+    cfg = WorldConfig()
+    correct = total = 0
+    codes_all = []
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        scenes, pixels = scene_batch(cfg, "heldout", idx)
+        q = vq(pixels)
+        codes_all.append(q.codes.flatten())
+        qa = [_eval_question(s, i) for s, i in zip(scenes, idx)]
+        answers = lm.answer(q.embeddings, [tok.encode(x.question + "\n") for x in qa], eos)
+        for x, a in zip(qa, answers):
+            correct += tok.decode(a).strip() == x.answer
+            total += 1
+    vq.train(), lm.train()
+    return {"vqa_accuracy": correct / total, "codebook_utilization": utilization(torch.cat(codes_all), vq.config.codebook_size)}
+
+
+def main(cfg: Config) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    sizes = parse_sizes(cfg.sizes)
+    state_path = out / "tokenizer_state.pt"
+    state = load_train_state(state_path) if cfg.resume else None
+
+    # text tokenizer: trained once on the training split's text, then fixed for every later stage
+    text_path = out / "text_tokenizer.json"
+    if not text_path.is_file():
+        TextTokenizer.train_bpe(train_text_corpus(cfg.bpe_scenes), cfg.bpe_vocab).save(text_path)
+    tok = TextTokenizer.from_file(text_path)
+    eos = tok.token_id("<|im_end|>")
+
+    # models
+    vq_config: SiglipVQConfig = PRESETS[cfg.preset]
+    vq = SiglipVQ(vq_config)
+    lm_config = AlignmentConfig(vocab_size=tok.vocab_size, semantic_dim=vq_config.adapter_dim)
+    lm = AlignmentLM(lm_config)
+    heads = nn.ModuleDict({k: nn.Linear(vq_config.adapter_dim, n) for k, n in DENSE_HEADS.items()})
+    params = list(vq.parameters()) + list(lm.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    usage = torch.zeros(vq_config.codebook_size)
+    step = 0
+    if state is not None:
+        vq.load_state_dict(state["vq"]), lm.load_state_dict(state["lm"]), heads.load_state_dict(state["heads"])
+        opt.load_state_dict(state["opt"])
+        usage, step = state["usage"], state["step"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed from {state_path} at step {step}")
+    n_params = sum(p.numel() for p in vq.parameters()) / 1e6
+    print(f"SigLIP-VQ {n_params:.2f}M params, alignment LM {sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M")
+
+    def checkpoint(metrics: dict) -> None:
+        meta = {"stage": "train_tokenizer", "step": step, "metrics": metrics, "config": asdict(cfg)}
+        save_component(out / "tokenizer", vq_config, vq, meta)
+        save_component(out / "alignment_lm", lm_config, lm, meta)
+        save_train_state(state_path, {"vq": vq.state_dict(), "lm": lm.state_dict(), "heads": heads.state_dict(),
+                                      "opt": opt.state_dict(), "usage": usage, "step": step,
+                                      "torch_rng": torch.get_rng_state()})
+
+    log = open(out / "tokenizer_log.jsonl", "a")
+    metrics: dict = {}
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
+    while step < cfg.steps:
+        # data: the step fixes which scenes and which size, so a resumed run sees the same order
+        H, W = sizes[step % len(sizes)]
+        world = WorldConfig(width=W, height=H)
+        indices = range(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+        scenes, pixels = scene_batch(world, "train", indices)
+        labels = label_batch(scenes)
+        rng = random.Random(f"tokenizer-text/{step}")
+        ids, lm_labels, mask = encode_pairs(tok, [understanding_pair(s, rng) for s in scenes], eos)
+
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        q = vq(pixels)
+        lm_loss = lm(q.embeddings, ids, lm_labels, mask)
+        dense = {k: F.cross_entropy(heads[k](q.embeddings).flatten(0, 2), labels[k].flatten()) for k in heads}
+        dense_loss = sum(dense.values()) / len(dense)
+        loss = lm_loss + cfg.dense_weight * dense_loss + q.vq_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        usage += torch.bincount(q.codes.flatten(), minlength=vq_config.codebook_size).float()
+        step += 1
+
+        if step % cfg.restart_every == 0:
+            dead = usage == 0
+            restarted = vq.restart_codes(dead, q.z.flatten(0, 2))
+            usage.zero_()
+        else:
+            restarted = None
+        record = {"step": step, "loss": loss.item(), "lm": lm_loss.item(), "dense": dense_loss.item(),
+                  "vq": q.vq_loss.item(), "glyph": dense["glyph"].item(), "lr": lr_at(step - 1, cfg),
+                  "elapsed_s": round(time.time() - t0, 1)}
+        if restarted is not None:
+            record["restarted_codes"] = restarted
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate(vq, lm, tok, cfg.eval_n)
+            record.update(metrics)
+            tqdm.write(json.dumps(record))
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        bar.update(1)
+        bar.set_postfix(lm=f"{lm_loss.item():.3f}", dense=f"{dense_loss.item():.3f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            checkpoint(metrics)
+    bar.close()
+    log.close()
+    return metrics
+
+
+def load_tokenizer(path: str | Path) -> SiglipVQ:
+    return load_component(path, SiglipVQConfig, SiglipVQ).eval().requires_grad_(False)
+
+
+def load_alignment_lm(path: str | Path) -> AlignmentLM:
+    return load_component(path, AlignmentConfig, AlignmentLM).eval().requires_grad_(False)
