@@ -101,7 +101,8 @@ def test_eval_reconstruction_writes_every_metric(tmp_path, presets):
     train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
                                             out=str(tmp_path), steps=1, batch_size=2, sample_steps=1, eval_every=100))
     metrics = eval_reconstruction.main(eval_reconstruction.Config(out=str(tmp_path / "eval"), checkpoint=str(tmp_path),
-                                                                  n=6, steps=1, batch_size=3, grid=2))
+                                                                  n=6, steps=1, batch_size=3, grid=2,
+                                                                  utilization_n=10))
     keys = {"n", "ocr_word_accuracy_en", "ocr_char_accuracy_zh", "ocr_word_accuracy_en_original",
             "ocr_char_accuracy_zh_original", "object_color_accuracy", "codebook_utilization", "vqa_accuracy"}
     assert keys <= set(metrics)

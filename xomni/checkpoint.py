@@ -132,6 +132,25 @@ def load_component(path: str | Path, config_cls: type, model_cls: type, map_loca
     return model
 
 
+def export_component(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a component checkpoint with its floating weights cast to `dtype` (for shipping), atomically."""
+    src, dst = Path(src), Path(dst)
+    if not (src / "model.safetensors").is_file():
+        raise FileNotFoundError(f"no checkpoint at {src}")
+    tmp = _atomic_dir(dst)
+    try:
+        state = load_file(str(src / "model.safetensors"))
+        save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(tmp / "model.safetensors"))
+        for name in ("config.json", "meta.json"):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, tmp / name)
+        _swap_in(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
 def read_meta(path: str | Path) -> dict:
     p = Path(path) / "meta.json"
     return json.loads(p.read_text()) if p.is_file() else {}

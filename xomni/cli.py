@@ -5,6 +5,7 @@
     xomni train decoder --preset tiny        train the diffusion decoder on those tokens
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
+    xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16), the default of every command
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import typing
 HELP = {
     "preset": "model size: tiny (trains on this CPU) or paper (X-Omni's sizes; needs local weights)",
     "out": "output folder (created; a run resumes from what it finds there)",
-    "steps": "optimiser steps in all (a resumed run continues to this number)",
+    "steps": "optimiser steps in all (a resumed run continues to this number); for eval: decoder sampling steps",
     "batch_size": "images per step",
     "lr": "peak learning rate (linear warm-up, cosine decay)",
     "resume": "continue from the folder's last checkpoint if there is one",
@@ -30,8 +31,27 @@ HELP = {
     "seed": "random seed (sampling noise; the world's scenes are fixed by split and index)",
     "sizes": "comma-separated HxW training sizes, one per batch, cycled",
     "cond_drop": "probability of dropping the semantic condition (enables decoder-side guidance)",
-    "steps_decoder": "decoder sampling steps",
+    "warmup": "linear warm-up steps",
+    "weight_decay": "AdamW weight decay",
+    "dense_weight": "weight of the dense semantic head loss (tiny-scale stand-in for SigLIP2 pretraining)",
+    "restart_every": "steps between dead-code restarts of the VQ codebook",
+    "save_every": "steps between checkpoints (atomic; the run resumes from the last one)",
+    "eval_every": "steps between held-out evaluations",
+    "eval_n": "held-out scenes per evaluation",
+    "bpe_vocab": "size of the tiny BPE text vocabulary",
+    "bpe_scenes": "training scenes whose text trains the BPE",
+    "start": "first scene index",
+    "height": "image height in pixels",
+    "width": "image width in pixels",
+    "shard_size": "scenes per shard file",
+    "sample_steps": "decoder sampling steps for the sample grids",
+    "grid": "original|reconstruction pairs drawn in grid.png",
+    "command": "the command recorded in meta.json as the way to rebuild",
     "ocr_threads": "onnxruntime threads for the OCR judge",
+    "run": "run folder holding every trained component",
+    "dest": "destination checkpoint folder",
+    "metrics": "an eval metrics.json to record in meta.json",
+    "fp16": "store weights as float16",
 }
 
 
@@ -54,7 +74,7 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xomni.stages import eval_reconstruction, tokenize, train_decoder, train_tokenizer
+    from xomni.stages import eval_reconstruction, publish, tokenize, train_decoder, train_tokenizer
 
     parser = argparse.ArgumentParser(prog="xomni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.set_defaults(run=_reconstruct)
 
+    p = sub.add_parser("publish", help="copy a trained run into a shippable checkpoint folder (fp16)",
+                       description=publish.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, publish.Config)
+    p.set_defaults(run=lambda a: publish.main(_config(publish.Config, a)))
+
     ev = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
     p = ev.add_parser("reconstruction", help="held-out reconstructions scored by the judges",
                       description=eval_reconstruction.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,9 +125,9 @@ def _reconstruct(args) -> dict:
     from pathlib import Path
 
     from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline
-    from xomni.tokenizer.preprocess import load_image
+    from xomni.tokenizer.preprocess import load_image, prepare_image
 
-    image = load_image(args.image)
+    image = prepare_image(load_image(args.image), "tiny")  # validate before loading any weights
     pipe = ImagePipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
     out = pipe.reconstruct_images([image], steps=args.steps, seed=args.seed)[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -15,10 +15,11 @@ from PIL import Image
 
 from xomni.checkpoint import REPO_ROOT, load_component
 from xomni.data.batches import pixels_of
+from xomni.decoder.codec import make_codec
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import sample
-from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig, unpatchify
 from xomni.tokenizer.preprocess import prepare_image
+from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "tiny"
 
@@ -28,6 +29,9 @@ class ImagePipeline:
     tokenizer: SiglipVQ
     decoder: SemanticFlux
     preset: str = "tiny"
+
+    def __post_init__(self):
+        self.codec = make_codec(self.decoder.config)  # pixels (tiny) or FLUX VAE latents (paper)
 
     @classmethod
     def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str = "tiny") -> "ImagePipeline":
@@ -48,15 +52,11 @@ class ImagePipeline:
     def decode(self, codes: torch.Tensor, steps: int = 20, generator: torch.Generator | None = None,
                guidance: float = 1.0) -> torch.Tensor:
         """(B, h, w) codes -> (B, 3, h*16, w*16) pixels in [0, 1]."""
-        cfg = self.decoder.config
-        if cfg.vae_path is not None:
-            raise NotImplementedError("latent-space decoding (FLUX VAE) is not wired yet; see the notes of issue 2")
-        B, h, w = codes.shape
+        _, h, w = codes.shape
         semantic = self.tokenizer.embed_codes(codes)  # B h w Ds
         patches = sample(self.decoder, semantic, steps=steps, generator=generator, guidance=guidance)  # B N P
-        r = cfg.ratio
-        pixels = unpatchify(patches, h * r, w * r, cfg.patch_size, cfg.in_channels)  # B 3 H W in [-1, 1]
-        return ((pixels + 1) / 2).clamp(0, 1)
+        r = self.decoder.config.ratio
+        return self.codec.to_pixels(patches, h * r, w * r)  # B 3 H W
 
     def reconstruct_images(self, images: list[Image.Image], steps: int = 20, seed: int = 0) -> list[Image.Image]:
         """Images of one size -> reconstructions through the tokens. Each image is validated and prepared first."""

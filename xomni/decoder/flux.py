@@ -38,16 +38,14 @@ class DecoderConfig:
     pooled_projection_dim: int = 128
     axes_dims_rope: tuple[int, int, int] = (8, 28, 28)
     semantic_dim: int = 256  # the tokenizer's adapter_dim
-    prompt_vocab_size: int = 0  # > 0: condition on the prompt through a learned embedding (T5's role); 0: text-free
-    max_prompt_tokens: int = 64
+    guidance_embeds: bool = False  # FLUX.1-dev is guidance-distilled: it embeds a guidance value too
+    distilled_guidance: float = 1.0  # the value it is given (X-Omni calls its decoder with guidance_scale=1.0)
     vae_path: str | None = None  # paper preset: FLUX's VAE from a local folder
 
     def __post_init__(self):
         if self.token_px % self.patch_px:
             raise ValueError(f"token_px {self.token_px} must be a multiple of patch_px {self.patch_px}")
         self.axes_dims_rope = tuple(self.axes_dims_rope)
-        if self.prompt_vocab_size > 0 and self.pooled_projection_dim != self.joint_attention_dim:
-            raise ValueError("prompt conditioning pools its own embeddings: pooled_projection_dim must equal joint_attention_dim")
         if sum(self.axes_dims_rope) != self.attention_head_dim:
             raise ValueError(f"axes_dims_rope {self.axes_dims_rope} must sum to attention_head_dim {self.attention_head_dim}")
 
@@ -66,7 +64,7 @@ PRESETS = {
     "paper": DecoderConfig(
         in_channels=16, patch_px=16, patch_size=2, token_px=16, num_layers=19, num_single_layers=38,
         attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
-        axes_dims_rope=(16, 56, 56), semantic_dim=1536, prompt_vocab_size=0, vae_path=None,
+        axes_dims_rope=(16, 56, 56), semantic_dim=1536, guidance_embeds=True, vae_path=None,
     ),
 }
 
@@ -79,10 +77,10 @@ def image_ids(h: int, w: int, device=None) -> torch.Tensor:
 
 
 class SemanticFlux(nn.Module):
-    def __init__(self, config: DecoderConfig):
+    def __init__(self, config: DecoderConfig, flux: FluxTransformer2DModel | None = None):
         super().__init__()
         self.config = config
-        self.flux = FluxTransformer2DModel(
+        self.flux = flux if flux is not None else FluxTransformer2DModel(
             patch_size=1,
             in_channels=config.patch_dim,
             num_layers=config.num_layers,
@@ -91,22 +89,39 @@ class SemanticFlux(nn.Module):
             num_attention_heads=config.num_attention_heads,
             joint_attention_dim=config.joint_attention_dim,
             pooled_projection_dim=config.pooled_projection_dim,
-            guidance_embeds=False,
+            guidance_embeds=config.guidance_embeds,
             axes_dims_rope=config.axes_dims_rope,
         )
         inner = self.flux.inner_dim
         r = config.ratio
         self.semantic_in = nn.Linear(config.semantic_dim, inner * r * r)  # X-Omni's new map, zero-initialised
-        if config.prompt_vocab_size > 0:
-            self.prompt_embed = nn.Embedding(config.prompt_vocab_size, config.joint_attention_dim)
         self.null_context = nn.Parameter(torch.zeros(1, 1, config.joint_attention_dim))
         self.initialize_weights()
+
+    @classmethod
+    def from_flux(cls, config: DecoderConfig, path: str, **kwargs) -> "SemanticFlux":
+        """FLUX's transformer from a local folder (FLUX.1-dev or its transformer/), plus the new zero map.
+
+        kwargs go to `from_pretrained` (e.g. torch_dtype=torch.bfloat16)."""
+        from pathlib import Path
+
+        sub = "transformer" if (Path(path) / "transformer").is_dir() else None
+        flux = FluxTransformer2DModel.from_pretrained(path, subfolder=sub, **kwargs)
+        c = flux.config
+        expected = (config.patch_dim, config.num_layers, config.num_single_layers, config.num_attention_heads,
+                    config.attention_head_dim, config.joint_attention_dim, config.pooled_projection_dim)
+        found = (c.in_channels, c.num_layers, c.num_single_layers, c.num_attention_heads, c.attention_head_dim,
+                 c.joint_attention_dim, c.pooled_projection_dim)
+        if expected != found or c.patch_size != 1:
+            raise ValueError(f"FLUX at {path} has (in, double, single, heads, head_dim, joint, pooled) = {found}, "
+                             f"the decoder config asks for {expected}")
+        if c.guidance_embeds != config.guidance_embeds:
+            raise ValueError(f"FLUX at {path} has guidance_embeds={c.guidance_embeds}, the config says {config.guidance_embeds}")
+        return cls(config, flux)
 
     def initialize_weights(self) -> None:
         nn.init.zeros_(self.semantic_in.weight)
         nn.init.zeros_(self.semantic_in.bias)
-        if self.config.prompt_vocab_size > 0:
-            nn.init.normal_(self.prompt_embed.weight, std=0.02)
 
     def inject(self, semantic: torch.Tensor) -> torch.Tensor:
         """(B, h, w, Ds) semantic embeddings -> (B, h*r * w*r, inner), row-major over the patch grid."""
@@ -121,7 +136,6 @@ class SemanticFlux(nn.Module):
         x: torch.Tensor,  # (B, N, patch_dim) noisy patches, N = (h*r) * (w*r)
         t: torch.Tensor,  # (B,) noise level in [0, 1]
         semantic: torch.Tensor,  # (B, h, w, Ds); zeros give the unconditional branch
-        prompt_ids: torch.Tensor | None = None,  # (B, L) prompt token ids when prompt_vocab_size > 0
     ) -> torch.Tensor:
         f = self.flux
         B, N, _ = x.shape
@@ -129,15 +143,16 @@ class SemanticFlux(nn.Module):
         ph, pw = h * self.config.ratio, w * self.config.ratio
         if ph * pw != N:
             raise ValueError(f"{N} patches do not match a {h}x{w} token grid at ratio {self.config.ratio}")
-        if prompt_ids is not None and self.config.prompt_vocab_size > 0:
-            context = self.prompt_embed(prompt_ids)  # B L Dj
-            pooled = context.mean(1)  # B Dj (= Dp, checked in the config)
-        else:
-            context = self.null_context.expand(B, 1, -1)  # B 1 Dj
-            pooled = x.new_zeros(B, self.config.pooled_projection_dim)  # B Dp
+        context = self.null_context.expand(B, 1, -1)  # B 1 Dj: text-free, one learned token in FLUX's text stream
+        pooled = x.new_zeros(B, self.config.pooled_projection_dim)  # B Dp
 
         hidden = f.x_embedder(x)  # B N D
-        temb = f.time_text_embed(t.to(hidden.dtype) * 1000, pooled)  # B D
+        t = t.to(hidden.dtype) * 1000
+        if self.config.guidance_embeds:
+            guidance = torch.full_like(t, self.config.distilled_guidance * 1000)
+            temb = f.time_text_embed(t, guidance, pooled)  # B D
+        else:
+            temb = f.time_text_embed(t, pooled)  # B D
         context = f.context_embedder(context)  # B L D
         txt_ids = torch.zeros(context.shape[1], 3, device=x.device)
         rotary = f.pos_embed(torch.cat([txt_ids, image_ids(ph, pw, x.device)], dim=0))

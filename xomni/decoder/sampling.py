@@ -21,28 +21,27 @@ def sample_t(batch: int, generator: torch.Generator | None = None, device=None) 
 
 
 def flow_matching_loss(net: SemanticFlux, x0: torch.Tensor, semantic: torch.Tensor,
-                       generator: torch.Generator | None = None, prompt_ids: torch.Tensor | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None) -> torch.Tensor:
     """x0 (B, N, P) clean patches in [-1, 1]; semantic (B, h, w, Ds). Mean squared velocity error."""
     B = x0.shape[0]
     t = sample_t(B, generator, x0.device)  # B
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise  # B N P
-    return F.mse_loss(net(xt, t, semantic, prompt_ids), noise - x0)
+    return F.mse_loss(net(xt, t, semantic), noise - x0)
 
 
-def velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torch.Tensor, guidance: float,
-             prompt_ids: torch.Tensor | None = None) -> torch.Tensor:
+def velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torch.Tensor, guidance: float) -> torch.Tensor:
     """The velocity the sampler follows; classifier-free guidance on the semantic condition lives here only."""
-    v = net(x, t, semantic, prompt_ids)
+    v = net(x, t, semantic)
     if guidance == 1.0:
         return v
-    v_uncond = net(x, t, torch.zeros_like(semantic), prompt_ids)
+    v_uncond = net(x, t, torch.zeros_like(semantic))
     return v_uncond + guidance * (v - v_uncond)
 
 
 @torch.no_grad()
 def sample(net: SemanticFlux, semantic: torch.Tensor, steps: int = 20, generator: torch.Generator | None = None,
-           guidance: float = 1.0, prompt_ids: torch.Tensor | None = None, shift: float = 1.0) -> torch.Tensor:
+           guidance: float = 1.0, shift: float = 1.0) -> torch.Tensor:
     """Semantic embeddings (B, h, w, Ds) -> clean patches (B, h*r * w*r, P)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -54,6 +53,6 @@ def sample(net: SemanticFlux, semantic: torch.Tensor, steps: int = 20, generator
     x = torch.randn(B, n, cfg.patch_dim, generator=generator, device=semantic.device, dtype=semantic.dtype)
     for timestep in scheduler.timesteps:
         t = (timestep / 1000).expand(B).to(x.dtype)
-        v = velocity(net, x, t, semantic, guidance, prompt_ids)
+        v = velocity(net, x, t, semantic, guidance)
         x = scheduler.step(v, timestep, x).prev_sample
     return x

@@ -3,9 +3,9 @@
     python -m xomni.cli eval reconstruction --out out/eval_recon [--n 256] [--checkpoint checkpoints/tiny]
 
 Writes DIR/metrics.json (flat: n, ocr_word_accuracy_en, ocr_char_accuracy_zh, the same two with the suffix
-`_original` for the judge on the original renders, object_color_accuracy (+ `_original`), codebook_utilization,
-vqa_accuracy, psnr, judge, timings), DIR/grid.png (original | reconstruction pairs) and DIR/samples.jsonl (what the
-judge read for each scene).
+`_original` for the judge on the original renders, object_color_accuracy (+ `_original`), codebook_utilization
+(over `utilization_n` held-out scenes, encoded only), vqa_accuracy, psnr, judge, timings), DIR/grid.png
+(original | reconstruction pairs) and DIR/samples.jsonl (what the judge read for each scene).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Config:
     batch_size: int = 32
     seed: int = 0
     grid: int = 16  # pairs shown in grid.png
+    utilization_n: int = 4096  # held-out scenes encoded (not decoded) to measure codebook utilisation
     ocr_threads: int = 1
 
 
@@ -89,6 +90,9 @@ def main(cfg: Config) -> dict:
     def ratio(pair):
         return pair[0] / pair[1] if pair[1] else float("nan")
 
+    for start in tqdm(range(cfg.n, cfg.utilization_n, 256), desc="codebook utilisation", dynamic_ncols=True):
+        _, pixels = scene_batch(world, "heldout", range(start, min(cfg.utilization_n, start + 256)))
+        all_codes.append(pipe.encode(pixels).flatten())
     tok = TextTokenizer.from_file(ckpt / "text_tokenizer.json")
     alignment = evaluate_alignment(pipe.tokenizer, load_alignment_lm(ckpt / "alignment_lm"), tok, cfg.n)
     mse = sq_err / cfg.n
@@ -101,6 +105,7 @@ def main(cfg: Config) -> dict:
         "object_color_accuracy": ratio(colors["recon"]),
         "object_color_accuracy_original": ratio(colors["original"]),
         "codebook_utilization": utilization(torch.cat(all_codes), pipe.tokenizer.config.codebook_size),
+        "codebook_utilization_scenes": max(cfg.n, cfg.utilization_n),
         "vqa_accuracy": alignment["vqa_accuracy"],
         "psnr": 10 * math.log10(1 / max(mse, 1e-10)),
         "en_words": hits["en"][1],

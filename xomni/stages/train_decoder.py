@@ -31,7 +31,6 @@ from xomni.decoder.sampling import flow_matching_loss
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.stages.tokenize import load_shards
 from xomni.stages.train_tokenizer import load_tokenizer
-from xomni.tokenizer.siglip_vq import patchify
 
 
 @dataclass
@@ -126,7 +125,7 @@ def main(cfg: Config) -> dict:
         if cfg.cond_drop > 0:
             keep = (torch.rand(len(rows), generator=gen) >= cfg.cond_drop).float()
             semantic = semantic * keep[:, None, None, None]
-        x0 = patchify(pixels * 2 - 1, dec_config.patch_size)  # B N P
+        x0 = pipe.codec.to_patches(pixels)  # B N P
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = flow_matching_loss(net, x0, semantic, gen)

@@ -14,6 +14,7 @@ Deviation at tiny scale: the paper starts from a pretrained SigLIP2; ours starts
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -191,3 +192,78 @@ class SiglipVQ(nn.Module):
 def utilization(codes: torch.Tensor, codebook_size: int) -> float:
     """Fraction of the codebook used at least once in `codes`."""
     return torch.unique(codes).numel() / codebook_size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paper scale: weights from local folders (nothing is fetched from a hub)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights at {path}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+@torch.no_grad()
+def load_siglip_encoder(vq: SiglipVQ, path: str | Path) -> None:
+    """Load a transformers SigLIP or SigLIP2 vision tower (a local folder) into the encoder; the head and the final
+    norm are dropped. SigLIP's Conv2d patch embedding and SigLIP2's Linear one (over channel-last patches) are both
+    mapped onto our Linear over channel-first patches."""
+    state = _read_safetensors(Path(path))
+    prefix = next((p for p in ("vision_model.", "model.vision_model.", "") if f"{p}embeddings.patch_embedding.weight" in state), None)
+    if prefix is None:
+        raise ValueError(f"{path} holds no SigLIP vision tower (no embeddings.patch_embedding.weight)")
+    c, p = 3, vq.config.patch_size
+    mapped = {}
+    for key, value in state.items():
+        if not key.startswith(prefix) or key[len(prefix):].startswith(("post_layernorm", "head")):
+            continue
+        name = key[len(prefix):]
+        if name == "embeddings.patch_embedding.weight":
+            if value.ndim == 4:  # SigLIP: Conv2d (D, C, p, p)
+                value = value.reshape(value.shape[0], -1)
+            else:  # SigLIP2: Linear over (p, p, C) patches
+                value = value.reshape(value.shape[0], p, p, c).permute(0, 3, 1, 2).reshape(value.shape[0], -1)
+        mapped[name] = value
+    own = {k: v for k, v in vq.state_dict().items() if k.startswith(("embeddings.", "encoder."))}
+    missing = sorted(set(own) - set(mapped))
+    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in mapped and mapped[k].shape != own[k].shape]
+    if missing or wrong:
+        raise ValueError(f"{path} does not fit this SiglipVQConfig: missing {missing[:4]}, shape mismatches {wrong[:4]}")
+    vq.load_state_dict({k: mapped[k] for k in own}, strict=False)
+
+
+OFFICIAL_PROJECTOR_KEYS = {  # the official SigLIP-VQ projector (VQConvProjector) -> ours
+    "quant_conv": "proj",
+    "quantize.embedding.weight": "codebook",
+    "post_quant_conv": "post_quant",
+    "post_conv": "post_blocks",
+}
+
+
+@torch.no_grad()
+def load_official_projector(vq: SiglipVQ, path: str | Path) -> None:
+    """Load X-Omni's released projector weights (a .safetensors file or folder): 1x1 quant conv, codebook,
+    post-quant conv and the residual blocks. Their names map onto ours as OFFICIAL_PROJECTOR_KEYS says."""
+    state = _read_safetensors(Path(path))
+    mapped = {}
+    for key, value in state.items():
+        for theirs, ours in OFFICIAL_PROJECTOR_KEYS.items():
+            if key == theirs or key.startswith(theirs + "."):
+                name = ours + key[len(theirs):]
+                if name == "proj.weight":
+                    value = value.reshape(value.shape[0], value.shape[1])  # 1x1 conv -> linear
+                mapped[name] = value
+    own = {k: v for k, v in vq.state_dict().items() if not k.startswith(("embeddings.", "encoder."))}
+    missing = sorted(set(own) - set(mapped))
+    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in mapped and mapped[k].shape != own[k].shape]
+    if missing or wrong:
+        raise ValueError(f"{path} is not an X-Omni projector for this config: missing {missing[:4]}, mismatches {wrong[:4]}")
+    vq.load_state_dict(mapped, strict=False)

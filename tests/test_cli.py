@@ -1,0 +1,29 @@
+import pytest
+from PIL import Image
+
+from xomni.cli import build_parser, main
+
+
+@pytest.mark.parametrize("argv", [["train", "tokenizer"], ["train", "decoder"], ["tokenize"], ["reconstruct"],
+                                  ["eval", "reconstruction"], ["publish"]])
+def test_every_command_explains_itself(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv + ["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: xomni" in out and "--" in out
+
+
+def test_flags_map_onto_the_config():
+    args = build_parser().parse_args(["train", "decoder", "--steps", "7", "--resume", "false", "--lr", "0.01"])
+    assert args.steps == 7 and args.resume is False and args.lr == 0.01
+
+
+def test_bad_image_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    Image.new("RGB", (20, 20)).save(tmp_path / "small.png")
+    assert main(["reconstruct", str(tmp_path / "small.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert "minimum side" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+    (tmp_path / "x.png").write_text("hello")
+    assert main(["reconstruct", str(tmp_path / "x.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert "not an image" in capsys.readouterr().err
