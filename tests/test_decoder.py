@@ -59,3 +59,19 @@ def test_mismatched_grid_is_refused():
 def test_config_checks_rope_axes():
     with pytest.raises(ValueError, match="axes_dims_rope"):
         DecoderConfig(axes_dims_rope=(4, 4, 4))
+
+
+def test_sample_prediction_is_turned_into_the_exact_velocity():
+    from xomni.decoder.sampling import predict_velocity
+
+    torch.manual_seed(0)
+    net = SemanticFlux(SMALL)
+    x0, noise, t = torch.rand(2, 4, SMALL.patch_dim), torch.randn(2, 4, SMALL.patch_dim), torch.tensor([0.3, 0.8])
+    xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise
+    net.forward = lambda x, t, semantic: x0  # a perfect x_0 predictor
+    assert torch.allclose(predict_velocity(net, xt, t, torch.zeros(2, 2, 2, 8)), noise - x0, atol=1e-5)
+
+
+def test_unknown_prediction_type_is_refused():
+    with pytest.raises(ValueError, match="prediction"):
+        DecoderConfig(prediction="epsilon")

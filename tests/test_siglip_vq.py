@@ -70,3 +70,4 @@ def test_embed_codes_refuses_out_of_range():
 
 def test_utilization_counts_distinct_codes():
     assert utilization(torch.tensor([0, 0, 1, 5]), 8) == 3 / 8
+

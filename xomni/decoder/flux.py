@@ -41,8 +41,11 @@ class DecoderConfig:
     guidance_embeds: bool = False  # FLUX.1-dev is guidance-distilled: it embeds a guidance value too
     distilled_guidance: float = 1.0  # the value it is given (X-Omni calls its decoder with guidance_scale=1.0)
     vae_path: str | None = None  # paper preset: FLUX's VAE from a local folder
+    prediction: str = "sample"  # what the network outputs: "sample" (clean x_0) or "velocity" (FLUX's own)
 
     def __post_init__(self):
+        if self.prediction not in ("sample", "velocity"):
+            raise ValueError(f"prediction must be 'sample' or 'velocity', got {self.prediction!r}")
         if self.token_px % self.patch_px:
             raise ValueError(f"token_px {self.token_px} must be a multiple of patch_px {self.patch_px}")
         self.axes_dims_rope = tuple(self.axes_dims_rope)
@@ -64,7 +67,7 @@ PRESETS = {
     "paper": DecoderConfig(
         in_channels=16, patch_px=16, patch_size=2, token_px=16, num_layers=19, num_single_layers=38,
         attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
-        axes_dims_rope=(16, 56, 56), semantic_dim=1536, guidance_embeds=True, vae_path=None,
+        axes_dims_rope=(16, 56, 56), semantic_dim=1536, guidance_embeds=True, vae_path=None, prediction="velocity",
     ),
 }
 

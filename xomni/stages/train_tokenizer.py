@@ -4,12 +4,15 @@
 
 The paper aligns SigLIP-VQ with an LLM on captioning and VQA so its tokens carry semantics. We do the same: image ->
 SigLIP-VQ -> semantic embeddings -> a tiny Qwen2 that answers (loss on answer tokens only), plus the VQ codebook and
-commitment terms, with dead-code restarts every `restart_every` steps to keep the codebook alive.
+commitment terms, with dead-code restarts every `restart_every` steps.
 
 Deviation (tiny scale): X-Omni starts from a pretrained SigLIP2, whose pretraining already gives dense,
-localisation-aware features (SigLIP2's LocCa decoder and self-distillation). Ours starts from scratch on a CPU, so a
-dense auxiliary head on the quantised embeddings predicts each cell's ground-truth semantics (glyph, plate, object
-colour and shape, background) from the world. The targets are semantic, never pixels.
+localisation-aware features (SigLIP2's LocCa decoder and self-distillation). Ours starts from scratch on a CPU, so
+linear heads on the semantic embeddings (the decode-side adapter's output, which is also what the diffusion decoder
+reads) predict each cell's ground-truth semantics (glyph, plate, object colour and shape, background) from the world.
+The targets are semantic, never pixels. The heads read the adapter's output, whose 3x3 convolutions see a code's
+neighbours, so a glyph may be named by a few codes together rather than by one: heads on single code vectors trained
+far slower here (docs/image_side.md).
 
 Outputs in --out: `text_tokenizer.json` (BPE trained on the training split's text), `tokenizer/` (SigLIP-VQ),
 `alignment_lm/`, `tokenizer_state.pt` (resume) and `tokenizer_log.jsonl`.
@@ -21,6 +24,7 @@ import json
 import math
 import random
 import time
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,24 +119,35 @@ def _eval_question(scene, i: int):
 
 @torch.no_grad()
 def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_size: int = 32) -> dict:
-    """Held-out: VQA accuracy on colour/count/presence questions, codebook utilisation, glyph accuracy of the heads."""
+    """Held-out: VQA accuracy on colour/count/presence questions, codebook utilisation, and text-code purity: the
+    share of text cells whose code's most frequent (glyph, plate) label is their own (1.0: codes name glyphs)."""
     vq.eval(), lm.eval()
     eos = tok.token_id("<|im_end|>")
     cfg = WorldConfig()
     correct = total = 0
     codes_all = []
+    text_cells: dict[int, Counter] = defaultdict(Counter)  # code -> (glyph, plate) labels of the text cells it took
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         scenes, pixels = scene_batch(cfg, "heldout", idx)
         q = vq(pixels)
         codes_all.append(q.codes.flatten())
+        labels = label_batch(scenes)
+        key = labels["glyph"] * len(PLATE_LABELS) + labels["plate"]
+        for code, k, glyph in zip(q.codes.flatten().tolist(), key.flatten().tolist(), labels["glyph"].flatten().tolist()):
+            if glyph > 0:
+                text_cells[code][k] += 1
         qa = [_eval_question(s, i) for s, i in zip(scenes, idx)]
         answers = lm.answer(q.embeddings, [tok.encode(x.question + "\n") for x in qa], eos)
         for x, a in zip(qa, answers):
             correct += tok.decode(a).strip() == x.answer
             total += 1
     vq.train(), lm.train()
-    return {"vqa_accuracy": correct / total, "codebook_utilization": utilization(torch.cat(codes_all), vq.config.codebook_size)}
+    n_text = sum(sum(c.values()) for c in text_cells.values())
+    purity = sum(c.most_common(1)[0][1] for c in text_cells.values()) / n_text if n_text else float("nan")
+    return {"vqa_accuracy": correct / total,
+            "codebook_utilization": utilization(torch.cat(codes_all), vq.config.codebook_size),
+            "text_code_purity": purity}
 
 
 def main(cfg: Config) -> dict:
@@ -205,12 +220,10 @@ def main(cfg: Config) -> dict:
         usage += torch.bincount(q.codes.flatten(), minlength=vq_config.codebook_size).float()
         step += 1
 
+        restarted = None
         if step % cfg.restart_every == 0:
-            dead = usage == 0
-            restarted = vq.restart_codes(dead, q.z.flatten(0, 2))
+            restarted = vq.restart_codes(usage == 0, q.z.flatten(0, 2))
             usage.zero_()
-        else:
-            restarted = None
         record = {"step": step, "loss": loss.item(), "lm": lm_loss.item(), "dense": dense_loss.item(),
                   "vq": q.vq_loss.item(), "glyph": dense["glyph"].item(), "lr": lr_at(step - 1, cfg),
                   "elapsed_s": round(time.time() - t0, 1)}

@@ -146,7 +146,11 @@ class SiglipVQ(nn.Module):
         return self.proj(x).reshape(B, h, w, -1)  # B h w Dc
 
     def quantize(self, z: torch.Tensor) -> Quantized:
-        """Nearest neighbour with a straight-through estimator. z (B, h, w, Dc)."""
+        """Nearest neighbour by cosine similarity with a straight-through estimator. z (B, h, w, Dc).
+
+        The official quantiser is IBQ (gradients through a softmax over all codes); at tiny scale it collapsed here
+        to a single code within 300 steps (docs/image_side.md), so the plain straight-through estimator is used.
+        """
         z = F.normalize(z, dim=-1)
         cb = F.normalize(self.codebook, dim=-1)
         codes = nearest_codes(z.detach(), self.codebook)  # B h w
