@@ -54,6 +54,7 @@ def _same_weights(a, b):
 def test_tokenizer_stage_resumes_exactly(tmp_path, presets, monkeypatch):
     metrics = train_tokenizer.main(_tok_cfg(tmp_path / "straight"))
     assert 0 <= metrics["vqa_accuracy"] <= 1 and 0 < metrics["codebook_utilization"] <= 1
+    assert 0 <= metrics["glyph_accuracy_en"] <= 1 and 0 <= metrics["object_color_head_accuracy"] <= 1
     real = _crash_after(monkeypatch, train_tokenizer, 3)  # dies while building step 4's batch; step 2 was saved
     with pytest.raises(Crash):
         train_tokenizer.main(_tok_cfg(tmp_path / "killed"))
@@ -66,6 +67,16 @@ def test_tokenizer_stage_resumes_exactly(tmp_path, presets, monkeypatch):
     assert steps == [1, 2, 3, 3, 4]  # step 3 ran before the crash, then again from the step-2 checkpoint
     meta = json.loads((tmp_path / "killed" / "tokenizer" / "meta.json").read_text())
     assert meta["step"] == 4 and meta["stage"] == "train_tokenizer"
+
+
+def test_lm_only_keeps_the_tokenizer_frozen(tmp_path, presets):
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=2))
+    before = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
+    lm_before = (tmp_path / "alignment_lm" / "model.safetensors").read_bytes()
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, lm_only=True))
+    after = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
+    assert _same_weights(before, after)
+    assert (tmp_path / "alignment_lm" / "model.safetensors").read_bytes() != lm_before
 
 
 def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypatch):

@@ -39,14 +39,14 @@ class Config:
     tokenizer: str = "out/tiny/tokenizer"
     shards: str = "out/tiny/shards/train_128x128"
     out: str = "out/tiny"
-    steps: int = 3000
+    steps: int = 3500
     batch_size: int = 32
     lr: float = 3e-4
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
     save_every: int = 100
-    eval_every: int = 500
+    eval_every: int = 700
     sample_steps: int = 20
     seed: int = 0
     resume: bool = True

@@ -48,6 +48,7 @@ class SiglipVQConfig:
             num_patches=self.position_grid**2,
             layer_norm_eps=self.layer_norm_eps,
             vision_use_head=False,
+            attn_implementation="eager",  # set explicitly: the layers are used outside a PreTrainedModel
         )
 
 
