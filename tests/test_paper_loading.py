@@ -99,3 +99,21 @@ def test_flux_transformer_and_vae_load_from_a_local_folder(tmp_path):
     bad = DecoderConfig(**{**cfg.__dict__, "num_single_layers": 2})
     with pytest.raises(ValueError, match="asks for"):
         SemanticFlux.from_flux(bad, str(tmp_path))
+
+
+def test_tokenizer_stage_starts_from_a_local_siglip_tower(tmp_path, monkeypatch):
+    from xomni.stages import train_tokenizer
+
+    torch.manual_seed(0)
+    hf = SiglipVisionModel(SiglipVisionConfig(image_size=64, **_hf_kwargs()))
+    hf.save_pretrained(tmp_path / "siglip")
+    monkeypatch.setitem(train_tokenizer.PRESETS, "test", CFG)
+    train_tokenizer.main(train_tokenizer.Config(preset="test", out=str(tmp_path / "run"), steps=1, batch_size=2,
+                                                eval_n=2, bpe_vocab=300, bpe_scenes=20, sizes="64x64",
+                                                siglip_path=str(tmp_path / "siglip"), lm_only=True))
+    from xomni.stages.train_tokenizer import load_tokenizer
+
+    vq = load_tokenizer(tmp_path / "run" / "tokenizer")
+    ref = {k.split("vision_model.")[-1]: v for k, v in hf.state_dict().items()}
+    assert torch.equal(vq.encoder.layers[1].mlp.fc2.weight, ref["encoder.layers.1.mlp.fc2.weight"])
+    assert torch.equal(vq.embeddings.patch_embedding.weight, ref["embeddings.patch_embedding.weight"].reshape(32, -1))

@@ -50,6 +50,8 @@ HELP = {
     "command": "the command recorded in meta.json as the way to rebuild",
     "ocr_threads": "onnxruntime threads for the OCR judge",
     "lm_only": "freeze the tokenizer and train only the alignment LM (a probe of what the frozen tokens carry)",
+    "siglip_path": "local folder of a SigLIP/SigLIP2 vision tower to start the encoder from (paper scale)",
+    "projector_path": "X-Omni's released projector weights (.safetensors file or folder), paper scale",
     "run": "run folder holding every trained component",
     "dest": "destination checkpoint folder",
     "metrics": "an eval metrics.json to record in meta.json",

@@ -41,7 +41,8 @@ from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_I
                               SHAPE_LABELS, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene, prompts,
                               questions)
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
-from xomni.tokenizer.siglip_vq import PRESETS, SiglipVQ, SiglipVQConfig, utilization
+from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, load_official_projector, load_siglip_encoder,
+                                       utilization)
 from xomni.tokenizer.text import TextTokenizer
 
 DENSE_HEADS = {"glyph": len(GLYPHS), "plate": len(PLATE_LABELS), "color": len(COLOR_LABELS),
@@ -69,6 +70,8 @@ class Config:
     seed: int = 0
     resume: bool = True
     lm_only: bool = False  # keep the tokenizer frozen and train only the alignment LM (and the dense heads)
+    siglip_path: str = ""  # paper scale: a local SigLIP/SigLIP2 vision tower to start the encoder from
+    projector_path: str = ""  # paper scale: X-Omni's released projector (quant conv, codebook, decode adapter)
 
 
 def parse_sizes(sizes: str) -> list[tuple[int, int]]:
@@ -191,6 +194,10 @@ def main(cfg: Config) -> dict:
     # models
     vq_config: SiglipVQConfig = PRESETS[cfg.preset]
     vq = SiglipVQ(vq_config)
+    if cfg.siglip_path:
+        load_siglip_encoder(vq, cfg.siglip_path)
+    if cfg.projector_path:
+        load_official_projector(vq, cfg.projector_path)
     lm_config = AlignmentConfig(vocab_size=tok.vocab_size, semantic_dim=vq_config.adapter_dim)
     lm = AlignmentLM(lm_config)
     heads = nn.ModuleDict({k: nn.Linear(vq_config.adapter_dim, n) for k, n in DENSE_HEADS.items()})

@@ -216,6 +216,13 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _check_fit(own: dict, mapped: dict, what: str) -> None:
+    missing = sorted(set(own) - set(mapped))
+    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in mapped and mapped[k].shape != own[k].shape]
+    if missing or wrong:
+        raise ValueError(f"{what}: missing {missing[:4]}, shape mismatches {wrong[:4]}")
+
+
 @torch.no_grad()
 def load_siglip_encoder(vq: SiglipVQ, path: str | Path) -> None:
     """Load a transformers SigLIP or SigLIP2 vision tower (a local folder) into the encoder; the head and the final
@@ -238,10 +245,7 @@ def load_siglip_encoder(vq: SiglipVQ, path: str | Path) -> None:
                 value = value.reshape(value.shape[0], p, p, c).permute(0, 3, 1, 2).reshape(value.shape[0], -1)
         mapped[name] = value
     own = {k: v for k, v in vq.state_dict().items() if k.startswith(("embeddings.", "encoder."))}
-    missing = sorted(set(own) - set(mapped))
-    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in mapped and mapped[k].shape != own[k].shape]
-    if missing or wrong:
-        raise ValueError(f"{path} does not fit this SiglipVQConfig: missing {missing[:4]}, shape mismatches {wrong[:4]}")
+    _check_fit(own, mapped, f"{path} does not fit this SiglipVQConfig")
     vq.load_state_dict({k: mapped[k] for k in own}, strict=False)
 
 
@@ -267,8 +271,5 @@ def load_official_projector(vq: SiglipVQ, path: str | Path) -> None:
                     value = value.reshape(value.shape[0], value.shape[1])  # 1x1 conv -> linear
                 mapped[name] = value
     own = {k: v for k, v in vq.state_dict().items() if not k.startswith(("embeddings.", "encoder."))}
-    missing = sorted(set(own) - set(mapped))
-    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in mapped and mapped[k].shape != own[k].shape]
-    if missing or wrong:
-        raise ValueError(f"{path} is not an X-Omni projector for this config: missing {missing[:4]}, mismatches {wrong[:4]}")
+    _check_fit(own, mapped, f"{path} is not an X-Omni projector for this config")
     vq.load_state_dict(mapped, strict=False)
