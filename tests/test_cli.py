@@ -27,3 +27,8 @@ def test_bad_image_is_a_clear_error_not_a_traceback(tmp_path, capsys):
     (tmp_path / "x.png").write_text("hello")
     assert main(["reconstruct", str(tmp_path / "x.png"), "--out", str(tmp_path / "o.png")]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_publish_flags_do_not_shadow_the_command(tmp_path, capsys):
+    assert main(["publish", "--run", str(tmp_path / "nothing"), "--dest", str(tmp_path / "d")]) == 2
+    assert "train every stage first" in capsys.readouterr().err

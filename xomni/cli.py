@@ -87,16 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = train.add_parser("tokenizer", help="SigLIP-VQ aligned with a small LM (xomni/stages/train_tokenizer.py)",
                          description=train_tokenizer.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, train_tokenizer.Config)
-    p.set_defaults(run=lambda a: train_tokenizer.main(_config(train_tokenizer.Config, a)))
+    p.set_defaults(handler=lambda a: train_tokenizer.main(_config(train_tokenizer.Config, a)))
     p = train.add_parser("decoder", help="diffusion decoder on frozen tokens (xomni/stages/train_decoder.py)",
                          description=train_decoder.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, train_decoder.Config)
-    p.set_defaults(run=lambda a: train_decoder.main(_config(train_decoder.Config, a)))
+    p.set_defaults(handler=lambda a: train_decoder.main(_config(train_decoder.Config, a)))
 
     p = sub.add_parser("tokenize", help="world scenes -> token shards on disk", description=tokenize.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, tokenize.Config)
-    p.set_defaults(run=lambda a: tokenize.main(_config(tokenize.Config, a)))
+    p.set_defaults(handler=lambda a: tokenize.main(_config(tokenize.Config, a)))
 
     p = sub.add_parser("reconstruct", help="image -> tokens -> decoder -> image",
                        description="Reconstruct one image through the semantic tokens. The image is converted to RGB "
@@ -106,18 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
     p.add_argument("--steps", type=int, default=20, help="decoder sampling steps (default: 20)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    p.set_defaults(run=_reconstruct)
+    p.set_defaults(handler=_reconstruct)
 
     p = sub.add_parser("publish", help="copy a trained run into a shippable checkpoint folder (fp16)",
                        description=publish.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, publish.Config)
-    p.set_defaults(run=lambda a: publish.main(_config(publish.Config, a)))
+    p.set_defaults(handler=lambda a: publish.main(_config(publish.Config, a)))
 
     ev = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
     p = ev.add_parser("reconstruction", help="held-out reconstructions scored by the judges",
                       description=eval_reconstruction.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, eval_reconstruction.Config)
-    p.set_defaults(run=lambda a: eval_reconstruction.main(_config(eval_reconstruction.Config, a)))
+    p.set_defaults(handler=lambda a: eval_reconstruction.main(_config(eval_reconstruction.Config, a)))
     return parser
 
 
@@ -142,7 +142,7 @@ def _reconstruct(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = args.run(args)
+        result = args.handler(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"xomni: error: {e}", file=sys.stderr)
         return 2
