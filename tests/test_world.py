@@ -1,6 +1,5 @@
 import hashlib
 
-import numpy as np
 import pytest
 
 from xomni.data.world import (GLYPH_INDEX, SPLIT_VERSION, WorldConfig, cell_labels, caption, is_reserved_bigram,

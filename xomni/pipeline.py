@@ -36,6 +36,9 @@ class ImagePipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str = "tiny") -> "ImagePipeline":
         path = Path(path)
+        if not (path / "tokenizer" / "config.json").is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}; train one with `bash runs/cpu_tiny.sh` "
+                                    "(it writes checkpoints/tiny) or pass --checkpoint DIR")
         tokenizer = load_component(path / "tokenizer", SiglipVQConfig, SiglipVQ).eval().requires_grad_(False)
         decoder = load_component(path / "decoder", DecoderConfig, SemanticFlux).eval().requires_grad_(False)
         if decoder.config.semantic_dim != tokenizer.config.adapter_dim:
