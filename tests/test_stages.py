@@ -122,3 +122,12 @@ def test_eval_reconstruction_writes_every_metric(tmp_path, presets):
     assert metrics["object_color_accuracy_original"] == 1.0  # the judge is exact on the renders themselves
     assert (tmp_path / "eval" / "grid.png").is_file()
     assert len((tmp_path / "eval" / "samples.jsonl").read_text().splitlines()) == 6
+
+    from PIL import Image
+
+    from xomni.cli import main as cli
+
+    Image.new("RGBA", (100, 150), (200, 30, 30, 255)).save(tmp_path / "in.png")  # RGBA, resized to 128x192
+    assert cli(["reconstruct", str(tmp_path / "in.png"), "--out", str(tmp_path / "out.png"),
+                "--checkpoint", str(tmp_path), "--steps", "1"]) == 0
+    assert Image.open(tmp_path / "out.png").size == (128, 192)
