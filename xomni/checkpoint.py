@@ -151,11 +151,6 @@ def export_component(src: str | Path, dst: str | Path, dtype: torch.dtype = torc
     return dst
 
 
-def read_meta(path: str | Path) -> dict:
-    p = Path(path) / "meta.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
-
-
 def save_train_state(path: str | Path, state: dict) -> None:
     """torch.save to a temporary file, then rename over `path`."""
     path = Path(path)

@@ -31,6 +31,3 @@ class RapidOCRJudge:
             return ""
         order = np.argsort([float(np.asarray(box)[:, 1].mean()) for box in result.boxes], kind="stable")
         return " ".join(result.txts[i] for i in order)
-
-    def read_batch(self, images: list[Image.Image]) -> list[str]:
-        return [self.read(im) for im in images]
