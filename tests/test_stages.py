@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from xomni.checkpoint import load_component
+from xomni.data.world import WorldConfig
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.stages import eval_reconstruction, tokenize, train_decoder, train_tokenizer
 from xomni.tokenizer.siglip_vq import SiglipVQConfig, SiglipVQ
@@ -24,7 +25,7 @@ def presets(monkeypatch):
 
 def _tok_cfg(out, **kw):
     base = dict(preset="test", out=str(out), steps=4, batch_size=2, save_every=2, eval_every=100, eval_n=3,
-                bpe_vocab=300, bpe_scenes=40, sizes="64x64,64x96", restart_every=3)
+                bpe_vocab=300, bpe_scenes=40, sizes="64x64,64x96", restart_every=3, codebook_after=2, kmeans_scenes=4)
     return train_tokenizer.Config(**{**base, **kw})
 
 
@@ -32,8 +33,8 @@ class Crash(RuntimeError):
     pass
 
 
-def _crash_after(monkeypatch, module, calls: int):
-    real = module.scene_batch
+def _crash_after(monkeypatch, module, calls: int, name: str = "scene_batch"):
+    real = getattr(module, name)
     count = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -42,7 +43,7 @@ def _crash_after(monkeypatch, module, calls: int):
             raise Crash("killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(module, "scene_batch", flaky)
+    monkeypatch.setattr(module, name, flaky)
     return real
 
 
@@ -55,10 +56,12 @@ def test_tokenizer_stage_resumes_exactly(tmp_path, presets, monkeypatch):
     metrics = train_tokenizer.main(_tok_cfg(tmp_path / "straight"))
     assert 0 <= metrics["vqa_accuracy"] <= 1 and 0 < metrics["codebook_utilization"] <= 1
     assert 0 <= metrics["glyph_accuracy_en"] <= 1 and 0 <= metrics["object_color_head_accuracy"] <= 1
-    real = _crash_after(monkeypatch, train_tokenizer, 3)  # dies while building step 4's batch; step 2 was saved
+    # calls: steps 1 and 2, k-means (2 batches), step 3, then it dies building step 4's batch; step 2 was saved,
+    # so the resumed run redoes the k-means too
+    real = _crash_after(monkeypatch, train_tokenizer, 5, "training_batch")
     with pytest.raises(Crash):
         train_tokenizer.main(_tok_cfg(tmp_path / "killed"))
-    monkeypatch.setattr(train_tokenizer, "scene_batch", real)
+    monkeypatch.setattr(train_tokenizer, "training_batch", real)
     train_tokenizer.main(_tok_cfg(tmp_path / "killed"))
     a = load_component(tmp_path / "straight" / "tokenizer", SiglipVQConfig, SiglipVQ)
     b = load_component(tmp_path / "killed" / "tokenizer", SiglipVQConfig, SiglipVQ)
@@ -88,18 +91,22 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
     again = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
                                           n=10, shard_size=4, height=64, width=64))
     assert torch.equal(tokenize.load_shards(again)[1], codes)  # existing shards are kept
+    dense = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
+                                          n=4, height=64, width=64, dense_text=True))
+    assert dense.name == "train-dense_64x64" and tokenize.shard_world(dense)[1].dense_text
+    assert tokenize.shard_world(shards) == ("train", WorldConfig(width=64, height=64))
 
     def dec_cfg(out):
-        return train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
+        return train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=f"{shards},{dense}",
                                     out=str(out), steps=4, batch_size=3, save_every=2, eval_every=4, sample_steps=2)
 
     metrics = train_decoder.main(dec_cfg(tmp_path / "d1"))
     assert metrics["psnr_heldout"] > 0
     assert (tmp_path / "d1" / "decoder_samples_000004.png").is_file()
-    real = _crash_after(monkeypatch, train_decoder, 3)
+    real = _crash_after(monkeypatch, train_decoder, 3, "render_rows")
     with pytest.raises(Crash):
         train_decoder.main(dec_cfg(tmp_path / "d2"))
-    monkeypatch.setattr(train_decoder, "scene_batch", real)
+    monkeypatch.setattr(train_decoder, "render_rows", real)
     train_decoder.main(dec_cfg(tmp_path / "d2"))
     a = load_component(tmp_path / "d1" / "decoder", DecoderConfig, SemanticFlux)
     b = load_component(tmp_path / "d2" / "decoder", DecoderConfig, SemanticFlux)

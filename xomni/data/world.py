@@ -114,6 +114,7 @@ class WorldConfig:
     max_chars: int = 8
     object_min: int = 20
     object_max: int = 36
+    dense_text: bool = False  # training only: a text element fills all but 3 rows, beside one object (see _sample_dense)
 
     def __post_init__(self):
         if self.width % self.cell or self.height % self.cell:
@@ -195,10 +196,13 @@ def scene_seed(split: str, index: int) -> str:
 
 def make_scene(cfg: WorldConfig, split: str, index: int) -> Scene:
     """The `index`-th scene of `split`: the same spec on every machine."""
-    seed = scene_seed(split, index)
+    if cfg.dense_text and split != "train":
+        raise ValueError("dense_text scenes exist only in the training split")
+    seed = scene_seed(split, index) + ("/dense" if cfg.dense_text else "")
     rng = random.Random(seed)
+    sample = _sample_dense if cfg.dense_text else _sample
     while True:  # rejection: a sample that breaks the split's rules or does not fit is drawn again
-        scene = _sample(rng, cfg, split, seed)
+        scene = sample(rng, cfg, split, seed)
         if scene is not None:
             return scene
 
@@ -294,6 +298,53 @@ def _sample(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scen
         if not novel:
             return None
     return Scene(W, H, c, background, background_kind, background2, groups, objects, relation, text, split, seed)
+
+
+@lru_cache(maxsize=None)
+def _training_successors(ch: str) -> tuple[str, ...]:
+    return tuple(b for b in CHARS_ZH if not is_reserved_bigram(ch, b))
+
+
+def _sample_dense(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scene | None:
+    """A text-dense training scene: lines of training text fill all but 3 rows of cells, beside one object.
+
+    Ordinary scenes hold about one Chinese character each, so each of the 500 would be seen a few dozen times in a
+    tokenizer run; these scenes show every glyph hundreds of times (docs/image_side.md). Same Scene type, captions
+    and questions as any other scene.
+    """
+    W, H, c = cfg.width, cfg.height, cfg.cell
+    rows, cols = H // c, W // c
+    background = rng.choice(list(BACKGROUNDS))
+    background2 = rng.choice([b for b in BACKGROUNDS if b != background])
+    background_kind = rng.choice(BACKGROUND_KINDS)
+    lang = "zh" if rng.random() < cfg.zh_prob else "en"
+    if lang == "zh":
+        chars = [rng.choice(CHARS_ZH)]
+        n_chars = rng.randint((rows - 4) * cols + 1, (rows - 3) * cols)
+        while len(chars) < n_chars:
+            chars.append(rng.choice(_training_successors(chars[-1])))
+        s = "".join(chars)
+        lines, row_cells = [s[i : i + cols] for i in range(0, len(s), cols)], 1
+    else:
+        pool = [w for w in WORDS_EN if len(w) <= cols and not is_reserved_word(w)]
+        lines, row_cells = [], 2
+        while len(lines) < max(1, (rows - 3) // 2):
+            line = rng.choice(pool)
+            while fits := [w for w in pool if len(line) + 1 + len(w) <= cols]:
+                line += " " + rng.choice(fits)
+            lines.append(line)
+    n_cols, n_rows = max(len(line) for line in lines), len(lines) * row_cells
+    gx, gy = rng.randint(0, cols - n_cols), rng.randint(0, rows - n_rows)
+    box = (gx * c, gy * c, (gx + n_cols) * c, (gy + n_rows) * c)
+    line_boxes = [(gx * c, (gy + i * row_cells) * c, (gx + len(line)) * c, (gy + (i + 1) * row_cells) * c)
+                  for i, line in enumerate(lines)]
+    text = TextElement(lang, rng.choice(list(CATEGORIES)), rng.choice(list(PLATES)), lines, "long", box, line_boxes)
+    color, shape = rng.choice(list(COLORS)), rng.choice(list(SHAPES))
+    obj_box = _place(rng, cfg, [box])
+    if not _combo_ok(color, shape, split) or obj_box is None:
+        return None
+    return Scene(W, H, c, background, background_kind, background2, [Group(shape, color, 1)],
+                 [Obj(shape, color, obj_box)], None, text, split, seed)
 
 
 def _place(rng: random.Random, cfg: WorldConfig, occupied: list) -> tuple[int, int, int, int] | None:

@@ -1,6 +1,7 @@
 """Stage: run the frozen SigLIP-VQ once over a slice of the world and store the codes in shards.
 
     python -m xomni.cli tokenize --tokenizer checkpoints/tiny/tokenizer --split train --n 32768 --out out/tiny/shards
+    python -m xomni.cli tokenize ... --dense-text true      # the text-dense training scenes, in their own folder
 
 Later stages (decoder, AR model) read codes from here and never run the encoder, as LlamaGen extracts its codes
 once. A shard is a safetensors file with `indices` (N,) scene indices and `codes` (N, h, w) int16, plus metadata
@@ -28,6 +29,7 @@ class Config:
     tokenizer: str = "checkpoints/tiny/tokenizer"
     out: str = "out/tiny/shards"
     split: str = "train"
+    dense_text: bool = False  # WorldConfig.dense_text scenes (training split only)
     n: int = 32768
     start: int = 0
     height: int = 128
@@ -36,14 +38,22 @@ class Config:
     batch_size: int = 64
 
 
-def shard_dir(out: str | Path, split: str, height: int, width: int) -> Path:
-    return Path(out) / f"{split}_{height}x{width}"
+def shard_dir(out: str | Path, split: str, height: int, width: int, dense_text: bool = False) -> Path:
+    return Path(out) / f"{split}{'-dense' if dense_text else ''}_{height}x{width}"
+
+
+def shard_world(folder: str | Path) -> tuple[str, WorldConfig]:
+    """(split, world) a shard folder was tokenized from, read back from its name (see `shard_dir`)."""
+    name, size = Path(folder).name.rsplit("_", 1)
+    split, dense = name.removesuffix("-dense"), name.endswith("-dense")
+    h, w = (int(x) for x in size.split("x"))
+    return split, WorldConfig(width=w, height=h, dense_text=dense)
 
 
 def main(cfg: Config) -> Path:
     vq = load_tokenizer(cfg.tokenizer)
-    world = WorldConfig(width=cfg.width, height=cfg.height)
-    folder = shard_dir(cfg.out, cfg.split, cfg.height, cfg.width)
+    world = WorldConfig(width=cfg.width, height=cfg.height, dense_text=cfg.dense_text)
+    folder = shard_dir(cfg.out, cfg.split, cfg.height, cfg.width, cfg.dense_text)
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
     for s in tqdm(range(n_shards), desc=f"tokenize {cfg.split} {cfg.height}x{cfg.width}", dynamic_ncols=True):
@@ -58,10 +68,11 @@ def main(cfg: Config) -> Path:
             codes.append(vq.encode(pixels).to(torch.int16))
         tmp = path.with_suffix(".tmp")
         meta = {"split": cfg.split, "split_version": SPLIT_VERSION, "height": str(cfg.height),
-                "width": str(cfg.width), "tokenizer": str(cfg.tokenizer)}
+                "width": str(cfg.width), "dense_text": str(cfg.dense_text), "tokenizer": str(cfg.tokenizer)}
         save_file({"indices": torch.arange(lo, hi), "codes": torch.cat(codes)}, str(tmp), metadata=meta)
         tmp.replace(path)
-    (folder / "info.json").write_text(json.dumps({"n": cfg.n, "start": cfg.start, "tokenizer": cfg.tokenizer}) + "\n")
+    info = {"n": cfg.n, "start": cfg.start, "dense_text": cfg.dense_text, "tokenizer": cfg.tokenizer}
+    (folder / "info.json").write_text(json.dumps(info) + "\n")
     return folder
 
 

@@ -1,9 +1,11 @@
 """Stage: train the diffusion decoder to reconstruct images from frozen SigLIP-VQ tokens, then freeze it.
 
-    python -m xomni.cli train decoder --preset tiny --tokenizer out/tiny/tokenizer --shards out/tiny/shards
+    python -m xomni.cli train decoder --preset tiny --tokenizer out/tiny/tokenizer \
+        --shards out/tiny/shards/train_128x128,out/tiny/shards/train-dense_128x128
 
 Objective: rectified-flow velocity regression (xomni/decoder/sampling.py) on clean patches, conditioned on the
 tokenizer's semantic embeddings of the image's own codes (read from token shards; the encoder never runs here).
+Several shard folders (comma-separated, one token grid size) are shuffled together once, with a fixed seed.
 The codes are frozen; only the decoder trains, its new semantic map starting at zero as X-Omni's does.
 `cond_drop` > 0 replaces a sample's semantic embeddings by zeros so decoder-side guidance becomes possible.
 
@@ -24,12 +26,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from xomni.checkpoint import load_train_state, save_component, save_train_state
-from xomni.data.batches import scene_batch
-from xomni.data.world import WorldConfig
+from xomni.data.batches import pixels_of, scene_batch
+from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import flow_matching_loss
 from xomni.pipeline import ImagePipeline, to_image
-from xomni.stages.tokenize import load_shards
+from xomni.stages.tokenize import load_shards, shard_world
 from xomni.stages.train_tokenizer import load_tokenizer
 
 
@@ -37,7 +39,7 @@ from xomni.stages.train_tokenizer import load_tokenizer
 class Config:
     preset: str = "tiny"
     tokenizer: str = "out/tiny/tokenizer"
-    shards: str = "out/tiny/shards/train_128x128"
+    shards: str = "out/tiny/shards/train_128x128,out/tiny/shards/train-dense_128x128"  # comma-separated folders
     out: str = "out/tiny"
     steps: int = 3500
     batch_size: int = 32
@@ -77,6 +79,12 @@ def sample_grid(pipe: ImagePipeline, n: int, steps: int, path: Path) -> float:
     return 10 * math.log10(1 / max(mse, 1e-10))
 
 
+def render_rows(sources: list[tuple[str, WorldConfig]], source_of: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """(B,) source ids and scene indices -> (B, 3, H, W) pixels, re-rendered from the world in row order."""
+    scenes = [make_scene(sources[s][1], sources[s][0], i) for s, i in zip(source_of.tolist(), indices.tolist())]
+    return pixels_of([render(scene) for scene in scenes])
+
+
 def main(cfg: Config) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,12 +93,16 @@ def main(cfg: Config) -> dict:
     state = load_train_state(state_path) if cfg.resume else None
 
     vq = load_tokenizer(cfg.tokenizer)
-    indices, codes = load_shards(cfg.shards)
-    info = json.loads((Path(cfg.shards) / "info.json").read_text()) if (Path(cfg.shards) / "info.json").is_file() else {}
-    h, w = codes.shape[1:]
-    world = WorldConfig(width=w * vq.config.patch_size, height=h * vq.config.patch_size)
-    split = Path(cfg.shards).name.split("_")[0]
-    print(f"{len(indices)} tokenized {split} scenes at {world.height}x{world.width} from {cfg.shards} {info}")
+    sources, indices, codes, source_of = [], [], [], []
+    for i, folder in enumerate(cfg.shards.split(",")):
+        idx, c = load_shards(folder)
+        sources.append(shard_world(folder))
+        indices.append(idx), codes.append(c), source_of.append(torch.full_like(idx, i))
+        print(f"{len(idx)} tokenized {sources[-1][0]} scenes {tuple(c.shape[1:])} from {folder}")
+    if len({c.shape[1:] for c in codes}) != 1:
+        raise ValueError(f"shard folders hold different token grids: {[tuple(c.shape[1:]) for c in codes]}")
+    indices, codes, source_of = torch.cat(indices), torch.cat(codes), torch.cat(source_of)
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(cfg.seed))  # data order, fixed
 
     dec_config: DecoderConfig = PRESETS[cfg.preset]
     if dec_config.semantic_dim != vq.config.adapter_dim:
@@ -117,8 +129,8 @@ def main(cfg: Config) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc="decoder", dynamic_ncols=True)
     net.train()
     while step < cfg.steps:
-        rows = torch.arange(step * cfg.batch_size, (step + 1) * cfg.batch_size) % len(indices)  # data order = step
-        _, pixels = scene_batch(world, split, indices[rows].tolist())
+        rows = order[torch.arange(step * cfg.batch_size, (step + 1) * cfg.batch_size) % len(order)]  # by step
+        pixels = render_rows(sources, source_of[rows], indices[rows])
         with torch.no_grad():
             semantic = vq.embed_codes(codes[rows])  # B h w Ds
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)

@@ -4,17 +4,21 @@
 
 The paper aligns SigLIP-VQ with an LLM on captioning and VQA so its tokens carry semantics. We do the same: image ->
 SigLIP-VQ -> semantic embeddings -> a tiny Qwen2 that answers (loss on answer tokens only), plus the VQ codebook and
-commitment terms, with dead-code restarts every `restart_every` steps until `restart_until` of the run (measured:
-a restart right before the final evaluation moved held-out VQA from 0.94 at step 900 to 0.63 at step 1200, as the
-re-seeded codes change the embeddings the LM reads).
+commitment terms.
 
-Deviation (tiny scale): X-Omni starts from a pretrained SigLIP2, whose pretraining already gives dense,
-localisation-aware features (SigLIP2's LocCa decoder and self-distillation). Ours starts from scratch on a CPU, so
-linear heads on the semantic embeddings (the decode-side adapter's output, which is also what the diffusion decoder
-reads) predict each cell's ground-truth semantics (glyph, plate, object colour and shape, background) from the world.
-The targets are semantic, never pixels. The heads read the adapter's output, whose 3x3 convolutions see a code's
-neighbours, so a glyph may be named by a few codes together rather than by one: heads on single code vectors trained
-far slower here (docs/image_side.md).
+Deviations at tiny scale, each because the paper's tokenizer starts from a pretrained SigLIP2 and ours from scratch:
+- Dense heads. SigLIP2's pretraining (LocCa decoder, self-distillation) already gives dense, text-reading features.
+  Here linear heads on the semantic embeddings (the decode-side adapter's output, which is also what the diffusion
+  decoder reads) predict each cell's ground-truth semantics (glyph, plate, object colour and shape, background).
+  The targets are semantic, never pixels. Heads on single code vectors trained far slower (docs/image_side.md).
+- Text-dense scenes. `dense_share` of every batch is drawn with `WorldConfig.dense_text`, so each of the 500
+  Chinese characters is seen hundreds of times rather than a few dozen (run 1 read 0.4% of them from its tokens).
+- Codes placed after the features exist. For `codebook_after` steps the quantiser is bypassed (the adapter reads
+  the normalised features); then spherical k-means on the encoder's outputs places every code on the data and
+  quantisation starts. Codes placed on a random encoder's outputs, then kept alive by restarts, merged glyphs that
+  the encoder later learned to tell apart. Dead-code restarts continue every `restart_every` steps until
+  `restart_until` of the run (a restart right before the final evaluation moved held-out VQA from 0.94 at step 900
+  to 0.63 at step 1200 in run 1, as the re-seeded codes change the embeddings the LM reads).
 
 Outputs in --out: `text_tokenizer.json` (BPE trained on the training split's text), `tokenizer/` (SigLIP-VQ),
 `alignment_lm/`, `tokenizer_state.pt` (resume) and `tokenizer_log.jsonl`.
@@ -36,13 +40,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
-from xomni.data.batches import label_batch, scene_batch, understanding_pair
+from xomni.data.batches import label_batch, pixels_of, scene_batch, understanding_pair
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
-                              SHAPE_LABELS, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene, prompts,
+                              SHAPE_LABELS, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene, prompts, render,
                               questions)
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
-from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, load_official_projector, load_siglip_encoder,
-                                       utilization)
+from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, kmeans, load_official_projector,
+                                       load_siglip_encoder, utilization)
 from xomni.tokenizer.text import TextTokenizer
 
 DENSE_HEADS = {"glyph": len(GLYPHS), "plate": len(PLATE_LABELS), "color": len(COLOR_LABELS),
@@ -53,12 +57,17 @@ DENSE_HEADS = {"glyph": len(GLYPHS), "plate": len(PLATE_LABELS), "color": len(CO
 class Config:
     preset: str = "tiny"
     out: str = "out/tiny"
-    steps: int = 1300
+    steps: int = 1200
     batch_size: int = 32
-    lr: float = 5e-4
+    dense_share: float = 0.5  # share of each batch drawn as text-dense scenes (WorldConfig.dense_text)
+    lr: float = 1e-3  # tokenizer and dense heads
+    lm_lr: float = 5e-4  # alignment LM
     warmup: int = 100
     weight_decay: float = 0.05
-    dense_weight: float = 1.0
+    dense_weight: float = 1.0  # per dense head
+    codebook_after: int = 400  # steps on continuous features, then k-means places the codes and quantisation starts
+    kmeans_scenes: int = 768
+    kmeans_iters: int = 10
     restart_every: int = 50
     restart_until: float = 0.9  # no restarts after this fraction of the steps: the LM must settle on the final codes
     save_every: int = 100
@@ -109,11 +118,37 @@ def encode_pairs(tok: TextTokenizer, pairs: list[tuple[str, str]], eos_id: int):
     return ids, labels, mask
 
 
-def lr_at(step: int, cfg: Config) -> float:
+def lr_at(step: int, cfg: Config, peak: float) -> float:
     if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+        return peak * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def training_batch(cfg: Config, step: int, offset: int = 0) -> tuple[list, torch.Tensor]:
+    """The step's scenes (a fixed share of them text-dense) and pixels; the step fixes which scenes and which size,
+    so a resumed run sees the same order."""
+    sizes = parse_sizes(cfg.sizes)
+    H, W = sizes[step % len(sizes)]
+    n_dense = round(cfg.dense_share * cfg.batch_size)
+    n_plain = cfg.batch_size - n_dense
+    plain = [make_scene(WorldConfig(width=W, height=H), "train", offset + step * n_plain + j) for j in range(n_plain)]
+    dense = [make_scene(WorldConfig(width=W, height=H, dense_text=True), "train", offset + step * n_dense + j)
+             for j in range(n_dense)]
+    scenes = plain + dense
+    return scenes, pixels_of([render(s) for s in scenes])
+
+
+@torch.no_grad()
+def init_codebook(vq: SiglipVQ, cfg: Config) -> None:
+    """k-means on the encoder's (normalised) outputs over `kmeans_scenes` training scenes drawn like the batches,
+    from indices no training step reaches."""
+    was_training = vq.training
+    vq.eval()
+    z = [F.normalize(vq.encode_features(training_batch(cfg, i, offset=10**8)[1]), dim=-1).flatten(0, 2)
+         for i in range(max(1, cfg.kmeans_scenes // cfg.batch_size))]
+    vq.codebook.copy_(kmeans(torch.cat(z), vq.config.codebook_size, cfg.kmeans_iters, torch.Generator().manual_seed(cfg.seed)))
+    vq.train(was_training)
 
 
 EVAL_KINDS = ("color", "count", "presence")
@@ -180,7 +215,6 @@ def main(cfg: Config) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    sizes = parse_sizes(cfg.sizes)
     state_path = out / "tokenizer_state.pt"
     state = load_train_state(state_path) if cfg.resume else None
 
@@ -202,7 +236,9 @@ def main(cfg: Config) -> dict:
     lm = AlignmentLM(lm_config)
     heads = nn.ModuleDict({k: nn.Linear(vq_config.adapter_dim, n) for k, n in DENSE_HEADS.items()})
     params = list(vq.parameters()) + list(lm.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW([{"params": list(vq.parameters()) + list(heads.parameters()), "peak": cfg.lr},
+                             {"params": list(lm.parameters()), "peak": cfg.lm_lr}],
+                            lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     if cfg.lm_only:  # the optimiser keeps every parameter so a resumed state loads; frozen ones get no gradient
         vq.requires_grad_(False)
     usage = torch.zeros(vq_config.codebook_size)
@@ -229,21 +265,20 @@ def main(cfg: Config) -> dict:
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
     while step < cfg.steps:
-        # data: the step fixes which scenes and which size, so a resumed run sees the same order
-        H, W = sizes[step % len(sizes)]
-        world = WorldConfig(width=W, height=H)
-        indices = range(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-        scenes, pixels = scene_batch(world, "train", indices)
+        scenes, pixels = training_batch(cfg, step)
         labels = label_batch(scenes)
         rng = random.Random(f"tokenizer-text/{step}")
         ids, lm_labels, mask = encode_pairs(tok, [understanding_pair(s, rng) for s in scenes], eos)
 
+        if step == cfg.codebook_after and not cfg.lm_only:  # a resumed run redoes it: same weights, same codes
+            init_codebook(vq, cfg)
+            usage.zero_()
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        q = vq(pixels)
+            group["lr"] = lr_at(step, cfg, group["peak"])
+        q = vq(pixels, quantize=step >= cfg.codebook_after or cfg.lm_only)
         lm_loss = lm(q.embeddings, ids, lm_labels, mask)
         dense = {k: F.cross_entropy(heads[k](q.embeddings).flatten(0, 2), labels[k].flatten()) for k in heads}
-        dense_loss = sum(dense.values()) / len(dense)
+        dense_loss = sum(dense.values())
         loss = lm_loss + cfg.dense_weight * dense_loss + q.vq_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,11 +288,12 @@ def main(cfg: Config) -> dict:
         step += 1
 
         restarted = None
-        if step % cfg.restart_every == 0 and step <= cfg.restart_until * cfg.steps and not cfg.lm_only:
+        if (step % cfg.restart_every == 0 and cfg.codebook_after < step <= cfg.restart_until * cfg.steps
+                and not cfg.lm_only):
             restarted = vq.restart_codes(usage == 0, q.z.flatten(0, 2))
             usage.zero_()
         record = {"step": step, "loss": loss.item(), "lm": lm_loss.item(), "dense": dense_loss.item(),
-                  "vq": q.vq_loss.item(), "glyph": dense["glyph"].item(), "lr": lr_at(step - 1, cfg),
+                  "vq": q.vq_loss.item(), "glyph": dense["glyph"].item(), "lr": lr_at(step - 1, cfg, cfg.lr),
                   "elapsed_s": round(time.time() - t0, 1)}
         if restarted is not None:
             record["restarted_codes"] = restarted

@@ -160,8 +160,14 @@ class SiglipVQ(nn.Module):
         zq = z + (zq - z).detach()
         return Quantized(codes, self.embed_normalized(zq), vq_loss, z.detach())
 
-    def forward(self, pixels: torch.Tensor) -> Quantized:
-        return self.quantize(self.encode_features(pixels))
+    def forward(self, pixels: torch.Tensor, quantize: bool = True) -> Quantized:
+        """quantize=False bypasses the codebook (the adapter reads the normalised features themselves): the
+        training stage's warm-up, which lets the encoder learn before `kmeans_init` places the codes."""
+        z = self.encode_features(pixels)
+        if quantize:
+            return self.quantize(z)
+        z = F.normalize(z, dim=-1)
+        return Quantized(nearest_codes(z.detach(), self.codebook), self.embed_normalized(z), z.new_zeros(()), z.detach())
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -192,6 +198,23 @@ class SiglipVQ(nn.Module):
         noise = 0.01 * torch.randn(n, samples.shape[1], generator=generator, device=samples.device)
         self.codebook[dead] = F.normalize(samples[pick] + noise, dim=-1).to(self.codebook.dtype)
         return n
+
+
+@torch.no_grad()
+def kmeans(samples: torch.Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Spherical k-means: (N, D) samples -> (k, D) unit centroids. A centroid left without samples is re-seeded on
+    a random sample, so all k end up on the data."""
+    x = F.normalize(samples, dim=-1)
+    if x.shape[0] < k:
+        raise ValueError(f"k-means needs at least k={k} samples, got {x.shape[0]}")
+    centroids = x[torch.randperm(x.shape[0], generator=generator)[:k]].clone()  # k D
+    for _ in range(iters):
+        assign = (x @ centroids.t()).argmax(-1)  # N
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        empty = torch.bincount(assign, minlength=k) == 0
+        centroids = F.normalize(sums, dim=-1)
+        centroids[empty] = x[torch.randint(x.shape[0], (int(empty.sum()),), generator=generator)]
+    return centroids
 
 
 def utilization(codes: torch.Tensor, codebook_size: int) -> float:
