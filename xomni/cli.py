@@ -5,6 +5,8 @@
     xomni train decoder --preset tiny        train the diffusion decoder on those tokens
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
+    xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
+                                             synth-vqa, synth-pope) on renders, reconstructions or the model
     xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16), the default of every command
 """
 
@@ -15,6 +17,8 @@ import dataclasses
 import json
 import sys
 import typing
+
+from xomni.errors import MissingPart
 
 HELP = {
     "preset": "model size: tiny (trains on this CPU) or paper (X-Omni's sizes; needs local weights)",
@@ -55,6 +59,9 @@ HELP = {
     "grid": "original|reconstruction pairs drawn in grid.png",
     "command": "the command recorded in meta.json as the way to rebuild",
     "ocr_threads": "onnxruntime threads for the OCR judge",
+    "ocr": "OCR engine judging text: rapidocr (PP-OCR models in the wheel) or tesseract (Debian packages)",
+    "ocr_workers": "OCR worker processes",
+    "source": "images to judge: renders (the scenes themselves), reconstructions (through the tokens) or model",
     "lm_only": "freeze the tokenizer and train only the alignment LM (a probe of what the frozen tokens carry)",
     "siglip_path": "local folder of a SigLIP/SigLIP2 vision tower to start the encoder from (paper scale)",
     "projector_path": "X-Omni's released projector weights (.safetensors file or folder), paper scale",
@@ -73,9 +80,14 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def add_config_args(parser: argparse.ArgumentParser, config_cls) -> None:
+def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | None = None) -> None:
+    """One flag per field of the Config dataclass; `fixed` fields take a set value and get no flag."""
     hints = typing.get_type_hints(config_cls)
+    fixed = fixed or {}
+    parser.set_defaults(**fixed)
     for f in dataclasses.fields(config_cls):
+        if f.name in fixed:
+            continue
         kind = hints[f.name]
         convert = _bool if kind is bool else kind if kind in (int, float, str) else str
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=convert, default=f.default,
@@ -84,7 +96,8 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from xomni.stages import eval_reconstruction, publish, tokenize, train_decoder, train_tokenizer
+    from xomni.eval.suites import SUITES
+    from xomni.stages import eval_reconstruction, eval_suite, publish, tokenize, train_decoder, train_tokenizer
 
     parser = argparse.ArgumentParser(prog="xomni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                       description=eval_reconstruction.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, eval_reconstruction.Config)
     p.set_defaults(handler=lambda a: eval_reconstruction.main(_config(eval_reconstruction.Config, a)))
+    for suite in SUITES:
+        p = ev.add_parser(suite, help=f"synthetic suite {suite} (xomni/eval/suites.py)",
+                          description=eval_suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_config_args(p, eval_suite.Config, fixed={"suite": suite})
+        p.set_defaults(handler=lambda a: eval_suite.main(_config(eval_suite.Config, a)))
     return parser
 
 
@@ -149,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, MissingPart) as e:
         print(f"xomni: error: {e}", file=sys.stderr)
         return 2
     if isinstance(result, dict):

@@ -53,9 +53,11 @@ def relative_position(a, b, c: float = POSITION_THRESHOLD) -> set[str]:
     return out
 
 
-def keep_detections(raw: dict[str, list[Detection]], tag: str) -> dict[str, list[Detection]]:
-    """The official filter: above the (tag's) threshold, most confident first, at most 16 per class."""
-    threshold = COUNTING_THRESHOLD if tag == "counting" else THRESHOLD
+def keep_detections(raw: dict[str, list[Detection]], tag: str, threshold: float = THRESHOLD,
+                    counting_threshold: float = COUNTING_THRESHOLD) -> dict[str, list[Detection]]:
+    """The official filter: above the (tag's) threshold, most confident first, at most 16 per class. The thresholds
+    are Mask2Former's; a judge with differently calibrated scores passes its own (and reports them)."""
+    threshold = counting_threshold if tag == "counting" else threshold
     kept = {}
     for cls, dets in raw.items():
         dets = [d for d in sorted(dets, key=lambda d: -d.score) if d.score > threshold][:MAX_OBJECTS]
@@ -64,9 +66,10 @@ def keep_detections(raw: dict[str, list[Detection]], tag: str) -> dict[str, list
     return kept
 
 
-def evaluate_image(metadata: dict, raw: dict[str, list[Detection]]) -> tuple[bool, list[str]]:
+def evaluate_image(metadata: dict, raw: dict[str, list[Detection]], threshold: float = THRESHOLD,
+                   counting_threshold: float = COUNTING_THRESHOLD) -> tuple[bool, list[str]]:
     """(correct, reasons) for one image, given its metadata line and the detector's raw output per class."""
-    objects = keep_detections(raw, metadata["tag"])
+    objects = keep_detections(raw, metadata["tag"], threshold, counting_threshold)
     reasons: list[str] = []
     matched: list[list[Detection] | None] = []
     for clause in metadata["include"]:

@@ -1,0 +1,109 @@
+"""Scene judge for the synthetic world: objects (shape, colour, box) and counts recovered from pixels.
+
+It plays the part GenEval's Mask2Former detector and CLIP colour classifier play on photos, for images of the world:
+1. colour segmentation: a pixel belongs to object colour c when c is its nearest object colour and lies within
+   `max_color_distance` (RGB); backgrounds and text plates are pale or dark colours far from all eight;
+2. connected components of each colour (8-connectivity) of at least `min_area` pixels (scaled to a 128 px canvas);
+3. shape: the world's own drawing of each shape into the component's box, the one with the highest IoU against the
+   component's mask; its IoU is the detection's score, and a component below `min_fit` is no object.
+It never sees the scene spec. `validate` measures it against the spec on clean renders and reconstructions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from xomni.data.world import COLORS, SHAPES, Scene, draw_shape
+from xomni.eval.geneval import Detection
+
+_PALETTE = np.array([rgb for rgb, _ in COLORS.values()], np.float32)  # C 3
+_NAMES = list(COLORS)
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    shape: str
+    color: str
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    score: float  # IoU of the component with the best-fitting shape drawing
+
+
+@dataclass
+class SceneJudge:
+    max_color_distance: float = 60.0
+    min_area: int = 60  # pixels on a 128 x 128 canvas; scaled with the image's area
+    min_fit: float = 0.5
+    name: str = "world-scene-judge"
+
+    def objects(self, image: Image.Image) -> list[SceneObject]:
+        arr = np.asarray(image.convert("RGB"), np.float32)  # H W 3
+        H, W = arr.shape[:2]
+        dist = np.linalg.norm(arr[:, :, None, :] - _PALETTE[None, None], axis=-1)  # H W C
+        nearest, near_d = dist.argmin(-1), dist.min(-1)
+        min_area = max(8, round(self.min_area * H * W / 128**2))
+        out = []
+        for c, color in enumerate(_NAMES):
+            mask = ((nearest == c) & (near_d <= self.max_color_distance)).astype(np.uint8)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+            for k in range(1, n):
+                x, y, w, h, area = stats[k]
+                if area < min_area:
+                    continue
+                box = (int(x), int(y), int(x + w), int(y + h))
+                shape, fit = self._fit_shape(labels[y : y + h, x : x + w] == k, box)
+                if fit >= self.min_fit:
+                    out.append(SceneObject(shape, color, box, fit))
+        return sorted(out, key=lambda o: (o.box[1], o.box[0]))
+
+    @staticmethod
+    def _fit_shape(component: np.ndarray, box) -> tuple[str, float]:
+        h, w = component.shape
+        best = ("", 0.0)
+        for shape in SHAPES:
+            canvas = Image.new("L", (w, h), 0)
+            draw_shape(ImageDraw.Draw(canvas), shape, (0, 0, w, h), 255)
+            template = np.asarray(canvas) > 0
+            inter, union = (template & component).sum(), (template | component).sum()
+            iou = float(inter / union) if union else 0.0
+            if iou > best[1]:
+                best = (shape, iou)
+        return best
+
+    def detections(self, image: Image.Image) -> dict[str, list[Detection]]:
+        """GenEval's input format: class (shape) -> detections, each with its box, score and colour."""
+        out: dict[str, list[Detection]] = {}
+        for o in self.objects(image):
+            out.setdefault(o.shape, []).append(Detection(o.box, o.score, o.color))
+        return out
+
+
+def counts(objects) -> Counter:
+    """(shape, colour) -> how many; works on SceneObject and on the world's Obj alike."""
+    return Counter((o.shape, o.color) for o in objects)
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def exact(found: list[SceneObject], scene: Scene, min_iou: float = 0.5) -> bool:
+    """The judge got the scene exactly: the same (shape, colour) multiset, each true object matched one-to-one by a
+    found one of its kind whose box overlaps it by IoU >= min_iou."""
+    if counts(found) != counts(scene.objects):
+        return False
+    free = list(found)
+    for obj in scene.objects:
+        match = next((f for f in free if (f.shape, f.color) == (obj.shape, obj.color) and _iou(f.box, obj.box) >= min_iou), None)
+        if match is None:
+            return False
+        free.remove(match)
+    return True

@@ -1,0 +1,322 @@
+"""Synthetic benchmark suites: held-out, versioned, fixed items built from the world's reserved split.
+
+Each suite mirrors an official benchmark in the world's terms and is scored by that benchmark's own scorer:
+
+| suite          | mirrors                   | items (held-out scenes)                               | judge            |
+|----------------|---------------------------|-------------------------------------------------------|------------------|
+| synth-text-en  | LongText-Bench (EN)       | English text scenes, balanced over category x length  | OCR              |
+| synth-text-zh  | LongText-Bench (ZH)       | Chinese text scenes, balanced over category x length  | OCR              |
+| synth-geneval  | GenEval                   | the six tags, GenEval's clause format, shapes as classes | scene judge   |
+| synth-dpg      | DPG-Bench                 | dense prompts, dependent yes/no questions             | scene judge + OCR |
+| synth-vqa      | understanding (VQA)       | colour/count/position/text questions                  | the model's answers |
+| synth-pope     | POPE                      | presence yes/no, random/popular/adversarial negatives | the model's answers |
+
+An item is a JSON-able dict: `id`, `index` (held-out scene index), `prompt` (what a text-to-image model is asked),
+`scene` (the spec: renders and reconstructions come from it) and the suite's ground truth. Items depend only on
+`SUITE_VERSION` and the world's `SPLIT_VERSION`; bump the former when a rule here changes.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+from xomni.data.world import (CATEGORIES, COLORS, SHAPES, SPLIT_VERSION, Scene, WorldConfig, make_scene,
+                              prompts, questions)
+from xomni.eval import dpg, geneval, longtext
+
+SUITE_VERSION = "s1"
+TEXT_SUITES = {"synth-text-en": "en", "synth-text-zh": "zh"}
+SUITES = ("synth-text-en", "synth-text-zh", "synth-geneval", "synth-dpg", "synth-vqa", "synth-pope")
+LENGTHS = ("short", "long")
+MAX_SCAN = 200_000  # held-out scene indices scanned for items before giving up
+
+
+def version() -> str:
+    return f"{SUITE_VERSION}/{SPLIT_VERSION}"
+
+
+def _scenes(world: WorldConfig):
+    for index in range(MAX_SCAN):
+        yield index, make_scene(world, "heldout", index)
+
+
+def _item(suite: str, k: int, index: int, scene: Scene, prompt: str, **truth) -> dict:
+    return {"id": f"{suite}/{k:04d}", "index": index, "prompt": prompt, "scene": scene.to_dict(), **truth}
+
+
+def _balanced(n: int, keys: list, key_of, world: WorldConfig):
+    """The first held-out scenes filling an equal quota per key (the first keys take the remainder)."""
+    quota = {k: n // len(keys) + (i < n % len(keys)) for i, k in enumerate(keys)}
+    for index, scene in _scenes(world):
+        k = key_of(scene)
+        if k is not None and quota.get(k, 0) > 0:
+            quota[k] -= 1
+            yield index, scene, k
+            if not any(quota.values()):
+                return
+    raise RuntimeError(f"held-out split too small for {n} items over {keys}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Builders
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_text(suite: str, n: int, world: WorldConfig) -> list[dict]:
+    lang = TEXT_SUITES[suite]
+    keys = [(c, length) for c in CATEGORIES for length in LENGTHS]
+
+    def key_of(s: Scene):
+        return (s.text.category, s.text.length) if s.text is not None and s.text.lang == lang else None
+
+    return [_item(suite, k, index, scene, prompts(scene)["dense"], text=[scene.text.text], lang=lang,
+                  category=cat, length=length)
+            for k, (index, scene, (cat, length)) in enumerate(_balanced(n, keys, key_of, world))]
+
+
+def _a(shape: str) -> str:
+    return "an" if shape[0] in "aeiou" else "a"
+
+
+def geneval_metadata(scene: Scene, tag: str) -> dict | None:
+    """The GenEval line a held-out scene realises for `tag`, or None. Classes are shape names; a scene realises a
+    position prompt only when its true boxes satisfy GenEval's own position rule."""
+    g = scene.groups
+    singles = len(g) == 2 and g[0].count == 1 and g[1].count == 1 and g[0].shape != g[1].shape
+    if tag == "single_object" and len(g) == 1 and g[0].count == 1:
+        return {"tag": tag, "include": [{"class": g[0].shape, "count": 1}], "prompt": f"a photo of {_a(g[0].shape)} {g[0].shape}"}
+    if tag == "colors" and len(g) == 1 and g[0].count == 1:
+        return {"tag": tag, "include": [{"class": g[0].shape, "count": 1, "color": g[0].color}],
+                "prompt": f"a photo of {_a(g[0].color)} {g[0].color} {g[0].shape}"}
+    if tag == "counting" and len(g) == 1 and g[0].count >= 2:
+        n = g[0].count
+        return {"tag": tag, "include": [{"class": g[0].shape, "count": n}],
+                "exclude": [{"class": g[0].shape, "count": n + 1}],
+                "prompt": f"a photo of {['', '', 'two', 'three', 'four'][n]} {SHAPES[g[0].shape][0]}"}
+    if tag == "two_object" and singles:
+        return {"tag": tag, "include": [{"class": x.shape, "count": 1} for x in g],
+                "prompt": f"a photo of {_a(g[0].shape)} {g[0].shape} and {_a(g[1].shape)} {g[1].shape}"}
+    if tag == "color_attr" and singles:
+        return {"tag": tag, "include": [{"class": x.shape, "count": 1, "color": x.color} for x in g],
+                "prompt": f"a photo of {_a(g[0].color)} {g[0].color} {g[0].shape} and "
+                          f"{_a(g[1].color)} {g[1].color} {g[1].shape}"}
+    if tag == "position" and singles and scene.relation is not None:
+        a, b = scene.objects  # group 0 (a) stands in `relation` to group 1 (b)
+        if scene.relation not in geneval.relative_position(a.box, b.box):
+            return None
+        return {"tag": tag, "include": [{"class": b.shape, "count": 1},
+                                        {"class": a.shape, "count": 1, "position": [scene.relation, 0]}],
+                "prompt": f"a photo of {_a(a.shape)} {a.shape} {scene.relation} {_a(b.shape)} {b.shape}"}
+    return None
+
+
+def build_geneval(n: int, world: WorldConfig) -> list[dict]:
+    items = []
+    for tag in geneval.TAGS:
+        quota = n // len(geneval.TAGS) + (geneval.TAGS.index(tag) < n % len(geneval.TAGS))
+        found = 0
+        for index, scene in _scenes(world):
+            if found == quota:
+                break
+            meta = geneval_metadata(scene, tag)
+            if meta is not None:
+                items.append(_item("synth-geneval", len(items), index, scene, meta["prompt"], metadata=meta))
+                found += 1
+    return items
+
+
+def dpg_questions(scene: Scene) -> list[dict]:
+    """Dependent yes/no questions about a scene, each with a machine-checkable `check` for the judges."""
+    qs: list[dict] = []
+
+    def add(text: str, category: str, check: dict, parents=()) -> int:
+        qs.append({"qid": len(qs) + 1, "text": text, "category": category, "parents": list(parents), "check": check})
+        return len(qs)
+
+    entity = {}
+    shapes = Counter(g.shape for g in scene.groups)
+    for g in scene.groups:
+        if g.shape not in entity:
+            entity[g.shape] = add(f"Is there {_a(g.shape)} {g.shape}?", "entity - whole", {"kind": "shape", "shape": g.shape})
+        if shapes[g.shape] == 1:  # "is the circle red?" only when there is one kind of circle
+            add(f"Is the {g.shape} {g.color}?" if g.count == 1 else f"Are the {SHAPES[g.shape][0]} {g.color}?",
+                "attribute - color", {"kind": "color", "shape": g.shape, "color": g.color}, [entity[g.shape]])
+        if g.count > 1:
+            add(f"Are there {g.count} {g.color} {SHAPES[g.shape][0]}?", "attribute - count",
+                {"kind": "count", "shape": g.shape, "color": g.color, "count": g.count}, [entity[g.shape]])
+    if scene.relation is not None and shapes[scene.groups[0].shape] == 1 and shapes[scene.groups[1].shape] == 1:
+        a, b = scene.groups
+        add(f"Is the {a.shape} {scene.relation} the {b.shape}?", "relation - spatial",
+            {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation}, [entity[a.shape], entity[b.shape]])
+    if scene.text is not None:
+        add(f'Does the {scene.text.category} say "{scene.text.text}"?', "other - text",
+            {"kind": "text", "text": scene.text.text, "lang": scene.text.lang})
+    return qs
+
+
+def build_dpg(n: int, world: WorldConfig) -> list[dict]:
+    items = []
+    for index, scene in _scenes(world):
+        if len(items) == n:
+            break
+        if scene.text is None and scene.relation is None and all(g.count == 1 for g in scene.groups):
+            continue  # keep the dense ones: text, a relation or a count
+        items.append(_item("synth-dpg", len(items), index, scene, prompts(scene)["dense"], questions=dpg_questions(scene)))
+    return items
+
+
+VQA_KINDS = ("color", "count", "position", "text")
+
+
+def build_vqa(n: int, world: WorldConfig) -> list[dict]:
+    items = []
+    for index, scene in _scenes(world):
+        if len(items) == n:
+            break
+        kind = VQA_KINDS[len(items) % len(VQA_KINDS)]
+        qs = [q for q in questions(scene) if q.kind == kind and not (kind == "position" and q.answer in ("yes", "no"))]
+        if qs:
+            items.append(_item("synth-vqa", len(items), index, scene, prompts(scene)["dense"], kind=kind,
+                               question=qs[0].question, answer=qs[0].answer))
+    return items
+
+
+POPE_SETTINGS = ("random", "popular", "adversarial")
+
+
+def build_pope(n: int, world: WorldConfig) -> list[dict]:
+    """Pairs per scene: a present (colour, shape) -> "yes", an absent one -> "no". Absent ones are drawn at random,
+    from the most frequent training combinations (popular), or sharing the shape or the colour of a present object
+    (adversarial), as POPE's three settings."""
+    popular = [c for c, _ in Counter((g.color, g.shape) for i in range(2000)
+                                     for g in make_scene(world, "train", i).groups).most_common(10)]
+    items = []
+    for index, scene in _scenes(world):
+        if len(items) >= n:
+            break
+        rng = random.Random(f"pope/{SUITE_VERSION}/{index}")
+        setting = POPE_SETTINGS[(len(items) // 2) % len(POPE_SETTINGS)]
+        present = {(g.color, g.shape) for g in scene.groups}
+        color, shape = rng.choice(sorted(present))
+        if setting == "random":
+            pool = [(c, s) for c in COLORS for s in SHAPES]
+        elif setting == "popular":
+            pool = popular
+        else:
+            pool = [(c, shape) for c in COLORS] + [(color, s) for s in SHAPES]
+        absent = [p for p in pool if p not in present]
+        if not absent:
+            continue
+        c2, s2 = rng.choice(absent)
+        for (c, s), answer in (((color, shape), "yes"), ((c2, s2), "no")):
+            items.append(_item("synth-pope", len(items), index, scene, prompts(scene)["dense"], setting=setting,
+                               question=f"Is there {_a(c)} {c} {s}?", answer=answer))
+    return items[:n]
+
+
+def build(suite: str, n: int, world: WorldConfig | None = None) -> list[dict]:
+    world = world or WorldConfig()
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if suite in TEXT_SUITES:
+        return build_text(suite, n, world)
+    builders = {"synth-geneval": build_geneval, "synth-dpg": build_dpg, "synth-vqa": build_vqa, "synth-pope": build_pope}
+    if suite not in builders:
+        raise ValueError(f"unknown suite {suite!r}; choose one of {SUITES}")
+    return builders[suite](n, world)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring (pure: judge outputs in, metrics out)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def score_text(items: list[dict], reads: list[str]) -> dict:
+    """LongText-Bench's text accuracy over items and their OCR reads, with per-category and per-length splits."""
+    matches = [longtext.match_text(r, it["text"], it["lang"]) for it, r in zip(items, reads, strict=True)]
+    out = {"score": longtext.text_accuracy(matches), "units": sum(m.total for m in matches)}
+    for field in ("category", "length"):
+        for value in sorted({it[field] for it in items}):
+            sel = [m for it, m in zip(items, matches) if it[field] == value]
+            out[f"{field}/{value}"] = longtext.text_accuracy(sel)
+    return out
+
+
+def score_geneval(items: list[dict], detections: list[dict], threshold: float, counting_threshold: float) -> dict:
+    results = []
+    for it, dets in zip(items, detections, strict=True):
+        ok, _ = geneval.evaluate_image(it["metadata"], dets, threshold, counting_threshold)
+        results.append((it["metadata"]["tag"], ok))
+    out = geneval.summarize(results)
+    return {"score": out.pop("overall"), **{f"task/{k}": v for k, v in out.items()}}
+
+
+def answer_dpg(check: dict, objects: list, ocr: str) -> str:
+    """The judge's yes/no for one synth-dpg question from the scene judge's objects and the OCR read."""
+    kind = check["kind"]
+    of_shape = [o for o in objects if o.shape == check.get("shape", check.get("a"))]
+    if kind == "shape":
+        ok = bool(of_shape)
+    elif kind == "color":
+        ok = bool(of_shape) and all(o.color == check["color"] for o in of_shape)
+    elif kind == "count":
+        ok = sum(o.color == check["color"] for o in of_shape) == check["count"]
+    elif kind == "relation":
+        bs = [o for o in objects if o.shape == check["b"]]
+        ok = bool(of_shape) and bool(bs) and all(check["relation"] in geneval.relative_position(a.box, b.box)
+                                                 for a in of_shape for b in bs)
+    elif kind == "text":
+        ok = longtext.match_text(ocr, check["text"], check["lang"]).accuracy == 1.0
+    else:
+        raise ValueError(f"unknown check {kind!r}")
+    return "yes" if ok else "no"
+
+
+def score_dpg(items: list[dict], objects: list[list], reads: list[str]) -> dict:
+    per_image = []
+    for it, objs, read in zip(items, objects, reads, strict=True):
+        qs = [dpg.Question(q["qid"], q["text"], tuple(q["parents"]), q["category"]) for q in it["questions"]]
+        answers = {q["qid"]: answer_dpg(q["check"], objs, read) for q in it["questions"]}
+        per_image.append((qs, [answers]))
+    out = dpg.summarize(per_image)
+    return {"score": out.pop("dpg_score") / 100, **out}
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, punctuation and surrounding space removed; spaces inside Chinese dropped."""
+    text = re.sub(r"[^\w\s]", "", text.strip().lower())
+    text = re.sub(r"\s+", " ", text).strip()
+    return text.replace(" ", "") if re.search(r"[\u4e00-\u9fff]", text) else text
+
+
+def score_vqa(items: list[dict], answers: list[str]) -> dict:
+    hits = [normalize_answer(a) == normalize_answer(it["answer"]) for it, a in zip(items, answers, strict=True)]
+    out = {"score": sum(hits) / len(hits)}
+    for kind in sorted({it["kind"] for it in items}):
+        sel = [h for it, h in zip(items, hits) if it["kind"] == kind]
+        out[f"kind/{kind}"] = sum(sel) / len(sel)
+    return out
+
+
+def score_pope(items: list[dict], answers: list[str]) -> dict:
+    """POPE: accuracy (headline), precision, recall and F1 of "yes", yes-ratio; per setting accuracy. An answer
+    that is neither yes nor no counts as wrong."""
+    said = [normalize_answer(a) for a in answers]
+    truth = [it["answer"] for it in items]
+    if len(said) != len(truth):
+        raise ValueError(f"{len(said)} answers for {len(truth)} items")
+    tp = sum(s == "yes" and t == "yes" for s, t in zip(said, truth))
+    fp = sum(s == "yes" and t == "no" for s, t in zip(said, truth))
+    fn = sum(s != "yes" and t == "yes" for s, t in zip(said, truth))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    out = {"score": sum(s == t for s, t in zip(said, truth)) / len(truth), "precision": precision, "recall": recall,
+           "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+           "yes_ratio": sum(s == "yes" for s in said) / len(said)}
+    for setting in POPE_SETTINGS:
+        sel = [s == t for it, s, t in zip(items, said, truth) if it["setting"] == setting]
+        if sel:
+            out[f"setting/{setting}"] = sum(sel) / len(sel)
+    return out

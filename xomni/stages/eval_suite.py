@@ -1,0 +1,196 @@
+"""Eval: run a synthetic suite (xomni/eval/suites.py) on a source of images, judge them, score them.
+
+    python -m xomni.cli eval synth-text-en [--out DIR] [--n 200] [--source renders|reconstructions|model]
+
+Three steps, each kept on disk so nothing is lost and scoring re-runs without regenerating:
+1. images: `DIR/images/NNNN.png` for every item, from the item's scene rendered (`renders`), passed through the
+   tokenizer and decoder (`reconstructions`), or generated from its prompt by the unified model (`model`, once it
+   exists); `DIR/manifest.jsonl` holds the items. Images already there for the same manifest are kept.
+2. judge: `DIR/judged.jsonl`, the judge's raw output per item (OCR text, scene-judge objects, the model's answer),
+   appended as it goes; a rerun continues after the last judged item.
+3. score: `DIR/metrics.json`, a flat object with `suite`, `score` (the headline in [0, 1]), `n`, `judge`, `source`,
+   the suite version and the suite's detailed metrics.
+Understanding suites (synth-vqa, synth-pope) are answered by the model under test: until the unified model exists,
+the tokenizer's alignment LM reading the image's tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from xomni.data.batches import pixels_of
+from xomni.data.world import Scene, render
+from xomni.eval import suites
+from xomni.eval.geneval import Detection
+from xomni.errors import MissingPart
+from xomni.eval.ocr import OCRPool
+from xomni.eval.scene_judge import SceneJudge, SceneObject
+from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, to_image
+
+SOURCES = ("renders", "reconstructions", "model")
+UNDERSTANDING = ("synth-vqa", "synth-pope")  # answered by the model under test
+JUDGE_THRESHOLDS = (0.5, 0.5)  # the scene judge's shape-fit IoU plays the detector score (GenEval: 0.3 / 0.9)
+
+
+@dataclass
+class Config:
+    suite: str = "synth-text-en"
+    out: str = ""  # default: out/eval/SUITE-SOURCE
+    checkpoint: str = str(DEFAULT_CHECKPOINT)
+    n: int = 200
+    source: str = "renders"
+    ocr: str = "rapidocr"  # OCR engine: rapidocr | tesseract
+    ocr_workers: int = 1
+    steps: int = 20  # decoder sampling steps
+    batch_size: int = 32
+    seed: int = 0
+
+
+def _manifest_header(cfg: Config) -> dict:
+    return {"suite": cfg.suite, "version": suites.version(), "n": cfg.n, "source": cfg.source,
+            "checkpoint": cfg.checkpoint if cfg.source != "renders" or cfg.suite in UNDERSTANDING else None,
+            "steps": cfg.steps, "seed": cfg.seed}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def make_images(cfg: Config, items: list[dict], folder: Path) -> list[Path]:
+    """Write any missing image of the items; returns every image path in item order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{k:04d}.png" for k in range(len(items))]
+    todo = [k for k, p in enumerate(paths) if not p.is_file()]
+    if not todo:
+        return paths
+    if cfg.source == "model":
+        raise MissingPart("--source model needs the unified AR model, which does not exist yet; "
+                           "use --source renders or --source reconstructions")
+    pipe = ImagePipeline.from_pretrained(cfg.checkpoint) if cfg.source == "reconstructions" else None
+    for start in tqdm(range(0, len(todo), cfg.batch_size), desc=f"images ({cfg.source})", dynamic_ncols=True):
+        batch = todo[start : start + cfg.batch_size]
+        images = [render(Scene.from_dict(items[k]["scene"])) for k in batch]
+        if pipe is not None:
+            by_size: dict[tuple, list[int]] = {}
+            for j, im in enumerate(images):
+                by_size.setdefault(im.size, []).append(j)
+            for js in by_size.values():
+                codes = pipe.encode(pixels_of([images[j] for j in js]))
+                gen = torch.Generator().manual_seed(cfg.seed * 7919 + batch[js[0]])
+                for j, x in zip(js, pipe.decode(codes, steps=cfg.steps, generator=gen)):
+                    images[j] = to_image(x)
+        for k, im in zip(batch, images):
+            tmp = paths[k].with_suffix(".tmp.png")
+            im.save(tmp)
+            tmp.replace(paths[k])
+    return paths
+
+
+class AlignmentAnswerer:
+    """The model under test for understanding suites until the unified model exists: the tokenizer's alignment LM."""
+
+    name = "alignment-lm"
+
+    def __init__(self, checkpoint: str | Path):
+        from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
+        from xomni.tokenizer.text import TextTokenizer
+
+        ckpt = Path(checkpoint)
+        for part in ("tokenizer", "alignment_lm", "text_tokenizer.json"):
+            if not (ckpt / part).exists():
+                raise FileNotFoundError(f"{ckpt / part} is missing: understanding suites need a checkpoint with "
+                                        "tokenizer/, alignment_lm/ and text_tokenizer.json")
+        self.vq, self.lm = load_tokenizer(ckpt / "tokenizer"), load_alignment_lm(ckpt / "alignment_lm")
+        self.tok = TextTokenizer.from_file(ckpt / "text_tokenizer.json")
+
+    def answer(self, images: list[Image.Image], questions: list[str]) -> list[str]:
+        semantic = self.vq.embed_codes(self.vq.encode(pixels_of(images)))
+        ids = self.lm.answer(semantic, [self.tok.encode(q + "\n") for q in questions], self.tok.token_id("<|im_end|>"))
+        return [self.tok.decode(a).strip() for a in ids]
+
+
+def judge_items(cfg: Config, items: list[dict], paths: list[Path], judged_path: Path) -> tuple[list[dict], str]:
+    """Raw judge outputs per item, resumed from `judged_path`; returns them and the judge's name."""
+    done = _read_jsonl(judged_path) if judged_path.is_file() else []
+    if cfg.suite in UNDERSTANDING:
+        judge, name = AlignmentAnswerer(cfg.checkpoint), AlignmentAnswerer.name
+    else:
+        scene_judge = SceneJudge() if cfg.suite in ("synth-geneval", "synth-dpg") else None
+        ocr = OCRPool(cfg.ocr, workers=cfg.ocr_workers) if cfg.suite != "synth-geneval" else None
+        name = " + ".join(x.name for x in (scene_judge, ocr) if x is not None)
+    with open(judged_path, "a", encoding="utf-8") as f:
+        for start in tqdm(range(len(done), len(items), cfg.batch_size), desc="judge", dynamic_ncols=True):
+            ks = range(start, min(len(items), start + cfg.batch_size))
+            images = [Image.open(paths[k]).convert("RGB") for k in ks]
+            if cfg.suite in UNDERSTANDING:
+                outputs = [{"answer": a} for a in judge.answer(images, [items[k]["question"] for k in ks])]
+            else:
+                reads = ocr.read_batch(images) if ocr is not None else [None] * len(images)
+                objs = [scene_judge.objects(im) for im in images] if scene_judge else [None] * len(images)
+                outputs = [{"ocr": r, "objects": [asdict(o) for o in ob] if ob is not None else None}
+                           for r, ob in zip(reads, objs)]
+            for k, out in zip(ks, outputs):
+                row = {"id": items[k]["id"], **out}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done.append(row)
+            f.flush()
+    if cfg.suite not in UNDERSTANDING and ocr is not None:
+        ocr.close()
+    return done, name
+
+
+def score(suite: str, items: list[dict], judged: list[dict]) -> dict:
+    if [j["id"] for j in judged] != [it["id"] for it in items]:
+        raise ValueError("judged outputs do not match the manifest's items; delete judged.jsonl to judge again")
+    if suite in suites.TEXT_SUITES:
+        return suites.score_text(items, [j["ocr"] for j in judged])
+    objects = [[SceneObject(o["shape"], o["color"], tuple(o["box"]), o["score"]) for o in j["objects"]]
+               if j.get("objects") is not None else None for j in judged]
+    if suite == "synth-geneval":
+        dets = []
+        for objs in objects:
+            per_class: dict[str, list[Detection]] = {}
+            for o in objs:
+                per_class.setdefault(o.shape, []).append(Detection(o.box, o.score, o.color))
+            dets.append(per_class)
+        return {**suites.score_geneval(items, dets, *JUDGE_THRESHOLDS), "thresholds": list(JUDGE_THRESHOLDS)}
+    if suite == "synth-dpg":
+        return suites.score_dpg(items, objects, [j["ocr"] for j in judged])
+    if suite == "synth-vqa":
+        return suites.score_vqa(items, [j["answer"] for j in judged])
+    return suites.score_pope(items, [j["answer"] for j in judged])
+
+
+def main(cfg: Config) -> dict:
+    if cfg.suite not in suites.SUITES:
+        raise ValueError(f"unknown suite {cfg.suite!r}; choose one of {suites.SUITES}")
+    if cfg.source not in SOURCES:
+        raise ValueError(f"unknown source {cfg.source!r}; choose one of {SOURCES}")
+    out = Path(cfg.out or f"out/eval/{cfg.suite}-{cfg.source}")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    header = _manifest_header(cfg)
+    manifest = out / "manifest.jsonl"
+    if manifest.is_file():
+        old = _read_jsonl(manifest)
+        if old and old[0] != header:  # a different suite, source or checkpoint: start afresh
+            for p in (out / "images").glob("*.png"):
+                p.unlink()
+            (out / "judged.jsonl").unlink(missing_ok=True)
+    items = suites.build(cfg.suite, cfg.n)
+    manifest.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *items]), encoding="utf-8")
+    paths = make_images(cfg, items, out / "images")
+    judged, judge_name = judge_items(cfg, items, paths, out / "judged.jsonl")
+    metrics = {"suite": cfg.suite, **score(cfg.suite, items, judged), "n": len(items), "judge": judge_name,
+               "source": cfg.source, "version": suites.version(),
+               "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1)}
+    metrics = {"suite": metrics.pop("suite"), "score": metrics.pop("score"), **metrics}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return metrics
