@@ -3,7 +3,8 @@
 It plays the part GenEval's Mask2Former detector and CLIP colour classifier play on photos, for images of the world:
 1. colour segmentation: a pixel belongs to object colour c when c is its nearest object colour and lies within
    `max_color_distance` (RGB); backgrounds and text plates are pale or dark colours far from all eight;
-2. connected components of each colour (8-connectivity) of at least `min_area` pixels (scaled to a 128 px canvas);
+2. connected components of each colour (8-connectivity) of at least `min_area` pixels (the world draws objects of
+   20-36 px whatever the canvas);
 3. shape: the world's own drawing of each shape into the component's box, the one with the highest IoU against the
    component's mask; its IoU is the detection's score, and a component below `min_fit` is no object.
 It never sees the scene spec. `validate` measures it against the spec on clean renders and reconstructions.
@@ -36,23 +37,21 @@ class SceneObject:
 @dataclass
 class SceneJudge:
     max_color_distance: float = 60.0
-    min_area: int = 60  # pixels on a 128 x 128 canvas; scaled with the image's area
+    min_area: int = 40
     min_fit: float = 0.5
     name: str = "world-scene-judge"
 
     def objects(self, image: Image.Image) -> list[SceneObject]:
         arr = np.asarray(image.convert("RGB"), np.float32)  # H W 3
-        H, W = arr.shape[:2]
         dist = np.linalg.norm(arr[:, :, None, :] - _PALETTE[None, None], axis=-1)  # H W C
         nearest, near_d = dist.argmin(-1), dist.min(-1)
-        min_area = max(8, round(self.min_area * H * W / 128**2))
         out = []
         for c, color in enumerate(_NAMES):
             mask = ((nearest == c) & (near_d <= self.max_color_distance)).astype(np.uint8)
             n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
             for k in range(1, n):
                 x, y, w, h, area = stats[k]
-                if area < min_area:
+                if area < self.min_area:
                     continue
                 box = (int(x), int(y), int(x + w), int(y + h))
                 shape, fit = self._fit_shape(labels[y : y + h, x : x + w] == k, box)

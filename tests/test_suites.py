@@ -1,0 +1,95 @@
+"""Synthetic suites: fixed held-out items, their scorers, and the eval command end to end on renders."""
+
+import json
+
+import pytest
+
+from xomni.cli import main as cli
+from xomni.data.world import Scene, is_reserved_combo
+from xomni.eval import geneval, suites
+from xomni.eval.scene_judge import SceneObject
+from xomni.stages import eval_suite
+
+
+def test_items_are_fixed_and_held_out():
+    a, b = suites.build("synth-geneval", 12), suites.build("synth-geneval", 12)
+    assert a == b and [it["id"] for it in a] == [f"synth-geneval/{k:04d}" for k in range(12)]
+    for it in a:
+        s = Scene.from_dict(it["scene"])
+        assert s.split == "heldout"
+        assert s.text is not None or any(is_reserved_combo(g.color, g.shape) for g in s.groups)
+    assert [it["metadata"]["tag"] for it in a] == [t for t in geneval.TAGS for _ in range(2)]
+
+
+def test_text_suite_is_balanced_over_category_and_length():
+    items = suites.build("synth-text-zh", 24)
+    assert {(it["category"], it["length"]) for it in items} == {(c, n) for c in suites.CATEGORIES for n in suites.LENGTHS}
+    assert all(it["lang"] == "zh" and it["text"] == [Scene.from_dict(it["scene"]).text.text] for it in items)
+
+
+def test_position_items_hold_under_the_official_rule():
+    for it in suites.build("synth-geneval", 60):
+        meta = it["metadata"]
+        if meta["tag"] == "position":
+            a, b = Scene.from_dict(it["scene"]).objects
+            assert meta["include"][1]["position"][0] in geneval.relative_position(a.box, b.box)
+
+
+def test_dpg_answers_follow_the_judges():
+    objs = [SceneObject("circle", "red", (0, 0, 20, 20), 1.0), SceneObject("circle", "red", (40, 0, 60, 20), 1.0),
+            SceneObject("star", "blue", (0, 60, 20, 80), 1.0)]
+    ask = suites.answer_dpg
+    assert ask({"kind": "count", "shape": "circle", "color": "red", "count": 2}, objs, "") == "yes"
+    assert ask({"kind": "color", "shape": "star", "color": "red"}, objs, "") == "no"
+    assert ask({"kind": "relation", "a": "circle", "b": "star", "relation": "above"}, objs, "") == "yes"
+    assert ask({"kind": "text", "text": "red fox", "lang": "en"}, objs, "A RED fox!") == "yes"
+    assert ask({"kind": "text", "text": "红色", "lang": "zh"}, objs, "红") == "no"
+
+
+def test_pope_metrics():
+    items = [{"answer": "yes", "setting": "random"}, {"answer": "no", "setting": "random"},
+             {"answer": "yes", "setting": "adversarial"}, {"answer": "no", "setting": "adversarial"}]
+    out = suites.score_pope(items, ["Yes.", "yes", "no", "no"])
+    assert out["score"] == 0.5 and out["precision"] == 0.5 and out["recall"] == 0.5 and out["yes_ratio"] == 0.5
+    assert out["setting/random"] == 0.5 and out["setting/adversarial"] == 0.5
+    assert suites.normalize_answer(" 你 好。") == "你好"
+
+
+def test_eval_suite_on_renders_writes_metrics_and_rescoring_reuses_images(tmp_path):
+    cfg = eval_suite.Config(suite="synth-geneval", out=str(tmp_path), n=6)
+    metrics = eval_suite.main(cfg)
+    assert metrics["score"] == 1.0 and metrics["n"] == 6 and metrics["source"] == "renders"
+    assert metrics["judge"] == "world-scene-judge"
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"suite", "score", "n", "judge", "source"} <= set(on_disk)
+    stamp = (tmp_path / "images" / "0000.png").stat().st_mtime_ns
+    (tmp_path / "metrics.json").unlink()
+    assert eval_suite.main(cfg)["score"] == 1.0
+    assert (tmp_path / "images" / "0000.png").stat().st_mtime_ns == stamp  # judged and scored again, not redrawn
+
+
+def test_eval_suite_resumes_judging_after_an_interruption(tmp_path, monkeypatch):
+    cfg = eval_suite.Config(suite="synth-text-en", out=str(tmp_path), n=4, batch_size=2)
+    real = eval_suite.OCRPool.read_batch
+    calls = {"n": 0}
+
+    def dies_second_time(self, images):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, images)
+
+    monkeypatch.setattr(eval_suite.OCRPool, "read_batch", dies_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        eval_suite.main(cfg)
+    assert len((tmp_path / "judged.jsonl").read_text().splitlines()) == 2  # the first batch is kept
+    monkeypatch.setattr(eval_suite.OCRPool, "read_batch", real)
+    assert eval_suite.main(cfg)["n"] == 4
+
+
+def test_eval_cli_errors_are_clear(tmp_path, capsys):
+    assert cli(["eval", "synth-text-en", "--out", str(tmp_path), "--n", "2", "--source", "model"]) == 2
+    assert "unified AR model" in capsys.readouterr().err
+    assert cli(["eval", "synth-vqa", "--out", str(tmp_path / "v"), "--n", "2", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert cli(["eval", "synth-text-en", "--out", str(tmp_path / "o"), "--n", "2", "--source", "paintings"]) == 2
