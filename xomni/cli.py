@@ -7,6 +7,7 @@
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
     xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
                                              synth-vqa, synth-pope) on renders, reconstructions or the model
+    xomni eval longtext --images DIR         score a folder on an official benchmark (also oneig, geneval, dpg)
     xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16), the default of every command
 """
 
@@ -61,6 +62,14 @@ HELP = {
     "ocr_threads": "onnxruntime threads for the OCR judge",
     "ocr": "OCR engine judging text: rapidocr (PP-OCR models in the wheel) or tesseract (Debian packages)",
     "ocr_workers": "OCR worker processes",
+    "images": "folder of images laid out as the official benchmark's scripts expect",
+    "bench": "folder of the official prompt/metadata files (longtext/, oneig/, geneval/, dpg/)",
+    "lang": "en or zh",
+    "judge": "rapidocr | tesseract | qwen2.5-vl:PATH | got-ocr2:PATH (text); scene (GenEval); qwen2.5-vl:PATH (DPG)",
+    "tiles": "OneIG: columns,rows of the grid of samples in each image",
+    "questions": "DPG: the official dpg_bench.csv question table",
+    "pic_num": "DPG: tiles per image (1, or 4 in a 2x2 grid)",
+    "skip_first_question": "DPG: keep the official loader's off-by-one that drops the table's first question",
     "source": "images to judge: renders (the scenes themselves), reconstructions (through the tokens) or model",
     "lm_only": "freeze the tokenizer and train only the alignment LM (a probe of what the frozen tokens carry)",
     "siglip_path": "local folder of a SigLIP/SigLIP2 vision tower to start the encoder from (paper scale)",
@@ -97,7 +106,9 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
 
 def build_parser() -> argparse.ArgumentParser:
     from xomni.eval.suites import SUITES
-    from xomni.stages import eval_reconstruction, eval_suite, publish, tokenize, train_decoder, train_tokenizer
+    from xomni.stages import (eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_decoder,
+                              train_tokenizer)
+    from xomni.stages.eval_official import BENCHMARKS
 
     parser = argparse.ArgumentParser(prog="xomni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
                       description=eval_reconstruction.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, eval_reconstruction.Config)
     p.set_defaults(handler=lambda a: eval_reconstruction.main(_config(eval_reconstruction.Config, a)))
+    for bench in BENCHMARKS:
+        p = ev.add_parser(bench, help=f"score a folder of images on the official {bench} prompts",
+                          description=eval_official.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_config_args(p, eval_official.Config, fixed={"benchmark": bench})
+        p.set_defaults(handler=lambda a: eval_official.main(_config(eval_official.Config, a)))
     for suite in SUITES:
         p = ev.add_parser(suite, help=f"synthetic suite {suite} (xomni/eval/suites.py)",
                           description=eval_suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

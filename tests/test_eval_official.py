@@ -1,0 +1,117 @@
+"""`xomni eval longtext|oneig|geneval|dpg --images DIR` on small folders laid out as the official scripts expect."""
+
+import json
+
+import pytest
+from PIL import Image, ImageDraw
+
+from xomni.cli import main as cli
+from xomni.data.world import WorldConfig, font, make_scene, render
+from xomni.errors import MissingPart
+from xomni.eval import geneval
+from xomni.eval.suites import geneval_metadata
+from xomni.stages import eval_official
+
+
+def _text_image(text: str, size=(256, 64)) -> Image.Image:
+    im = Image.new("RGB", size, (255, 255, 255))
+    ImageDraw.Draw(im).text((8, 12), text, font=font(32), fill=(0, 0, 0))
+    return im
+
+
+@pytest.fixture
+def bench(tmp_path):
+    root = tmp_path / "bench"
+    (root / "longtext").mkdir(parents=True)
+    rows = [{"prompt_id": 3, "category": "sign", "length": "short", "prompt": "a sign", "text": ["open", "now"]},
+            {"prompt_id": 12, "category": "label", "length": "long", "prompt": "a label", "text": ["fresh bread"]}]
+    (root / "longtext" / "text_prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "oneig").mkdir()
+    (root / "oneig" / "text_content.csv").write_text(',id,prompt_en,text_content\n0,000,"a sign","[\'open now\']"\n'
+                                                      '1,001,"a label","[\'fresh bread\']"\n')
+    return root
+
+
+def test_longtext_scores_a_folder_and_keeps_partial_results(tmp_path, bench):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    _text_image("open now").save(images / "3_0.png")
+    _text_image("fresh bread").save(images / "12_0.png")
+    (images / "12_1.png").write_bytes(b"not a png")
+    cfg = eval_official.Config(benchmark="longtext", images=str(images), out=str(tmp_path / "out"), bench=str(bench))
+    with pytest.raises(ValueError, match="12_1.png"):
+        eval_official.main(cfg)
+    kept = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(kept) == 1  # 12_0 was judged before the bad file stopped the run
+    (images / "12_1.png").unlink()
+    metrics = eval_official.main(cfg)
+    assert metrics["score"] == 1.0 and metrics["n"] == 2 and metrics["judge"] == "rapidocr-ppocr"
+    assert metrics["suite"] == "longtext-en" and metrics["category/label"] == 1.0
+
+
+def test_longtext_rejects_names_and_ids_it_does_not_know(tmp_path, bench):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    _text_image("open").save(images / "99_0.png")
+    cfg = eval_official.Config(benchmark="longtext", images=str(images), out=str(tmp_path / "o"), bench=str(bench))
+    with pytest.raises(ValueError, match="prompt id 99"):
+        eval_official.main(cfg)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        eval_official.main(eval_official.Config(images=str(tmp_path / "missing"), bench=str(bench)))
+
+
+def test_oneig_splits_grids_and_skips_black_tiles(tmp_path, bench):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    grid = Image.new("RGB", (512, 128), (0, 0, 0))
+    grid.paste(_text_image("open now"), (0, 0))
+    grid.save(images / "000.png")  # one sample and a black tile in a 2x1 grid
+    cfg = eval_official.Config(benchmark="oneig", images=str(images), out=str(tmp_path / "out"), bench=str(bench),
+                               tiles="2,1")
+    metrics = eval_official.main(cfg)
+    assert metrics["tiles"] == 1 and metrics["skipped_prompts"] == 1  # 001 has no image
+    assert metrics["score"] == 1.0 and metrics["ED"] == 0
+
+
+def test_geneval_layout_with_the_scene_judge(tmp_path):
+    world = WorldConfig()
+    scene = next(s for i in range(200) if geneval_metadata(s := make_scene(world, "heldout", i), "colors"))
+    meta = geneval_metadata(scene, "colors")
+    folder = tmp_path / "imgs" / "00000"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "metadata.jsonl").write_text(json.dumps(meta))
+    render(scene).save(folder / "samples" / "0000.png")
+    wrong = dict(meta, include=[{**meta["include"][0], "color": "brown" if meta["include"][0]["color"] != "brown" else "red"}])
+    (tmp_path / "imgs" / "00001" / "samples").mkdir(parents=True)
+    (tmp_path / "imgs" / "00001" / "metadata.jsonl").write_text(json.dumps(wrong))
+    render(scene).save(tmp_path / "imgs" / "00001" / "samples" / "0000.png")
+    metrics = eval_official.main(eval_official.Config(benchmark="geneval", images=str(tmp_path / "imgs"), judge="scene"))
+    assert metrics["task/colors"] == 0.5 and metrics["judge"] == "world-scene-judge"
+    rows = [json.loads(x) for x in (tmp_path / "imgs" / "xomni_eval_geneval" / "results.jsonl").read_text().splitlines()]
+    assert [r["correct"] for r in rows] == [True, False] and "expected" in rows[1]["reason"]
+    assert set(geneval.TAGS) >= {r["tag"] for r in rows}
+
+
+def test_missing_official_judges_are_clear(tmp_path, capsys):
+    (tmp_path / "imgs").mkdir()
+    assert cli(["eval", "geneval", "--images", str(tmp_path / "imgs"), "--judge", "mask2former"]) == 2
+    assert "Mask2Former" in capsys.readouterr().err
+    assert cli(["eval", "dpg", "--images", str(tmp_path / "imgs"), "--questions", str(tmp_path / "q.csv")]) == 2
+    assert "question table" in capsys.readouterr().err
+    with pytest.raises(MissingPart, match="weights not found"):
+        eval_official.make_text_judge(f"qwen2.5-vl:{tmp_path}", 1)
+    with pytest.raises(ValueError, match="unknown judge"):
+        eval_official.make_text_judge("easyocr", 1)
+
+
+def test_dpg_question_table_follows_the_official_loader(tmp_path):
+    path = tmp_path / "dpg_bench.csv"
+    path.write_text("item_id,text,keywords,proposition_id,dependency,category_broad,category_detailed,tuple,"
+                    "question_natural_language\n"
+                    "a,t,k,1,0,entity,whole,entity - whole (cat),Is there a cat?\n"
+                    "a,t,k,2,1,attribute,color,attribute - color (cat; black),Is the cat black?\n"
+                    "b,t,k,1,0,entity,whole,entity - whole (dog),Is there a dog?\n")
+    table = eval_official.read_dpg_questions(path, skip_first=True)
+    assert [q.qid for q in table["a"]] == [2] and table["b"][0].category == "entity - whole"
+    full = eval_official.read_dpg_questions(path, skip_first=False)
+    assert full["a"][1].parents == (1,) and full["a"][1].l1 == "attribute"
