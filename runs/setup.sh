@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# System packages: Tesseract (English + simplified Chinese), the second OCR judge; Chromium, to look at reports.
+APT_PACKAGES="tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim chromium"
+missing=""
+for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing
+  else
+    echo "setup: please install$missing with your package manager (Debian names)" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -12,3 +24,4 @@ fi
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/python -c "import torch, transformers, diffusers, rapidocr; print('xomni environment ready: torch', torch.__version__)"
+tesseract --version | head -1

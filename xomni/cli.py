@@ -8,6 +8,7 @@
     xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
                                              synth-vqa, synth-pope) on renders, reconstructions or the model
     xomni eval longtext --images DIR         score a folder on an official benchmark (also oneig, geneval, dpg)
+    xomni report RUN_DIR...                  offline HTML + markdown: metric tables, sample grids, curves
     xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16), the default of every command
 """
 
@@ -105,6 +106,7 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xomni.eval import report
     from xomni.eval.suites import SUITES
     from xomni.stages import (eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_decoder,
                               train_tokenizer)
@@ -158,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                           description=eval_suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         add_config_args(p, eval_suite.Config, fixed={"suite": suite})
         p.set_defaults(handler=lambda a: eval_suite.main(_config(eval_suite.Config, a)))
+    p = sub.add_parser("report", help="an offline HTML + markdown page comparing runs (tables, samples, curves)",
+                       description=report.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run folders (searched for metrics.json, eval samples and training logs)")
+    p.add_argument("--out", default="out/report", help="report folder (default: out/report)")
+    p.set_defaults(handler=lambda a: report.main(report.Config(runs=",".join(a.runs), out=a.out)))
     return parser
 
 
