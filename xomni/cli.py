@@ -46,6 +46,7 @@ HELP = {
     "warmup": "linear warm-up steps",
     "weight_decay": "AdamW weight decay",
     "dense_weight": "weight of each dense semantic head's loss (tiny-scale stand-in for SigLIP2 pretraining)",
+    "glyph_weight": "weight of the glyph head's loss (the others weigh dense_weight)",
     "restart_every": "steps between dead-code restarts of the VQ codebook",
     "restart_until": "fraction of the steps after which codes are no longer restarted",
     "save_every": "steps between checkpoints (atomic; the run resumes from the last one)",

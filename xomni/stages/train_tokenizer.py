@@ -65,6 +65,7 @@ class Config:
     warmup: int = 100
     weight_decay: float = 0.05
     dense_weight: float = 1.0  # per dense head
+    glyph_weight: float = 3.0  # the glyph head's extra weight: 500 characters are the slowest thing to learn
     codebook_after: int = 400  # steps on continuous features, then k-means places the codes and quantisation starts
     kmeans_scenes: int = 768
     kmeans_iters: int = 10
@@ -278,7 +279,7 @@ def main(cfg: Config) -> dict:
         q = vq(pixels, quantize=step >= cfg.codebook_after or cfg.lm_only)
         lm_loss = lm(q.embeddings, ids, lm_labels, mask)
         dense = {k: F.cross_entropy(heads[k](q.embeddings).flatten(0, 2), labels[k].flatten()) for k in heads}
-        dense_loss = sum(dense.values())
+        dense_loss = sum(dense.values()) + (cfg.glyph_weight - 1) * dense["glyph"]
         loss = lm_loss + cfg.dense_weight * dense_loss + q.vq_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
