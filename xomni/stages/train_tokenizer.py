@@ -164,11 +164,12 @@ def _eval_question(scene, i: int):
 
 @torch.no_grad()
 def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_size: int = 32,
-             heads: nn.ModuleDict | None = None) -> dict:
+             heads: nn.ModuleDict | None = None, quantize: bool = True) -> dict:
     """Held-out: VQA accuracy on colour/count/presence questions, codebook utilisation, text-code purity (the share
     of text cells whose code's most frequent (glyph, plate) label is their own; 1.0: codes name glyphs) and, given
     the dense heads, how often they read each English letter-half / Chinese character / object colour correctly
-    from the semantic embeddings: what the decoder can possibly render."""
+    from the semantic embeddings: what the decoder can possibly render. quantize=False reads the continuous
+    features (the warm-up before the codes exist); utilisation and purity then describe the unused codebook."""
     vq.eval(), lm.eval()
     eos = tok.token_id("<|im_end|>")
     cfg = WorldConfig()
@@ -179,7 +180,7 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         scenes, pixels = scene_batch(cfg, "heldout", idx)
-        q = vq(pixels)
+        q = vq(pixels, quantize=quantize)
         codes_all.append(q.codes.flatten())
         labels = label_batch(scenes)
         key = labels["glyph"] * len(PLATE_LABELS) + labels["plate"]
@@ -299,7 +300,7 @@ def main(cfg: Config) -> dict:
         if restarted is not None:
             record["restarted_codes"] = restarted
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate(vq, lm, tok, cfg.eval_n, heads=heads)
+            metrics = evaluate(vq, lm, tok, cfg.eval_n, heads=heads, quantize=step > cfg.codebook_after or cfg.lm_only)
             record.update(metrics)
             tqdm.write(json.dumps(record))
         log.write(json.dumps(record) + "\n")
