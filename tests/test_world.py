@@ -109,3 +109,18 @@ def test_cell_labels_put_each_glyph_in_its_cell():
             assert labels["glyph"][y0 + 1, x0 + i] == GLYPH_INDEX[ch + "b"]
     assert labels["glyph"].shape == (8, 8)
     assert (labels["color"] > 0).sum() >= 1 or all(o.box[2] - o.box[0] < 8 for o in s.objects)
+
+
+def test_dense_text_scenes_fill_the_canvas_with_training_text_only():
+    for i in range(40):
+        s = make_scene(WorldConfig(dense_text=True), "train", i)
+        t = s.text.text
+        assert len(s.objects) == 1 and not is_reserved_combo(s.objects[0].color, s.objects[0].shape)
+        if s.text.lang == "zh":
+            assert len(t) > 4 * 8 and not any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
+        else:
+            assert len(s.text.lines) == 2 and not any(is_reserved_word(w) for w in t.split())
+        assert (cell_labels(s)["glyph"] > 0).sum() >= 16
+    assert make_scene(WorldConfig(dense_text=True), "train", 3) != make_scene(WorldConfig(), "train", 3)
+    with pytest.raises(ValueError, match="training split"):
+        make_scene(WorldConfig(dense_text=True), "heldout", 0)
