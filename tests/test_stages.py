@@ -138,3 +138,17 @@ def test_eval_reconstruction_writes_every_metric(tmp_path, presets):
     assert cli(["reconstruct", str(tmp_path / "in.png"), "--out", str(tmp_path / "out.png"),
                 "--checkpoint", str(tmp_path), "--steps", "1"]) == 0
     assert Image.open(tmp_path / "out.png").size == (128, 192)
+
+
+def test_suites_run_on_reconstructions_and_understanding_from_a_stage_checkpoint(tmp_path, presets):
+    from xomni.stages import eval_suite
+
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=1, sizes="128x128"))
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=4))
+    train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
+                                            out=str(tmp_path), steps=1, batch_size=2, sample_steps=1, eval_every=100))
+    text = eval_suite.main(eval_suite.Config(suite="synth-text-zh", out=str(tmp_path / "t"), checkpoint=str(tmp_path),
+                                             n=3, source="reconstructions", steps=1))
+    assert text["source"] == "reconstructions" and text["checkpoint"] == str(tmp_path) and 0 <= text["score"] <= 1
+    pope = eval_suite.main(eval_suite.Config(suite="synth-pope", out=str(tmp_path / "p"), checkpoint=str(tmp_path), n=4))
+    assert pope["judge"] == "alignment-lm" and pope["n"] == 4 and 0 <= pope["score"] <= 1
