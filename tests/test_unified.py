@@ -1,0 +1,89 @@
+"""The unified AR model: Qwen2 parity, KV-cache exactness, vision-only blocks, padding."""
+
+import pytest
+import torch
+from transformers import Qwen2ForCausalLM
+
+from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel, loss_on
+
+CFG = UnifiedConfig(text_vocab_size=97, codebook_size=53, hidden_size=64, num_layers=2, num_vision_layers=1,
+                    num_heads=4, num_kv_heads=2, intermediate_size=96, max_positions=128)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return UnifiedModel(CFG).eval()
+
+
+def _mixed_ids(B=2, T=20, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, CFG.text_vocab_size, (B, T), generator=g)
+    ids[:, 5:14] = CFG.text_vocab_size + torch.randint(0, CFG.codebook_size, (B, 9), generator=g)  # an image span
+    return ids
+
+
+def test_text_logits_match_qwen2_for_causal_lm():
+    model = _model()
+    ref = Qwen2ForCausalLM(CFG.qwen2_config()).eval()
+    ref.model.embed_tokens.load_state_dict(model.embed_tokens.state_dict())
+    ref.model.layers.load_state_dict(model.layers.state_dict())
+    ref.model.norm.load_state_dict(model.norm.state_dict())
+    ref.lm_head.load_state_dict(model.lm_head.state_dict())
+    ids = torch.randint(0, CFG.text_vocab_size, (2, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(ids)[..., : CFG.text_vocab_size]
+        theirs = ref(ids).logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_kv_cache_decode_matches_a_full_forward():
+    model, ids = _model(), _mixed_ids()
+    with torch.no_grad():
+        full = model(ids)
+        cache = KVCache.allocate(CFG, 2, 32)
+        steps = [model(ids[:, :7], cache=cache)]
+        for t in range(7, ids.shape[1]):
+            steps.append(model(ids[:, t : t + 1], cache=cache))
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+    assert cache.length == ids.shape[1]
+
+
+def test_vision_blocks_change_image_positions_only_and_skipping_text_is_exact():
+    model, ids = _model(), _mixed_ids()
+    with torch.no_grad():
+        for layer in model.vision_pre:  # make the vision block matter
+            layer.mlp.down_proj.weight.mul_(50)
+        fast, official = model(ids), model(ids, vision_on_all=True)
+        torch.testing.assert_close(fast, official, rtol=1e-5, atol=1e-5)
+        text_only = ids.clone()
+        text_only[:, 5:14] = 3
+        a = model(text_only)
+        model.vision_pre[0].mlp.down_proj.weight.zero_()
+        b = model(text_only)
+    torch.testing.assert_close(a, b)  # with no image tokens the vision blocks are a no-op
+
+
+def test_left_padding_with_positions_matches_unpadded():
+    model, ids = _model(), _mixed_ids(B=1, T=16)
+    pad = torch.cat([torch.zeros(1, 4, dtype=torch.long), ids], 1)
+    mask = torch.cat([torch.zeros(1, 4, dtype=torch.bool), torch.ones(1, 16, dtype=torch.bool)], 1)
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(pad, positions=positions, pad_mask=mask)[:, 4:], model(ids),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_loss_supervises_only_labelled_positions():
+    logits = torch.randn(1, 4, CFG.vocab_size)
+    labels = torch.tensor([[-100, 5, -100, 120]])
+    expected = (torch.nn.functional.cross_entropy(logits[0, 1:2], labels[0, 1:2])
+                + torch.nn.functional.cross_entropy(logits[0, 3:4], labels[0, 3:4])) / 2
+    torch.testing.assert_close(loss_on(logits, labels), expected)
+
+
+def test_out_of_range_ids_and_overlong_sequences_are_refused():
+    model = _model()
+    with pytest.raises(ValueError, match="token ids"):
+        model(torch.tensor([[CFG.vocab_size]]))
+    with pytest.raises(ValueError, match="context"):
+        model(torch.zeros(1, CFG.max_positions + 1, dtype=torch.long))

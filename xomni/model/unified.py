@@ -1,0 +1,215 @@
+"""The unified autoregressive model: one Qwen2 over text tokens and semantic image tokens (paper Sec. 3.2).
+
+    ids (B, T) over the joint vocabulary (text ids < V, image code k at V + k; xomni/tokenizer/text.py)
+      -> embed: text ids through `embed_tokens`, image ids through `mm_embed`
+      -> `vision_pre` blocks, updating image positions only
+      -> the LLM's `layers`, every position
+      -> `vision_post` blocks, image positions only
+      -> final norm per position kind (`norm` for text, `mm_norm` for image positions)
+      -> logits over the joint vocabulary: [lm_head | mm_head] (B, T, V + K)
+
+Built from transformers' Qwen2 modules (config, `Qwen2DecoderLayer` weights, RMSNorm, rotary embedding) so a Qwen2.5
+checkpoint's LLM part loads as is (`load_qwen2`) and X-Omni's names map cleanly (`OFFICIAL_KEYS`). The block
+forward is written out here (gpt-fast style) so the KV cache is an explicit object (`KVCache`) the engine owns and
+the vision-only blocks can skip work on text positions: their attention still reads every position (keys and
+values), as the official blocks do, but their MLP runs on image positions only, which is what the official code
+computes and then discards elsewhere. Plain 1-D RoPE over the whole sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import Qwen2Config
+from transformers.models.qwen2.modeling_qwen2 import (Qwen2DecoderLayer, Qwen2RMSNorm, Qwen2RotaryEmbedding,
+                                                      apply_rotary_pos_emb)
+
+
+@dataclass
+class UnifiedConfig:
+    text_vocab_size: int = 2048  # text tokens including X-Omni's specials; image code k is id text_vocab_size + k
+    codebook_size: int = 4096
+    hidden_size: int = 256
+    num_layers: int = 6  # the LLM's layers
+    num_vision_layers: int = 2  # vision-only blocks before the LLM, and as many after it
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 768
+    max_positions: int = 512
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + self.codebook_size
+
+    def qwen2_config(self) -> Qwen2Config:
+        return Qwen2Config(
+            vocab_size=self.text_vocab_size, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_kv_heads, max_position_embeddings=self.max_positions,
+            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta}, rms_norm_eps=self.rms_norm_eps,
+            tie_word_embeddings=self.tie_word_embeddings, attn_implementation="sdpa",
+        )
+
+
+PRESETS = {
+    "tiny": UnifiedConfig(),
+    # Qwen2.5-7B with X-Omni's 4 + 4 vision-only blocks and a 16384-code image vocabulary.
+    "paper": UnifiedConfig(
+        text_vocab_size=152064, codebook_size=16384, hidden_size=3584, num_layers=28, num_vision_layers=4,
+        num_heads=28, num_kv_heads=4, intermediate_size=18944, max_positions=32768, rope_theta=1e6,
+    ),
+}
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every attention layer, preallocated: k[i], v[i] (B, Hkv, T_max, Dh); `length` filled."""
+
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    length: int = 0
+
+    @classmethod
+    def allocate(cls, config: UnifiedConfig, batch: int, max_len: int, dtype=torch.float32, device=None) -> "KVCache":
+        n = config.num_layers + 2 * config.num_vision_layers
+        dh = config.hidden_size // config.num_heads
+        shape = (batch, config.num_kv_heads, max_len, dh)
+        return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)],
+                   [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n)])
+
+    @property
+    def capacity(self) -> int:
+        return self.k[0].shape[2]
+
+
+def _attention(layer: Qwen2DecoderLayer, x: torch.Tensor, cos, sin, mask: torch.Tensor,
+               cache: KVCache | None, slot: int) -> torch.Tensor:
+    """Self-attention of one Qwen2 layer on normalised x (B, T, D); with a cache, the T new keys/values are written
+    at positions [cache.length, cache.length + T) and attention reads everything up to there."""
+    attn = layer.self_attn
+    B, T, _ = x.shape
+    q = attn.q_proj(x).view(B, T, -1, attn.head_dim).transpose(1, 2)  # B H T Dh
+    k = attn.k_proj(x).view(B, T, -1, attn.head_dim).transpose(1, 2)  # B Hkv T Dh
+    v = attn.v_proj(x).view(B, T, -1, attn.head_dim).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    if cache is not None:
+        start = cache.length
+        cache.k[slot][:, :, start : start + T] = k
+        cache.v[slot][:, :, start : start + T] = v
+        k, v = cache.k[slot][:, :, : start + T], cache.v[slot][:, :, : start + T]  # B Hkv S Dh
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling,
+                                         enable_gqa=attn.num_key_value_groups > 1)  # B H T Dh
+    return attn.o_proj(out.transpose(1, 2).reshape(B, T, -1))  # B T D
+
+
+def _block(layer: Qwen2DecoderLayer, h: torch.Tensor, cos, sin, mask, cache, slot: int,
+           only: torch.Tensor | None = None) -> torch.Tensor:
+    """One pre-norm decoder block. only (B, T) bool: update just those positions (the vision-only blocks)."""
+    a = _attention(layer, layer.input_layernorm(h), cos, sin, mask, cache, slot)  # B T D
+    if only is None:
+        h = h + a
+        return h + layer.mlp(layer.post_attention_layernorm(h))
+    if not only.any():
+        return h
+    sel = h[only] + a[only]  # N D: image positions, packed
+    sel = sel + layer.mlp(layer.post_attention_layernorm(sel))
+    out = h.clone()
+    out[only] = sel
+    return out
+
+
+class UnifiedModel(nn.Module):
+    def __init__(self, config: UnifiedConfig):
+        super().__init__()
+        self.config = config
+        qc = config.qwen2_config()
+        nv, D = config.num_vision_layers, config.hidden_size
+        self.embed_tokens = nn.Embedding(config.text_vocab_size, D)
+        self.mm_embed = nn.Embedding(config.codebook_size, D)
+        self.vision_pre = nn.ModuleList(Qwen2DecoderLayer(qc, i) for i in range(nv))
+        self.layers = nn.ModuleList(Qwen2DecoderLayer(qc, i) for i in range(config.num_layers))
+        self.vision_post = nn.ModuleList(Qwen2DecoderLayer(qc, i) for i in range(nv))
+        self.norm = Qwen2RMSNorm(D, eps=config.rms_norm_eps)
+        self.mm_norm = Qwen2RMSNorm(D, eps=config.rms_norm_eps)
+        self.lm_head = nn.Linear(D, config.text_vocab_size, bias=False)
+        self.mm_head = nn.Linear(D, config.codebook_size, bias=False)
+        self.rotary = Qwen2RotaryEmbedding(qc)
+        self.initialize_weights()
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def initialize_weights(self, std: float = 0.02) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=std)
+            elif isinstance(m, Qwen2RMSNorm):
+                nn.init.ones_(m.weight)
+
+    def is_image(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids >= self.config.text_vocab_size
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) joint ids -> (B, T, D)."""
+        V = self.config.text_vocab_size
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        image = self.is_image(ids)
+        text_emb = self.embed_tokens(ids.clamp(max=V - 1))
+        image_emb = self.mm_embed((ids - V).clamp(min=0))
+        return torch.where(image[..., None], image_emb, text_emb)
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None, vision_on_all: bool = False) -> torch.Tensor:
+        """Joint logits (B, T, V + K) for ids (B, T).
+
+        positions (B, T): RoPE positions (default: cache.length + arange(T)). pad_mask (B, S) bool over every key
+        position the call can see (cache included), False on padding. With a cache the new keys/values are stored
+        and cache.length advances by T. vision_on_all runs the vision-only blocks' MLP on every position and keeps
+        the image ones, as the official code does (for the benchmark that measures what skipping saves).
+        """
+        B, T = ids.shape
+        start = cache.length if cache is not None else 0
+        if cache is not None and start + T > cache.capacity:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the cache's {cache.capacity}")
+        if start + T > self.config.max_positions:
+            raise ValueError(f"sequence of {start + T} tokens exceeds the model's context of {self.config.max_positions}")
+        if positions is None:
+            positions = torch.arange(start, start + T, device=ids.device).expand(B, T)
+        S = start + T
+        causal = torch.ones(T, S, dtype=torch.bool, device=ids.device).tril(start)  # T S: new token t sees <= start+t
+        mask = causal[None, None].expand(B, 1, T, S)
+        if pad_mask is not None:
+            mask = mask & pad_mask[:, None, None, :S]
+        image = self.is_image(ids)  # B T
+        h = self.embed(ids)  # B T D
+        cos, sin = self.rotary(h, positions)
+        slot = 0
+        for stack, vision in ((self.vision_pre, True), (self.layers, False), (self.vision_post, True)):
+            for layer in stack:
+                if not vision:
+                    h = _block(layer, h, cos, sin, mask, cache, slot)
+                elif vision_on_all:
+                    h = torch.where(image[..., None], _block(layer, h, cos, sin, mask, cache, slot), h)
+                else:
+                    h = _block(layer, h, cos, sin, mask, cache, slot, only=image)
+                slot += 1
+        if cache is not None:
+            cache.length += T
+        x = torch.where(image[..., None], self.mm_norm(h), self.norm(h))  # B T D
+        return torch.cat([self.lm_head(x), self.mm_head(x)], dim=-1)  # B T V+K
+
+
+def loss_on(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy. logits (B, T, V+K) at positions 0..T-1; labels (B, T) are the ids to predict
+    at each position (already shifted), -100 where nothing is supervised."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
