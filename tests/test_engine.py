@@ -1,0 +1,86 @@
+"""The engine: image mode emits exactly rows*cols image tokens, caching is exact, seeds reproduce, filters are right."""
+
+import math
+
+import pytest
+import torch
+
+from xomni.engine import Engine, Sampling, filter_logits, guided_logits, left_pad
+from xomni.model.unified import UnifiedConfig, UnifiedModel
+from xomni.tokenizer.text import TextTokenizer
+
+
+@pytest.fixture(scope="module")
+def engine():
+    tok = TextTokenizer.train_bpe(["a red circle on white", "1 2 3 4 5 6 7 8 9 0", "what color is it"] * 20, 120)
+    torch.manual_seed(0)
+    model = UnifiedModel(UnifiedConfig(text_vocab_size=tok.vocab_size, codebook_size=37, hidden_size=32, num_layers=2,
+                                       num_vision_layers=1, num_heads=4, num_kv_heads=2, intermediate_size=48,
+                                       max_positions=96))
+    return Engine(model, tok)
+
+
+def _prompts(engine):
+    return [engine.tok.encode("a red circle"), engine.tok.encode("what")]
+
+
+def test_image_mode_emits_exactly_the_grid_of_image_tokens(engine):
+    out = engine.generate_image(_prompts(engine), rows=3, cols=4, generator=torch.Generator().manual_seed(0))
+    assert out.tokens.shape == (2, 12) and out.logprobs.shape == (2, 12)
+    assert bool(engine.vocab.is_image(out.tokens).all())
+    assert bool((out.logprobs <= 0).all())
+
+
+def test_seeded_sampling_reproduces(engine):
+    a = engine.generate_image(_prompts(engine), 2, 2, generator=torch.Generator().manual_seed(7))
+    b = engine.generate_image(_prompts(engine), 2, 2, generator=torch.Generator().manual_seed(7))
+    c = engine.generate_image(_prompts(engine), 2, 2, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_greedy_cached_generation_matches_full_forwards(engine):
+    greedy = Sampling(temperature=0, min_p=0)
+    prompt = _prompts(engine)[0]
+    out = engine.generate_image([prompt], 2, 3, greedy)
+    seq = prompt + engine.tok.image_prefix(2, 3)
+    V = engine.vocab.text_vocab_size
+    with torch.no_grad():
+        for t in out.tokens[0].tolist():
+            logits = engine.model(torch.tensor([seq]))[0, -1]
+            assert t == V + int(logits[V:].argmax())
+            seq.append(t)
+
+
+def test_batched_left_padding_matches_each_prompt_alone(engine):
+    greedy = Sampling(temperature=0, min_p=0)
+    both = engine.generate_image(_prompts(engine), 2, 2, greedy)
+    for b, p in enumerate(_prompts(engine)):
+        assert torch.equal(engine.generate_image([p], 2, 2, greedy).tokens[0], both.tokens[b])
+
+
+def test_cfg_runs_the_unconditional_prefix_and_stays_in_image_mode(engine):
+    out = engine.generate_image(_prompts(engine), 2, 2, Sampling(cfg=3.0), torch.Generator().manual_seed(0))
+    assert bool(engine.vocab.is_image(out.tokens).all())
+    cond, uncond = torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    assert torch.equal(guided_logits(cond, uncond, 1.5), torch.tensor([[2.5, -0.5]]))
+
+
+def test_text_mode_stops_and_never_emits_image_tokens(engine):
+    out = engine.generate_text(_prompts(engine), 6, generator=torch.Generator().manual_seed(0))
+    assert not bool(engine.vocab.is_image(out.tokens).any()) and out.tokens.shape[1] <= 6
+
+
+def test_filters():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = lambda s: torch.isfinite(filter_logits(logits, s))[0].tolist()  # noqa: E731
+    assert kept(Sampling(min_p=0.2)) == [True, True, True, False]  # 0.05 < 0.2 * 0.5
+    assert kept(Sampling(min_p=0, top_k=2)) == [True, True, False, False]
+    assert kept(Sampling(min_p=0, top_p=0.8)) == [True, True, False, False]
+    assert kept(Sampling(min_p=0, top_p=0.81)) == [True, True, True, False]
+    logp = filter_logits(logits, Sampling(min_p=0, top_k=2))
+    assert math.isclose(float(logp[0, 0].exp()), 0.5 / 0.8, rel_tol=1e-6)
+    with pytest.raises(ValueError):
+        Sampling(top_p=0)
+    with pytest.raises(ValueError, match="at least one token"):
+        left_pad([[1], []], 0)
