@@ -87,3 +87,15 @@ def test_out_of_range_ids_and_overlong_sequences_are_refused():
         model(torch.tensor([[CFG.vocab_size]]))
     with pytest.raises(ValueError, match="context"):
         model(torch.zeros(1, CFG.max_positions + 1, dtype=torch.long))
+
+
+def test_packed_segments_equal_separate_forwards():
+    model = _model()
+    a, b = _mixed_ids(B=1, T=16, seed=2), _mixed_ids(B=1, T=16, seed=3)[:, :10]
+    ids = torch.cat([a, b, torch.zeros(1, 6, dtype=torch.long)], 1)
+    segments = torch.tensor([[1] * 16 + [2] * 10 + [0] * 6])
+    positions = torch.tensor([list(range(16)) + list(range(10)) + [0] * 6])
+    with torch.no_grad():
+        packed = model(ids, positions=positions, segments=segments)
+        torch.testing.assert_close(packed[:, :16], model(a), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(packed[:, 16:26], model(b), rtol=1e-5, atol=1e-5)

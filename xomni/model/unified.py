@@ -169,13 +169,15 @@ class UnifiedModel(nn.Module):
         return torch.where(image[..., None], image_emb, text_emb)
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, vision_on_all: bool = False) -> torch.Tensor:
+                cache: KVCache | None = None, segments: torch.Tensor | None = None,
+                vision_on_all: bool = False) -> torch.Tensor:
         """Joint logits (B, T, V + K) for ids (B, T).
 
         positions (B, T): RoPE positions (default: cache.length + arange(T)). pad_mask (B, S) bool over every key
         position the call can see (cache included), False on padding. With a cache the new keys/values are stored
         and cache.length advances by T. vision_on_all runs the vision-only blocks' MLP on every position and keeps
         the image ones, as the official code does (for the benchmark that measures what skipping saves).
+        segments (B, T): packed training rows (xomni/data/sequences.py); attention stays inside a segment.
         """
         B, T = ids.shape
         start = cache.length if cache is not None else 0
@@ -190,6 +192,10 @@ class UnifiedModel(nn.Module):
         mask = causal[None, None].expand(B, 1, T, S)
         if pad_mask is not None:
             mask = mask & pad_mask[:, None, None, :S]
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("packed segments are for training forwards, not cached decoding")
+            mask = mask & (segments[:, :, None] == segments[:, None, :])[:, None]
         image = self.is_image(ids)  # B T
         h = self.embed(ids)  # B T D
         cos, sin = self.rotary(h, positions)

@@ -1,0 +1,102 @@
+"""Training sequences for the unified model: generation and understanding samples, their labels, and packing.
+
+Both kinds are one chat turn, with the image written as X-Omni writes it (`<SOM>{rows} {cols}<IMAGE>` + codes
+row-major + `<EOM>`):
+
+    generation:     <|im_start|>user\\n{prompt}<|im_end|>\\n<|im_start|>assistant\\n{image}<|im_end|>
+    understanding:  <|im_start|>user\\n{image}{question}<|im_end|>\\n<|im_start|>assistant\\n{answer}<|im_end|>
+
+Generation supervises only the image codes; understanding only the answer and its closing `<|im_end|>` (paper
+Sec. 3.2). Labels are aligned with the inputs: `labels[t]` is the id position t must predict, -100 where nothing is
+supervised. `pack` lays samples end to end in rows of fixed length; each sample keeps its own segment id and its
+positions restart, so attention never crosses samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from xomni.tokenizer.text import JointVocab, TextTokenizer
+
+IGNORE = -100
+
+
+@dataclass
+class Sample:
+    ids: list[int]
+    labels: list[int]  # same length as ids
+
+
+class Formatter:
+    def __init__(self, tok: TextTokenizer, codebook_size: int):
+        self.tok = tok
+        self.vocab: JointVocab = tok.joint_vocab(codebook_size)
+        self._user = [self.vocab.im_start_id] + tok.encode("user\n")
+        self._assistant = [self.vocab.eos_id] + tok.encode("\n") + [self.vocab.im_start_id] + tok.encode("assistant\n")
+
+    def image(self, codes: list[int], rows: int, cols: int) -> list[int]:
+        if len(codes) != rows * cols:
+            raise ValueError(f"{len(codes)} codes do not fill a {rows}x{cols} grid")
+        return self.tok.image_sequence(codes, rows, cols, self.vocab)
+
+    def generation_prompt(self, prompt: str) -> list[int]:
+        """What the engine is given to draw `prompt` (it appends the image prefix itself)."""
+        if not prompt.strip():
+            raise ValueError("the prompt is empty")
+        return self._user + self.tok.encode(prompt) + self._assistant
+
+    def understanding_prompt(self, codes: list[int], rows: int, cols: int, question: str) -> list[int]:
+        if not question.strip():
+            raise ValueError("the question is empty")
+        return self._user + self.image(codes, rows, cols) + self.tok.encode(question) + self._assistant
+
+    def generation(self, prompt: str, codes: list[int], rows: int, cols: int) -> Sample:
+        context = self.generation_prompt(prompt)
+        image = self.image(codes, rows, cols)
+        ids = context + image + [self.vocab.eos_id]
+        targets = [IGNORE] * len(ids)
+        first = len(context) + len(self.tok.image_prefix(rows, cols))
+        for t in range(first, first + rows * cols):  # position t - 1 predicts code t
+            targets[t - 1] = ids[t]
+        return Sample(ids, targets)
+
+    def understanding(self, codes: list[int], rows: int, cols: int, question: str, answer: str) -> Sample:
+        context = self.understanding_prompt(codes, rows, cols, question)
+        reply = self.tok.encode(answer) + [self.vocab.eos_id]
+        ids = context + reply
+        targets = [IGNORE] * (len(context) - 1) + reply + [IGNORE]
+        return Sample(ids, targets)
+
+
+def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Samples in order, first fit into rows of seq_len -> ids, labels, segments (0 = padding, 1.. per sample) and
+    positions (restarting per sample), each (N, seq_len)."""
+    rows: list[list[Sample]] = []
+    used: list[int] = []
+    for s in samples:
+        if len(s.ids) > seq_len:
+            raise ValueError(f"a sample of {len(s.ids)} tokens does not fit rows of {seq_len}")
+        for r, n in enumerate(used):
+            if n + len(s.ids) <= seq_len:
+                rows[r].append(s)
+                used[r] += len(s.ids)
+                break
+        else:
+            rows.append([s])
+            used.append(len(s.ids))
+    ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), seq_len), IGNORE, dtype=torch.long)
+    segments = torch.zeros((len(rows), seq_len), dtype=torch.long)
+    positions = torch.zeros((len(rows), seq_len), dtype=torch.long)
+    for r, row in enumerate(rows):
+        at = 0
+        for k, s in enumerate(row, 1):
+            n = len(s.ids)
+            ids[r, at : at + n] = torch.tensor(s.ids)
+            labels[r, at : at + n] = torch.tensor(s.labels)
+            segments[r, at : at + n] = k
+            positions[r, at : at + n] = torch.arange(n)
+            at += n
+    return ids, labels, segments, positions
