@@ -3,6 +3,7 @@
     xomni train tokenizer --preset tiny      align SigLIP-VQ with a small LM, then freeze it
     xomni tokenize                           run the frozen tokenizer once over the world into shards
     xomni train decoder --preset tiny        train the diffusion decoder on those tokens
+    xomni train ar --phase pretrain2         the unified AR model, one training phase per run
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
     xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
@@ -33,6 +34,12 @@ HELP = {
     "shards": "token shard folder(s) written by `xomni tokenize`, comma-separated",
     "dense_text": "text-dense training scenes (lines of text fill the canvas) instead of ordinary ones",
     "dense_share": "share of each batch drawn as text-dense scenes",
+    "phase": "AR training phase: text (tiny LLM language pretraining), pretrain1, pretrain2, pretrain3, sft",
+    "init": "model folder of the previous phase to start from (empty: fresh weights)",
+    "text_tokenizer": "text tokenizer (tokenizer.json) of the run",
+    "seq_len": "tokens per packed training row",
+    "final_lr": "learning rate at the end, as a fraction of the peak",
+    "gen_share": "share of generation samples (the rest are understanding)",
     "lm_lr": "peak learning rate of the alignment LM",
     "codebook_after": "steps on continuous features before k-means places the codes and quantisation starts",
     "kmeans_scenes": "training scenes whose encoder outputs the k-means runs on",
@@ -109,8 +116,8 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
 def build_parser() -> argparse.ArgumentParser:
     from xomni.eval import report
     from xomni.eval.suites import SUITES
-    from xomni.stages import (eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_decoder,
-                              train_tokenizer)
+    from xomni.stages import (eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_ar,
+                              train_decoder, train_tokenizer)
     from xomni.stages.eval_official import BENCHMARKS
 
     parser = argparse.ArgumentParser(prog="xomni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description=train_decoder.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, train_decoder.Config)
     p.set_defaults(handler=lambda a: train_decoder.main(_config(train_decoder.Config, a)))
+
+    p = train.add_parser("ar", help="the unified AR model, one phase per run (xomni/stages/train_ar.py)",
+                         description=train_ar.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, train_ar.Config)
+    p.set_defaults(handler=lambda a: train_ar.main(_config(train_ar.Config, a)))
 
     p = sub.add_parser("tokenize", help="world scenes -> token shards on disk", description=tokenize.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)

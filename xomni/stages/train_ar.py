@@ -1,0 +1,243 @@
+"""Stage: train the unified AR model in the paper's phases (Sec. 3.3), one phase per run of this file.
+
+    python -m xomni.cli train ar --phase text       --out out/tiny/ar_text        (tiny only, see below)
+    python -m xomni.cli train ar --phase pretrain1  --init out/tiny/ar_text/model  --out out/tiny/ar_pt1
+    python -m xomni.cli train ar --phase pretrain2  --init out/tiny/ar_pt1/model   --out out/tiny/ar_pt2
+    python -m xomni.cli train ar --phase pretrain3  --init out/tiny/ar_pt2/model   --out out/tiny/ar_pt3
+    python -m xomni.cli train ar --phase sft        --init out/tiny/ar_pt3/model   --out out/tiny/ar_sft
+
+Phases (what trains, what data):
+- pretrain1: only the new vision parts (vision-only blocks, image embedding `mm_embed`, image head `mm_head`, image
+  norm) train; generation and understanding from the world.
+- pretrain2: everything, same mixture.
+- pretrain3: annealing on the best data: text-rich and dense-prompt scenes, learning rate to 10%.
+- sft: prompts at every level of detail and the understanding questions, learning rate decaying to 0.
+Deviation (tiny scale): the paper's LLM is a pretrained Qwen2.5; ours is a random tiny Qwen2, so phase `text` first
+trains it on the world's language alone (captions, prompts, questions and answers), standing in for that
+pretraining. At paper scale, `--init` is a Qwen2.5 folder and `text` is skipped.
+
+Data: token shards from `xomni tokenize` (the encoder never runs here), scenes re-derived from their indices, one
+generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
+mean over supervised image tokens plus the mean over supervised text tokens, so neither kind drowns the other.
+The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from xomni.data.sequences import IGNORE, Formatter, Sample, pack
+from xomni.data.batches import scene_batch
+from xomni.data.world import Scene, WorldConfig, caption, make_scene, prompts, questions
+from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
+from xomni.stages.tokenize import load_shards, shard_world
+from xomni.stages.train_tokenizer import load_tokenizer
+from xomni.tokenizer.text import TextTokenizer
+
+PHASES = ("text", "pretrain1", "pretrain2", "pretrain3", "sft")
+CAPTION_QUESTION = "Describe the image."
+
+
+@dataclass
+class Config:
+    phase: str = "pretrain2"
+    preset: str = "tiny"
+    text_tokenizer: str = "out/tiny/text_tokenizer.json"
+    tokenizer: str = "out/tiny/tokenizer"  # SigLIP-VQ: its codebook size, and held-out codes for the evaluation
+    shards: str = "out/tiny/shards/train_128x128,out/tiny/shards/train-dense_128x128"
+    init: str = ""  # the previous phase's model folder ("" = fresh weights)
+    out: str = "out/tiny/ar"
+    steps: int = 1000
+    batch_size: int = 32  # samples per step (packed into rows of seq_len)
+    seq_len: int = 320
+    lr: float = 1e-3
+    warmup: int = 50
+    final_lr: float = 0.1  # fraction of lr at the end (sft: 0)
+    weight_decay: float = 0.05
+    gen_share: float = 0.5  # share of generation samples
+    save_every: int = 100
+    eval_every: int = 250
+    eval_n: int = 64
+    seed: int = 0
+    resume: bool = True
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def trainable(model: UnifiedModel, phase: str) -> list[torch.nn.Parameter]:
+    """pretrain1 trains the new vision parts only; every other phase trains everything."""
+    model.requires_grad_(phase != "pretrain1")
+    if phase == "pretrain1":
+        for part in (model.vision_pre, model.vision_post, model.mm_embed, model.mm_head, model.mm_norm):
+            part.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
+    """Language only (phase `text`): a prompt, a caption or a question and its answer, every token supervised."""
+    kind = rng.random()
+    if kind < 0.3:
+        text = rng.choice(list(prompts(scene).values()))
+    elif kind < 0.6:
+        text = caption(scene)
+    else:
+        q = rng.choice(questions(scene, rng))
+        text = f"{q.question} {q.answer}"
+    ids = fmt.tok.encode(text) + [fmt.vocab.eos_id]
+    return Sample(ids, ids[1:] + [IGNORE])
+
+
+def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], rows: int, cols: int,
+                 rng: random.Random, gen_share: float) -> Sample:
+    if phase == "text":
+        return text_sample(fmt, scene, rng)
+    if rng.random() < gen_share:
+        levels = prompts(scene)
+        level = "dense" if phase in ("pretrain1", "pretrain2") and rng.random() < 0.5 else rng.choice(list(levels))
+        return fmt.generation(levels[level], codes, rows, cols)
+    if rng.random() < (0.3 if phase != "sft" else 0.1):
+        return fmt.understanding(codes, rows, cols, CAPTION_QUESTION, caption(scene))
+    q = rng.choice(questions(scene, rng))
+    return fmt.understanding(codes, rows, cols, q.question, q.answer)
+
+
+def split_loss(logits: torch.Tensor, labels: torch.Tensor, text_vocab_size: int) -> tuple[torch.Tensor, dict]:
+    """Mean CE over supervised image targets + mean CE over supervised text targets. logits (N, L, V+K)."""
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="none")
+    flat = labels.flatten()
+    image, text = flat >= text_vocab_size, (flat != IGNORE) & (flat < text_vocab_size)
+    parts = {}
+    loss = logits.new_zeros(())
+    for name, sel in (("image", image), ("text", text)):
+        if sel.any():
+            parts[name] = ce[sel].mean()
+            loss = loss + parts[name]
+    return loss, {k: v.item() for k, v in parts.items()}
+
+
+@torch.no_grad()
+def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
+    """Held-out losses: image tokens of generation samples, answer tokens of understanding samples (scenes of the
+    held-out split, encoded by the frozen tokenizer)."""
+    was_training = model.training
+    model.eval()
+    scenes, pixels = scene_batch(WorldConfig(), "heldout", range(cfg.eval_n))
+    codes = vq.encode(pixels)  # B h w
+    rng = random.Random(f"ar-eval/{cfg.seed}")
+    out = {}
+    for name, share in (("heldout_loss_image", 1.0), ("heldout_loss_text", 0.0)):
+        phase = cfg.phase if cfg.phase != "text" else "pretrain2"
+        samples = [world_sample(fmt, phase, s, c.flatten().tolist(), *c.shape, rng, share) for s, c in zip(scenes, codes)]
+        ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
+        _, parts = split_loss(model(ids, positions=positions, segments=segments), labels, model.config.text_vocab_size)
+        out[name] = parts["image" if share else "text"]
+    model.train(was_training)
+    return out
+
+
+def main(cfg: Config) -> dict:
+    if cfg.phase not in PHASES:
+        raise ValueError(f"unknown phase {cfg.phase!r}; choose one of {PHASES}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    tok = TextTokenizer.from_file(cfg.text_tokenizer)
+    state_path = out / "ar_state.pt"
+    state = load_train_state(state_path) if cfg.resume else None
+
+    # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
+    sources, rows_of = [], []
+    for i, folder in enumerate(cfg.shards.split(",")):
+        idx, codes = load_shards(folder)
+        sources.append((*shard_world(folder), idx, codes))
+        rows_of += [(i, j) for j in range(len(idx))]
+    order = torch.randperm(len(rows_of), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    h, w = sources[0][3].shape[1:]
+
+    # model
+    vq = load_tokenizer(cfg.tokenizer)
+    if cfg.init:
+        model = load_component(cfg.init, UnifiedConfig, UnifiedModel)
+    else:
+        model = UnifiedModel(UnifiedConfig(**{**asdict(PRESETS[cfg.preset]), "text_vocab_size": tok.vocab_size,
+                                              "codebook_size": vq.config.codebook_size}))
+    mcfg = model.config
+    if mcfg.text_vocab_size != tok.vocab_size or mcfg.codebook_size != vq.config.codebook_size:
+        raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
+                         f"tokenizers' {tok.vocab_size} + {vq.config.codebook_size}")
+    fmt = Formatter(tok, mcfg.codebook_size)
+    params = trainable(model, cfg.phase)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
+        step = state["step"]
+        print(f"resumed from {state_path} at step {step}")
+    n_train = sum(p.numel() for p in params) / 1e6
+    print(f"unified model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {n_train:.2f}M training "
+          f"(phase {cfg.phase}); {len(order)} tokenized scenes")
+
+    def checkpoint(metrics: dict) -> None:
+        meta = {"stage": f"train_ar/{cfg.phase}", "step": step, "metrics": metrics, "config": asdict(cfg)}
+        save_component(out / "model", mcfg, model, meta)
+        save_train_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
+
+    log = open(out / "ar_log.jsonl", "a")
+    metrics: dict = {}
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True)
+    model.train()
+    while step < cfg.steps:
+        rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{step}")
+        samples = []
+        for k in range(step * cfg.batch_size, (step + 1) * cfg.batch_size):
+            src, j = rows_of[order[k % len(order)]]
+            split, world, idx, codes = sources[src]
+            scene = make_scene(world, split, int(idx[j]))
+            samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share))
+        ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
+
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        logits = model(ids, positions=positions, segments=segments)
+        loss, parts = split_loss(logits, labels, mcfg.text_vocab_size)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+
+        record = {"step": step, "loss": loss.item(), **{f"loss_{k}": v for k, v in parts.items()},
+                  "rows": ids.shape[0], "lr": lr_at(step - 1, cfg), "elapsed_s": round(time.time() - t0, 1)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            metrics = evaluate(model, fmt, vq, cfg)
+            tqdm.write(json.dumps({"step": step, **metrics}))
+            log.write(json.dumps({"step": step, **metrics}) + "\n")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            checkpoint(metrics)
+    bar.close()
+    log.close()
+    return metrics
+
+
+def load_ar(path: str | Path) -> UnifiedModel:
+    return load_component(path, UnifiedConfig, UnifiedModel).eval().requires_grad_(False)
