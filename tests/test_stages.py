@@ -152,3 +152,50 @@ def test_suites_run_on_reconstructions_and_understanding_from_a_stage_checkpoint
     assert text["source"] == "reconstructions" and text["checkpoint"] == str(tmp_path) and 0 <= text["score"] <= 1
     pope = eval_suite.main(eval_suite.Config(suite="synth-pope", out=str(tmp_path / "p"), checkpoint=str(tmp_path), n=4))
     assert pope["judge"] == "alignment-lm" and pope["n"] == 4 and 0 <= pope["score"] <= 1
+
+
+AR = dict(hidden_size=32, num_layers=1, num_vision_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=48,
+          max_positions=256)
+
+
+def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, presets, monkeypatch):
+    from xomni.model.unified import UnifiedConfig, UnifiedModel
+    from xomni.stages import train_ar
+
+    monkeypatch.setitem(train_ar.PRESETS, "test", UnifiedConfig(**AR))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=1, sizes="64x64"))
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=8,
+                                           height=64, width=64))
+
+    def ar_cfg(out, **kw):
+        base = dict(preset="test", text_tokenizer=str(tmp_path / "text_tokenizer.json"), shards=str(shards),
+                    tokenizer=str(tmp_path / "tokenizer"), out=str(out), steps=4, batch_size=3, seq_len=200,
+                    save_every=2, eval_every=4, eval_n=2)
+        return train_ar.Config(**{**base, **kw})
+
+    train_ar.main(ar_cfg(tmp_path / "text", phase="text"))
+    before = load_component(tmp_path / "text" / "model", UnifiedConfig, UnifiedModel).state_dict()
+    train_ar.main(ar_cfg(tmp_path / "pt1", phase="pretrain1", init=str(tmp_path / "text" / "model")))
+    after = load_component(tmp_path / "pt1" / "model", UnifiedConfig, UnifiedModel).state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"vision_pre", "vision_post", "mm_embed", "mm_head", "mm_norm"}
+
+    metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2"))
+    assert set(metrics) == {"heldout_loss_image", "heldout_loss_text"}
+    real = train_ar.make_scene
+    calls = {"n": 0}
+
+    def dies(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3 * 3:  # three steps of three samples, then it dies building step 4
+            raise Crash("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_ar, "make_scene", dies)
+    with pytest.raises(Crash):
+        train_ar.main(ar_cfg(tmp_path / "b", phase="pretrain2"))
+    monkeypatch.setattr(train_ar, "make_scene", real)
+    train_ar.main(ar_cfg(tmp_path / "b", phase="pretrain2"))
+    a = load_component(tmp_path / "a" / "model", UnifiedConfig, UnifiedModel)
+    b = load_component(tmp_path / "b" / "model", UnifiedConfig, UnifiedModel)
+    assert _same_weights(a, b)
