@@ -25,7 +25,7 @@ def presets(monkeypatch):
 
 def _tok_cfg(out, **kw):
     base = dict(preset="test", out=str(out), steps=4, batch_size=2, save_every=2, eval_every=100, eval_n=3,
-                bpe_vocab=300, bpe_scenes=40, sizes="64x64,64x96", restart_every=3, codebook_after=2, kmeans_scenes=4)
+                bpe_vocab=300, bpe_scenes=40, sizes="64x64,64x96", restart_every=3, heads_first=1, codebook_after=2, kmeans_scenes=4)
     return train_tokenizer.Config(**{**base, **kw})
 
 

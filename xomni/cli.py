@@ -4,6 +4,8 @@
     xomni tokenize                           run the frozen tokenizer once over the world into shards
     xomni train decoder --preset tiny        train the diffusion decoder on those tokens
     xomni train ar --phase pretrain2         the unified AR model, one training phase per run
+    xomni generate --prompt TEXT --out DIR   text -> image (AR model -> tokens -> decoder)
+    xomni understand --image P --question Q  image + question -> answer
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
     xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
@@ -41,6 +43,7 @@ HELP = {
     "final_lr": "learning rate at the end, as a fraction of the peak",
     "gen_share": "share of generation samples (the rest are understanding)",
     "lm_lr": "peak learning rate of the alignment LM",
+    "heads_first": "first steps train the encoder with the dense heads alone (no alignment LM)",
     "codebook_after": "steps on continuous features before k-means places the codes and quantisation starts",
     "kmeans_scenes": "training scenes whose encoder outputs the k-means runs on",
     "kmeans_iters": "k-means iterations",
@@ -153,6 +156,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.set_defaults(handler=_reconstruct)
 
+    p = sub.add_parser("generate", help="text -> image with the unified model (PNG files + manifest.jsonl)",
+                       description="Generate images from a prompt: AR model -> semantic tokens -> diffusion decoder. "
+                                   "X-Omni samples with temperature 1.0 and min-p 0.03 and no classifier-free guidance.")
+    p.add_argument("--prompt", required=True, help="what to draw (English or Chinese)")
+    p.add_argument("--out", required=True, help="output folder: 0000.png ... and manifest.jsonl")
+    p.add_argument("--n", type=int, default=1, help="images to draw (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; the same seed draws the same images")
+    p.add_argument("--size", default="128x128", help="WIDTHxHEIGHT in pixels, multiples of 16 (default: 128x128)")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1: off, X-Omni's default)")
+    p.add_argument("--min-p", dest="min_p", type=float, default=0.03, help="min-p filter (default: 0.03)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    p.add_argument("--top-k", dest="top_k", type=int, default=0, help="top-k filter (0: off)")
+    p.add_argument("--decoder-steps", dest="decoder_steps", type=int, default=20, help="diffusion decoder steps")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
+    p.set_defaults(handler=_generate)
+
+    p = sub.add_parser("understand", help="image + question -> answer with the unified model",
+                       description="Answer a question about an image: tokenizer -> AR model (greedy).")
+    p.add_argument("--image", required=True, help="image file (converted to RGB, resized by the preset's rule)")
+    p.add_argument("--question", required=True, help="the question")
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64, help="answer length limit")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
+    p.set_defaults(handler=_understand)
+
     p = sub.add_parser("publish", help="copy a trained run into a shippable checkpoint folder (fp16)",
                        description=publish.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, publish.Config)
@@ -197,6 +224,50 @@ def _reconstruct(args) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.save(args.out)
     return {"out": args.out, "size": list(out.size)}
+
+
+def _generate(args) -> dict:
+    from pathlib import Path
+
+    from xomni.engine import Sampling
+    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size
+
+    try:
+        width, height = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must be WIDTHxHEIGHT, got {args.size!r}") from None
+    check_generation_size(width, height)  # before any weights load
+    if not args.prompt.strip():
+        raise ValueError("the prompt is empty")
+    if args.n < 1:
+        raise ValueError("--n must be at least 1")
+    sampling = Sampling(temperature=args.temperature, top_k=args.top_k, min_p=args.min_p, cfg=args.cfg)
+    pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
+    images, _ = pipe.generate([args.prompt] * args.n, width, height, sampling, args.seed, args.decoder_steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, im in enumerate(images):
+        path = out / f"{k:04d}.png"
+        tmp = path.with_suffix(".tmp.png")
+        im.save(tmp)
+        tmp.replace(path)
+        rows.append({"file": path.name, "prompt": args.prompt, "seed": args.seed, "index": k, "size": args.size,
+                     "cfg": args.cfg, "min_p": args.min_p, "temperature": args.temperature,
+                     "checkpoint": str(args.checkpoint or DEFAULT_CHECKPOINT)})
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return {"out": str(out), "images": len(images)}
+
+
+def _understand(args) -> dict:
+    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline
+    from xomni.tokenizer.preprocess import load_image, prepare_image
+
+    if not args.question.strip():
+        raise ValueError("the question is empty")
+    image = prepare_image(load_image(args.image), "tiny")  # validate before loading any weights
+    pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
+    return {"question": args.question, "answer": pipe.understand(image, args.question, args.max_new_tokens)}
 
 
 def main(argv: list[str] | None = None) -> int:

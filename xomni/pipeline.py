@@ -1,7 +1,8 @@
 """The only place that wires the components together.
 
 `ImagePipeline`: image -> SigLIP-VQ codes -> semantic embeddings -> diffusion decoder -> image (the "render engine"
-with its tokenizer). The unified AR model will join here for text -> image and image -> text.
+with its tokenizer). `Pipeline` adds the unified AR model and its engine: text -> image, image -> text, and
+multi-turn conversations in which a generated image's tokens stay in the context.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from xomni.data.batches import pixels_of
 from xomni.decoder.codec import make_codec
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import sample
-from xomni.tokenizer.preprocess import prepare_image
+from xomni.tokenizer.preprocess import RULES, prepare_image
 from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "tiny"
@@ -74,3 +75,119 @@ class ImagePipeline:
 def to_image(pixels: torch.Tensor) -> Image.Image:
     """(3, H, W) in [0, 1] -> PIL RGB."""
     return Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
+
+
+def check_generation_size(width: int, height: int, preset: str = "tiny") -> tuple[int, int]:
+    """(rows, cols) of the token grid for a generated image, or a clear error for sizes that are not one."""
+    rule = RULES[preset]
+    if width % 16 or height % 16:
+        raise ValueError(f"size {width}x{height} is not a whole grid of 16 px tokens")
+    short, long = min(width, height), max(width, height)
+    if short < rule.min_side or long > rule.long_side:
+        raise ValueError(f"size {width}x{height} is outside {rule.min_side}..{rule.long_side} px per side ({preset})")
+    if long / short > rule.max_aspect:
+        raise ValueError(f"size {width}x{height} has aspect {long / short:.2f}, beyond the limit of {rule.max_aspect}")
+    return height // 16, width // 16
+
+
+@dataclass
+class Conversation:
+    """A multi-turn context of token ids: generated images stay in it as tokens, never re-encoded."""
+
+    ids: list[int]
+    has_image: bool = False
+    open_turn: bool = False  # a user turn holding an image waits for its question
+
+
+class Pipeline:
+    """Text -> image (AR model -> codes -> decoder) and image -> text (tokenizer -> AR model), one checkpoint folder:
+    text_tokenizer.json, tokenizer/, decoder/, ar/."""
+
+    PARTS = ("text_tokenizer.json", "tokenizer", "decoder", "ar")
+
+    def __init__(self, image: ImagePipeline, model, tok, preset: str = "tiny"):
+        from xomni.data.sequences import Formatter
+        from xomni.engine import Engine
+
+        self.image, self.model, self.tok, self.preset = image, model, tok, preset
+        self.engine = Engine(model, tok)
+        self.fmt = Formatter(tok, model.config.codebook_size)
+        if model.config.codebook_size != image.tokenizer.config.codebook_size:
+            raise ValueError("the AR model's image vocabulary does not match the tokenizer's codebook")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str = "tiny") -> "Pipeline":
+        from xomni.model.unified import UnifiedConfig, UnifiedModel
+        from xomni.tokenizer.text import TextTokenizer
+
+        path = Path(path)
+        missing = [p for p in cls.PARTS if not (path / p).exists()]
+        if missing:
+            raise FileNotFoundError(f"checkpoint {path} lacks {', '.join(missing)}; train one with "
+                                    "`bash runs/cpu_tiny.sh` or pass --checkpoint DIR")
+        model = load_component(path / "ar", UnifiedConfig, UnifiedModel).eval().requires_grad_(False)
+        return cls(ImagePipeline.from_pretrained(path, preset), model, TextTokenizer.from_file(path / "text_tokenizer.json"),
+                   preset)
+
+    def generate(self, prompts: list[str], width: int = 128, height: int = 128, sampling=None, seed: int = 0,
+                 decoder_steps: int = 20) -> tuple[list[Image.Image], torch.Tensor]:
+        """Prompts -> images and their codes (B, rows, cols). X-Omni's default sampling (min-p 0.03, no CFG)."""
+        from xomni.engine import Sampling
+
+        rows, cols = check_generation_size(width, height, self.preset)
+        ids = [self.fmt.generation_prompt(p) for p in prompts]
+        gen = torch.Generator().manual_seed(seed)
+        out = self.engine.generate_image(ids, rows, cols, sampling or Sampling(), gen)
+        codes = self.fmt.vocab.image_code(out.tokens).reshape(len(prompts), rows, cols)
+        pixels = self.image.decode(codes, steps=decoder_steps, generator=gen)
+        return [to_image(x) for x in pixels], codes
+
+    def codes_of(self, image: Image.Image) -> torch.Tensor:
+        """Any image -> its (rows, cols) codes, prepared by the preset's rule."""
+        return self.image.encode(pixels_of([prepare_image(image, self.preset)]))[0]
+
+    def understand(self, image: Image.Image | None, question: str, max_new_tokens: int = 64, sampling=None) -> str:
+        """Image + question -> answer (greedy by default)."""
+        if image is None:
+            raise ValueError("a question needs an image")
+        conv = self.start(image)
+        return self.ask(conv, question, max_new_tokens, sampling)
+
+    def start(self, image: Image.Image | None = None) -> Conversation:
+        if image is None:
+            return Conversation([])
+        codes = self.codes_of(image)
+        rows, cols = codes.shape
+        return Conversation(self.fmt.image_turn(codes.flatten().tolist(), rows, cols), has_image=True, open_turn=True)
+
+    def ask(self, conv: Conversation, question: str, max_new_tokens: int = 64, sampling=None) -> str:
+        """Append a question to the conversation, generate the answer, keep both in the context."""
+        from xomni.engine import Sampling
+
+        if not conv.has_image:
+            raise ValueError("a question needs an image in the conversation")
+        prompt = conv.ids + self.fmt.question_turn(question, conv.open_turn)
+        out = self.engine.generate_text([prompt], max_new_tokens, sampling or Sampling(temperature=0, min_p=0))
+        answer = out.tokens[0].tolist()
+        eos = self.fmt.vocab.eos_id
+        answer = answer[: answer.index(eos)] if eos in answer else answer
+        conv.ids = prompt + answer + [eos] + self.tok.encode("\n")
+        conv.open_turn = False
+        return self.tok.decode(answer).strip()
+
+    def draw(self, conv: Conversation, prompt: str, width: int = 128, height: int = 128, sampling=None,
+             seed: int = 0, decoder_steps: int = 20) -> Image.Image:
+        """Generate an image inside the conversation; its tokens stay in the context for follow-up questions."""
+        from xomni.engine import Sampling
+
+        rows, cols = check_generation_size(width, height, self.preset)
+        if conv.open_turn:
+            raise ValueError("the conversation waits for a question about its image")
+        context = conv.ids + self.fmt.generation_prompt(prompt)
+        gen = torch.Generator().manual_seed(seed)
+        out = self.engine.generate_image([context], rows, cols, sampling or Sampling(), gen)
+        codes = self.fmt.vocab.image_code(out.tokens).reshape(1, rows, cols)
+        conv.ids = context + self.tok.image_prefix(rows, cols) + out.tokens[0].tolist() + \
+            [self.fmt.vocab.eom_id, self.fmt.vocab.eos_id] + self.tok.encode("\n")
+        conv.has_image = True
+        return to_image(self.image.decode(codes, steps=decoder_steps, generator=gen)[0])

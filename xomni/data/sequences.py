@@ -47,10 +47,18 @@ class Formatter:
             raise ValueError("the prompt is empty")
         return self._user + self.tok.encode(prompt) + self._assistant
 
-    def understanding_prompt(self, codes: list[int], rows: int, cols: int, question: str) -> list[int]:
+    def image_turn(self, codes: list[int], rows: int, cols: int) -> list[int]:
+        """A user turn holding an image, left open for the question."""
+        return self._user + self.image(codes, rows, cols)
+
+    def question_turn(self, question: str, open_turn: bool) -> list[int]:
+        """The question (in the open user turn, or a new one) and the assistant's opening."""
         if not question.strip():
             raise ValueError("the question is empty")
-        return self._user + self.image(codes, rows, cols) + self.tok.encode(question) + self._assistant
+        return ([] if open_turn else self._user) + self.tok.encode(question) + self._assistant
+
+    def understanding_prompt(self, codes: list[int], rows: int, cols: int, question: str) -> list[int]:
+        return self.image_turn(codes, rows, cols) + self.question_turn(question, open_turn=True)
 
     def generation(self, prompt: str, codes: list[int], rows: int, cols: int) -> Sample:
         context = self.generation_prompt(prompt)
