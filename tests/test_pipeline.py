@@ -1,0 +1,78 @@
+"""The full pipeline on dummy-sized random components: text -> image, image -> text, conversations, bad input."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from xomni.checkpoint import save_component
+from xomni.cli import main as cli
+from xomni.decoder.flux import DecoderConfig, SemanticFlux
+from xomni.model.unified import UnifiedConfig, UnifiedModel
+from xomni.pipeline import Pipeline, check_generation_size
+from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
+from xomni.tokenizer.text import TextTokenizer
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    tok = TextTokenizer.train_bpe(["a red circle", "what color is the circle? red", "1 2 3 4 5 6 7 8 9"] * 10, 120)
+    tok.save(root / "text_tokenizer.json")
+    torch.manual_seed(0)
+    vq_cfg = SiglipVQConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, position_grid=8,
+                            codebook_size=32, codebook_dim=8, adapter_dim=32, adapter_blocks=1)
+    save_component(root / "tokenizer", vq_cfg, SiglipVQ(vq_cfg))
+    dec_cfg = DecoderConfig(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                            joint_attention_dim=16, pooled_projection_dim=16, axes_dims_rope=(4, 6, 6), semantic_dim=32)
+    save_component(root / "decoder", dec_cfg, SemanticFlux(dec_cfg))
+    ar_cfg = UnifiedConfig(text_vocab_size=tok.vocab_size, codebook_size=32, hidden_size=32, num_layers=1,
+                           num_vision_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=48, max_positions=256)
+    save_component(root / "ar", ar_cfg, UnifiedModel(ar_cfg))
+    return root
+
+
+def test_text_to_image_to_text_and_a_conversation(checkpoint):
+    pipe = Pipeline.from_pretrained(checkpoint)
+    images, codes = pipe.generate(["a red circle"] * 2, 128, 64, seed=3, decoder_steps=2)
+    assert [im.size for im in images] == [(128, 64)] * 2 and codes.shape == (2, 4, 8)
+    again, codes2 = pipe.generate(["a red circle"] * 2, 128, 64, seed=3, decoder_steps=2)
+    assert torch.equal(codes, codes2)  # seeded
+    assert isinstance(pipe.understand(images[0].resize((128, 128)), "what color is the circle?", 5), str)
+    conv = pipe.start()
+    pipe.draw(conv, "a red circle", 64, 64, decoder_steps=2)
+    n = len(conv.ids)
+    pipe.ask(conv, "what color is the circle?", max_new_tokens=3)
+    assert len(conv.ids) > n and sum(pipe.fmt.vocab.is_image(t) for t in conv.ids) == 16  # image kept as tokens
+
+
+def test_bad_input_is_refused(checkpoint, tmp_path, capsys):
+    pipe = Pipeline.from_pretrained(checkpoint)
+    with pytest.raises(ValueError, match="needs an image"):
+        pipe.understand(None, "what?")
+    with pytest.raises(ValueError, match="empty"):
+        pipe.generate([" "])
+    with pytest.raises(ValueError, match="context"):
+        pipe.generate(["1 2 3 4 5 6 7 8 9 " * 40])
+    with pytest.raises(ValueError, match="whole grid"):
+        check_generation_size(100, 128)
+    with pytest.raises(ValueError, match="aspect"):
+        check_generation_size(384, 64)
+    assert cli(["generate", "--prompt", "x", "--out", str(tmp_path / "g"), "--size", "130x128"]) == 2
+    assert "whole grid" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    assert cli(["generate", "--prompt", "x", "--out", str(tmp_path / "g"), "--checkpoint", str(tmp_path)]) == 2
+    assert "lacks" in capsys.readouterr().err
+
+
+def test_generate_and_understand_commands(checkpoint, tmp_path, capsys):
+    assert cli(["generate", "--prompt", "a red circle", "--out", str(tmp_path / "g"), "--n", "2", "--size", "64x64",
+                "--decoder-steps", "1", "--checkpoint", str(checkpoint)]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "g" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in rows] == ["0000.png", "0001.png"] and (tmp_path / "g" / "0001.png").is_file()
+    capsys.readouterr()
+    Image.new("RGB", (128, 128), (200, 30, 30)).save(tmp_path / "red.png")
+    assert cli(["understand", "--image", str(tmp_path / "red.png"), "--question", "what color?",
+                "--max-new-tokens", "3", "--checkpoint", str(checkpoint)]) == 0
+    assert '"answer"' in capsys.readouterr().out
+    assert cli(["understand", "--image", str(tmp_path / "nope.png"), "--question", "q", "--checkpoint", str(checkpoint)]) == 2
