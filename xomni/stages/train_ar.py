@@ -20,19 +20,27 @@ Data: token shards from `xomni tokenize` (the encoder never runs here), scenes r
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
 mean over supervised image tokens plus the mean over supervised text tokens, so neither kind drowns the other.
 The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
+
+Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
+NCCL on GPUs); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
+counts, so the loss curve equals one process with the same global batch (tests/test_distributed.py). `--bf16`
+autocasts the forward. FSDP is not wired yet (see the issue notes).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
@@ -70,6 +78,7 @@ class Config:
     eval_n: int = 64
     seed: int = 0
     resume: bool = True
+    bf16: bool = False  # autocast the forward to bfloat16 (paper scale)
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -116,18 +125,29 @@ def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], row
     return fmt.understanding(codes, rows, cols, q.question, q.answer)
 
 
-def split_loss(logits: torch.Tensor, labels: torch.Tensor, text_vocab_size: int) -> tuple[torch.Tensor, dict]:
-    """Mean CE over supervised image targets + mean CE over supervised text targets. logits (N, L, V+K)."""
+def split_loss(logits: torch.Tensor, labels: torch.Tensor, text_vocab_size: int,
+               counts: dict[str, float] | None = None) -> tuple[torch.Tensor, dict]:
+    """Mean CE over supervised image targets + mean CE over supervised text targets. logits (N, L, V+K).
+
+    counts: how many image / text targets the whole step has (all ranks together); by default this batch's. Each
+    term is its CE sum divided by that count, so ranks' losses add up to the single-process loss exactly."""
     ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="none")
     flat = labels.flatten()
-    image, text = flat >= text_vocab_size, (flat != IGNORE) & (flat < text_vocab_size)
-    parts = {}
+    masks = {"image": flat >= text_vocab_size, "text": (flat != IGNORE) & (flat < text_vocab_size)}
+    counts = counts or {k: float(m.sum()) for k, m in masks.items()}
     loss = logits.new_zeros(())
-    for name, sel in (("image", image), ("text", text)):
-        if sel.any():
-            parts[name] = ce[sel].mean()
+    parts = {}
+    for name, sel in masks.items():
+        if counts[name] > 0:
+            parts[name] = ce[sel].sum() / counts[name]
             loss = loss + parts[name]
     return loss, {k: v.item() for k, v in parts.items()}
+
+
+def target_counts(labels: torch.Tensor, text_vocab_size: int) -> torch.Tensor:
+    """(2,) float: supervised image targets, supervised text targets."""
+    image = (labels >= text_vocab_size).sum()
+    return torch.stack([image, (labels != IGNORE).sum() - image]).float()
 
 
 @torch.no_grad()
@@ -143,7 +163,8 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
     for name, share in (("heldout_loss_image", 1.0), ("heldout_loss_text", 0.0)):
         phase = cfg.phase if cfg.phase != "text" else "pretrain2"
         samples = [world_sample(fmt, phase, s, c.flatten().tolist(), *c.shape, rng, share) for s, c in zip(scenes, codes)]
-        ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
+        ids, labels, segments, positions = pack(samples, max(cfg.seq_len, *(len(x.ids) for x in samples)),
+                                                fmt.vocab.pad_id)
         _, parts = split_loss(model(ids, positions=positions, segments=segments), labels, model.config.text_vocab_size)
         out[name] = parts["image" if share else "text"]
     model.train(was_training)
@@ -153,6 +174,12 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
 def main(cfg: Config) -> dict:
     if cfg.phase not in PHASES:
         raise ValueError(f"unknown phase {cfg.phase!r}; choose one of {PHASES}")
+    # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    lead = rank == 0
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -182,42 +209,56 @@ def main(cfg: Config) -> dict:
                          f"tokenizers' {tok.vocab_size} + {vq.config.codebook_size}")
     fmt = Formatter(tok, mcfg.codebook_size)
     params = trainable(model, cfg.phase)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step = 0
     if state is not None:
-        model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
+        model.load_state_dict(state["model"])
         step = state["step"]
-        print(f"resumed from {state_path} at step {step}")
+    net = DDP(model) if world > 1 else model
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        if lead:
+            print(f"resumed from {state_path} at step {step}")
     n_train = sum(p.numel() for p in params) / 1e6
     print(f"unified model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {n_train:.2f}M training "
           f"(phase {cfg.phase}); {len(order)} tokenized scenes")
 
     def checkpoint(metrics: dict) -> None:
+        if not lead:
+            return
         meta = {"stage": f"train_ar/{cfg.phase}", "step": step, "metrics": metrics, "config": asdict(cfg)}
         save_component(out / "model", mcfg, model, meta)
         save_train_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
 
-    log = open(out / "ar_log.jsonl", "a")
+    log = open(out / "ar_log.jsonl", "a") if lead else open(os.devnull, "w")
     metrics: dict = {}
     t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True, disable=not lead)
     model.train()
     while step < cfg.steps:
-        rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{step}")
         samples = []
-        for k in range(step * cfg.batch_size, (step + 1) * cfg.batch_size):
+        for k in range(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world):
             src, j = rows_of[order[k % len(order)]]
-            split, world, idx, codes = sources[src]
-            scene = make_scene(world, split, int(idx[j]))
+            split, scene_world, idx, codes = sources[src]
+            scene = make_scene(scene_world, split, int(idx[j]))
+            rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{k}")  # sample k's task: the same whichever rank takes it
             samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        logits = model(ids, positions=positions, segments=segments)
-        loss, parts = split_loss(logits, labels, mcfg.text_vocab_size)
+        counts = target_counts(labels, mcfg.text_vocab_size)
+        if world > 1:
+            dist.all_reduce(counts)
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = net(ids, positions=positions, segments=segments)
+        loss, parts = split_loss(logits, labels, mcfg.text_vocab_size, {"image": float(counts[0]), "text": float(counts[1])})
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * world).backward()  # DDP averages gradients over ranks; the step's loss is the ranks' sum
+        if world > 1:
+            summed = torch.tensor([loss.item(), parts.get("image", 0.0), parts.get("text", 0.0)])
+            dist.all_reduce(summed)
+            loss, parts = summed[0], {"image": summed[1].item(), "text": summed[2].item()}
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -228,7 +269,7 @@ def main(cfg: Config) -> dict:
         log.flush()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if (step % cfg.eval_every == 0 or step == cfg.steps) and lead:
             metrics = evaluate(model, fmt, vq, cfg)
             tqdm.write(json.dumps({"step": step, **metrics}))
             log.write(json.dumps({"step": step, **metrics}) + "\n")
@@ -236,6 +277,8 @@ def main(cfg: Config) -> dict:
             checkpoint(metrics)
     bar.close()
     log.close()
+    if world > 1:
+        dist.barrier()
     return metrics
 
 
