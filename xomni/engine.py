@@ -7,8 +7,8 @@
 - Sampling: temperature, top-k, top-p, min-p (X-Omni samples images with temperature 1.0 and min-p 0.03, no CFG);
   a seeded `torch.Generator` makes a rollout reproducible; every sampled token's log-probability under the
   distribution it was drawn from is returned (GRPO needs it).
-- Image mode: after the `<SOM>{rows} {cols}<IMAGE>` prefix only image tokens are allowed, exactly rows*cols of them,
-  then `<EOM>` is appended. Optional classifier-free guidance: the unconditional branch is the image prefix alone, and
+- Image mode: after the `<SOM>{rows} {cols}<IMAGE>` prefix only image tokens are allowed (the model computes only its
+  image head), exactly rows*cols of them, then `<EOM>` is appended. Text mode computes only the text head. Optional classifier-free guidance: the unconditional branch is the image prefix alone, and
   the two are combined in `guided_logits`, the one place CFG lives.
 """
 
@@ -98,23 +98,16 @@ class Engine:
         self.pad_id = tokenizer.token_id("<|endoftext|>")
 
     @torch.no_grad()
-    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Run the prompt (B, L) into an empty cache; logits of the last position (B, V+K)."""
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache, head: str) -> torch.Tensor:
+        """Run the prompt (B, L) into an empty cache; the last position's logits over `head`'s ids (B, K or V)."""
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(ids, positions=positions, pad_mask=mask, cache=cache)[:, -1]
+        return self.model(ids, positions=positions, pad_mask=mask, cache=cache, last_only=True, head=head)[:, -1]
 
     @torch.no_grad()
     def decode_one_token(self, token: torch.Tensor, position: torch.Tensor, mask: torch.Tensor,
-                         cache: KVCache) -> torch.Tensor:
-        """One new token per row (B,) at RoPE position (B,); mask (B, S) covers the cache plus it. -> (B, V+K)."""
-        return self.model(token[:, None], positions=position[:, None], pad_mask=mask, cache=cache)[:, -1]
-
-    def _allowed(self, image: bool) -> torch.Tensor:
-        V, K = self.vocab.text_vocab_size, self.vocab.codebook_size
-        allowed = torch.zeros(V + K, dtype=torch.bool)
-        allowed[V:] = image
-        allowed[:V] = not image
-        return allowed
+                         cache: KVCache, head: str) -> torch.Tensor:
+        """One new token per row (B,) at RoPE position (B,); mask (B, S) covers the cache plus it."""
+        return self.model(token[:, None], positions=position[:, None], pad_mask=mask, cache=cache, head=head)[:, -1]
 
     @torch.no_grad()
     def generate_image(self, prompts: list[list[int]], rows: int, cols: int, sampling: Sampling = Sampling(),
@@ -129,19 +122,20 @@ class Engine:
         B, n = len(prompts), rows * cols
         cache = KVCache.allocate(self.model.config, ids.shape[0], ids.shape[1] + n,
                                  dtype=next(self.model.parameters()).dtype)
-        allowed = self._allowed(image=True)
-        logits = self.prefill(ids, mask, cache)
+        V = self.vocab.text_vocab_size
+        logits = self.prefill(ids, mask, cache, head="image")  # image mode: only the codes can be drawn
         position = mask.long().sum(-1)  # the next token's RoPE position, per row
         tokens, logps = [], []
         for _ in range(n):
             if guided:
                 logits = guided_logits(logits[:B], logits[B:], sampling.cfg)
-            tok, logp = sample(logits.masked_fill(~allowed, float("-inf")), sampling, generator)
+            code, logp = sample(logits, sampling, generator)
+            tok = code + V
             tokens.append(tok), logps.append(logp)
             step = torch.cat([tok, tok]) if guided else tok
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
             if len(tokens) < n:
-                logits = self.decode_one_token(step, position, mask, cache)
+                logits = self.decode_one_token(step, position, mask, cache, head="image")
                 position = position + 1
         return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids[:B], mask[:B, : ids.shape[1]])
 
@@ -154,19 +148,18 @@ class Engine:
         B = len(prompts)
         cache = KVCache.allocate(self.model.config, B, ids.shape[1] + max_new_tokens,
                                  dtype=next(self.model.parameters()).dtype)
-        allowed = self._allowed(image=False)
-        logits = self.prefill(ids, mask, cache)
+        logits = self.prefill(ids, mask, cache, head="text")  # text mode: only text ids can be drawn
         position = mask.long().sum(-1)
         done = torch.zeros(B, dtype=torch.bool)
         tokens, logps = [], []
         for i in range(max_new_tokens):
-            tok, logp = sample(logits.masked_fill(~allowed, float("-inf")), sampling, generator)
+            tok, logp = sample(logits, sampling, generator)
             tok = torch.where(done, torch.full_like(tok, stop), tok)
             tokens.append(tok), logps.append(torch.where(done, torch.zeros_like(logp), logp))
             done |= tok == stop
             if done.all() or i == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
-            logits = self.decode_one_token(tok, position, mask, cache)
+            logits = self.decode_one_token(tok, position, mask, cache, head="text")
             position = position + 1
         return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids, mask[:, : ids.shape[1]])

@@ -170,7 +170,7 @@ class UnifiedModel(nn.Module):
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, segments: torch.Tensor | None = None,
-                vision_on_all: bool = False) -> torch.Tensor:
+                vision_on_all: bool = False, last_only: bool = False, head: str = "joint") -> torch.Tensor:
         """Joint logits (B, T, V + K) for ids (B, T).
 
         positions (B, T): RoPE positions (default: cache.length + arange(T)). pad_mask (B, S) bool over every key
@@ -178,6 +178,8 @@ class UnifiedModel(nn.Module):
         and cache.length advances by T. vision_on_all runs the vision-only blocks' MLP on every position and keeps
         the image ones, as the official code does (for the benchmark that measures what skipping saves).
         segments (B, T): packed training rows (xomni/data/sequences.py); attention stays inside a segment.
+        last_only: logits of the last position only (B, 1, .). head: "joint" (V + K), "image" (K: image codes only,
+        the engine's image mode) or "text" (V).
         """
         B, T = ids.shape
         start = cache.length if cache is not None else 0
@@ -211,7 +213,13 @@ class UnifiedModel(nn.Module):
                 slot += 1
         if cache is not None:
             cache.length += T
+        if last_only:
+            h, image = h[:, -1:], image[:, -1:]
         x = torch.where(image[..., None], self.mm_norm(h), self.norm(h))  # B T D
+        if head == "image":
+            return self.mm_head(x)  # B T K
+        if head == "text":
+            return self.lm_head(x)  # B T V
         return torch.cat([self.lm_head(x), self.mm_head(x)], dim=-1)  # B T V+K
 
 
