@@ -8,8 +8,9 @@
   a seeded `torch.Generator` makes a rollout reproducible; every sampled token's log-probability under the
   distribution it was drawn from is returned (GRPO needs it).
 - Image mode: after the `<SOM>{rows} {cols}<IMAGE>` prefix only image tokens are allowed (the model computes only its
-  image head), exactly rows*cols of them, then `<EOM>` is appended. Text mode computes only the text head. Optional classifier-free guidance: the unconditional branch is the image prefix alone, and
-  the two are combined in `guided_logits`, the one place CFG lives.
+  image head), exactly rows*cols of them, then `<EOM>` is appended. Text mode computes only the text head.
+- Optional classifier-free guidance: the unconditional branch is the image prefix alone, and the two are combined
+  in `guided_logits`, the one place CFG lives.
 """
 
 from __future__ import annotations

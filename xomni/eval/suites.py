@@ -2,14 +2,14 @@
 
 Each suite mirrors an official benchmark in the world's terms and is scored by that benchmark's own scorer:
 
-| suite          | mirrors                   | items (held-out scenes)                               | judge            |
-|----------------|---------------------------|-------------------------------------------------------|------------------|
-| synth-text-en  | LongText-Bench (EN)       | English text scenes, balanced over category x length  | OCR              |
-| synth-text-zh  | LongText-Bench (ZH)       | Chinese text scenes, balanced over category x length  | OCR              |
-| synth-geneval  | GenEval                   | the six tags, GenEval's clause format, shapes as classes | scene judge   |
-| synth-dpg      | DPG-Bench                 | dense prompts, dependent yes/no questions             | scene judge + OCR |
-| synth-vqa      | understanding (VQA)       | colour/count/position/text questions                  | the model's answers |
-| synth-pope     | POPE                      | presence yes/no, random/popular/adversarial negatives | the model's answers |
+| suite         | mirrors         | items (held-out scenes)                                   | judge            |
+|---------------|-----------------|-----------------------------------------------------------|------------------|
+| synth-text-en | LongText (EN)   | English text scenes, balanced over category x length      | OCR              |
+| synth-text-zh | LongText (ZH)   | Chinese text scenes, balanced over category x length      | OCR              |
+| synth-geneval | GenEval         | the six tags in its clause format, shapes as classes      | scene judge      |
+| synth-dpg     | DPG-Bench       | dense prompts, dependent yes/no questions                 | scene judge, OCR |
+| synth-vqa     | VQA             | colour / count / position / text questions                | model's answers  |
+| synth-pope    | POPE            | presence yes/no, random / popular / adversarial negatives | model's answers  |
 
 An item is a JSON-able dict: `id`, `index` (held-out scene index), `prompt` (what a text-to-image model is asked),
 `scene` (the spec: renders and reconstructions come from it) and the suite's ground truth. Items depend only on
