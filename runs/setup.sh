@@ -9,11 +9,10 @@ APT_PACKAGES="tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim chromium"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
-  if command -v apt-get >/dev/null; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing
-  else
-    echo "setup: please install$missing with your package manager (Debian names)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if ! { command -v apt-get >/dev/null && $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing; }; then
+    # everything else still works: the Tesseract judge and the report's browser test say what is missing
+    echo "setup: could not install$missing; install them with your package manager (Debian names)" >&2
   fi
 fi
 if [ ! -x .venv/bin/python ]; then
@@ -24,4 +23,4 @@ fi
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/python -c "import torch, transformers, diffusers, rapidocr; print('xomni environment ready: torch', torch.__version__)"
-tesseract --version | head -1
+command -v tesseract >/dev/null && tesseract --version | head -1 || true
