@@ -112,7 +112,7 @@ def _block(layer: Qwen2DecoderLayer, h: torch.Tensor, cos, sin, mask, cache, slo
            only: torch.Tensor | None = None) -> torch.Tensor:
     """One pre-norm decoder block. only (B, T) bool: update just those positions (the vision-only blocks)."""
     a = _attention(layer, layer.input_layernorm(h), cos, sin, mask, cache, slot)  # B T D
-    if only is None:
+    if only is None or bool(only.all()):  # every position updated (e.g. decoding an image token): no gather
         h = h + a
         return h + layer.mlp(layer.post_attention_layernorm(h))
     if not only.any():
