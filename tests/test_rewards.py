@@ -1,0 +1,52 @@
+"""Rewards: each function on renders whose answer is known, and the weighted combination with failures counted."""
+
+import math
+
+from xomni.data.world import WorldConfig, make_scene, render
+from xomni.eval.scene_judge import SceneJudge
+from xomni.rewards import Rollout, alignment, combine, ocr_accuracy, token_consistency
+
+
+class Reads:
+    name = "fixed"
+
+    def __init__(self, text):
+        self.text = text
+
+    def read(self, image):
+        if self.text is None:
+            raise RuntimeError("judge crashed")
+        return self.text
+
+
+def _scene(with_text: bool):
+    return next(s for i in range(100) if ((s := make_scene(WorldConfig(), "heldout", i)).text is not None) == with_text)
+
+
+def test_ocr_reward_averages_engines_and_marks_failures():
+    s = _scene(True)
+    r = [Rollout(s, render(s)), Rollout(_scene(False), render(_scene(False)))]
+    out = ocr_accuracy(r, [Reads(s.text.text), Reads("")])
+    assert out[0] == 0.5 and out[1] is None
+    assert math.isnan(ocr_accuracy(r[:1], [Reads(None)])[0])
+
+
+def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
+    s = next(s for i in range(200) if len((s := make_scene(WorldConfig(), "heldout", i)).groups) == 2)
+    judge = SceneJudge()
+    assert alignment([Rollout(s, render(s))], judge) == [1.0]
+    blank = render(s).copy()
+    blank.paste((248, 248, 246), (0, 0, blank.width, blank.height))
+    assert alignment([Rollout(s, blank)], judge) == [0.0]  # no objects: entities fail, children cascade
+
+
+def test_token_consistency_and_combination():
+    s = _scene(False)
+    r = [Rollout(s, render(s), [1, 2, 3, 4], [1, 2, 0, 4]), Rollout(s, render(s), [1, 2], [])]
+    cons = token_consistency(r)
+    assert cons[0] == 0.75 and math.isnan(cons[1])
+    rewards, stats = combine({"ocr": [None, 1.0], "consistency": cons}, {"ocr": 2.0, "consistency": 1.0})
+    assert rewards[0] == 0.75 and math.isnan(rewards[1])  # ocr does not apply to 0; 1 has a failed component
+    assert stats == {"failed": {"ocr": 0, "consistency": 1}, "excluded": 1}
+    both, _ = combine({"ocr": [0.5], "consistency": [1.0]}, {"ocr": 3.0, "consistency": 1.0})
+    assert both == [(3 * 0.5 + 1.0) / 4]

@@ -1,0 +1,104 @@
+"""X-Omni's reward system at tiny scale (paper Sec. 3.4): plain reward functions with one signature, combined by a
+weighted sum whose weights are configuration.
+
+Every reward takes the batch of `Rollout`s and returns one value per rollout: a float, `None` when it does not apply
+(no text was asked for, so no OCR reward), or NaN when the judge failed. `combine` sums the applicable values with
+their weights renormalised over what applied, excludes failures and counts them; a failure never becomes a silent 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from xomni.data.world import Scene
+from xomni.eval import longtext
+from xomni.eval.suites import answer_dpg, dpg_questions
+
+
+@dataclass
+class Rollout:
+    scene: Scene  # the prompt's spec: what was asked for
+    image: Image.Image  # the decoded image
+    codes: list[int] = field(default_factory=list)  # the image tokens the policy sampled
+    reread: list[int] = field(default_factory=list)  # the tokenizer's codes of the decoded image
+
+
+def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
+    """Text accuracy (LongText-Bench's rule) of the asked-for text, averaged over the OCR engines (the paper uses
+    two jointly). None for prompts without text; NaN when every engine failed on that image."""
+    out: list[float | None] = []
+    for r in rollouts:
+        if r.scene.text is None:
+            out.append(None)
+            continue
+        scores = []
+        for judge in judges:
+            try:
+                read = judge.read(r.image)
+            except Exception:  # noqa: BLE001 - a judge crash is a failed reward, counted by `combine`
+                continue
+            scores.append(longtext.match_text(read, r.scene.text.text, r.scene.text.lang).accuracy)
+        out.append(sum(scores) / len(scores) if scores else math.nan)
+    return out
+
+
+def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[float | None]:
+    """Prompt-image alignment: the share of the prompt's dependent yes/no questions (synth-dpg's) the judges answer
+    yes, with DPG's cascade (the role of the paper's VLM judge)."""
+    from xomni.eval.dpg import Question, cascade
+
+    out: list[float | None] = []
+    for r in rollouts:
+        qs = dpg_questions(r.scene)
+        if ocr_judge is None:
+            qs = [q for q in qs if q["check"]["kind"] != "text"]
+        objects = scene_judge.objects(r.image)
+        read = ocr_judge.read(r.image) if ocr_judge is not None and r.scene.text is not None else ""
+        questions = [Question(q["qid"], q["text"], tuple(p for p in q["parents"] if any(x["qid"] == p for x in qs)),
+                              q["category"]) for q in qs]
+        raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
+        scores = cascade(questions, raw)
+        out.append(sum(scores.values()) / len(scores) if scores else None)
+    return out
+
+
+def token_consistency(rollouts: list[Rollout]) -> list[float | None]:
+    """Agreement between the sampled codes and the tokenizer's reading of the decoded image: whether the decoder drew
+    what the policy asked for (the AR/decoder gap the paper says RL closes). It measures that, not beauty."""
+    out: list[float | None] = []
+    for r in rollouts:
+        if not r.codes or len(r.codes) != len(r.reread):
+            out.append(math.nan if r.codes else None)
+            continue
+        out.append(sum(a == b for a, b in zip(r.codes, r.reread)) / len(r.codes))
+    return out
+
+
+def combine(components: dict[str, list[float | None]], weights: dict[str, float]) -> tuple[list[float], dict]:
+    """Weighted sum per rollout over the components that apply (weights renormalised). A rollout with a failed (NaN)
+    component gets NaN and is counted, so the caller drops it rather than reading it as a 0."""
+    unknown = set(components) - set(weights)
+    if unknown:
+        raise ValueError(f"no weight for reward components {sorted(unknown)}")
+    n = len(next(iter(components.values())))
+    if any(len(v) != n for v in components.values()):
+        raise ValueError("reward components disagree on the number of rollouts")
+    rewards, failed = [], {k: 0 for k in components}
+    for i in range(n):
+        total = weight = 0.0
+        bad = False
+        for name, values in components.items():
+            v = values[i]
+            if v is None or weights[name] == 0:
+                continue
+            if not math.isfinite(v):
+                failed[name] += 1
+                bad = True
+                continue
+            total += weights[name] * v
+            weight += weights[name]
+        rewards.append(math.nan if bad or weight == 0 else total / weight)
+    return rewards, {"failed": failed, "excluded": sum(not math.isfinite(r) for r in rewards)}
