@@ -9,7 +9,7 @@ Prompt and metadata files come from `--bench` (the official files, as in ../shar
 default). Judges: `rapidocr` and `tesseract` run here; `qwen2.5-vl:PATH` and `got-ocr2:PATH` load the official
 judges from a local folder (`pip install -e .[judges]`); `scene` is the synthetic world's scene judge, meaningful
 only on images of that world. The judge used is written into every output: a number is never passed off as the
-official judge's when it is not. Per-image results go to `DIR_OUT/results.jsonl` as they are judged; a rerun
+official judge's when it is not. Per-image results go to `OUT/results.jsonl` as they are judged; a rerun
 continues after the images already there, so an interrupted or failed run loses nothing.
 """
 
@@ -39,7 +39,7 @@ DEFAULT_BENCH = os.environ.get("XOMNI_BENCH", str(REPO_ROOT.parent / "shared" / 
 class Config:
     benchmark: str = "longtext"
     images: str = ""
-    out: str = ""  # default: IMAGES/xomni_eval_BENCHMARK
+    out: str = ""  # default: IMAGES/xomni_eval_BENCHMARK (+ _LANG for the text benchmarks)
     bench: str = DEFAULT_BENCH
     lang: str = "en"
     judge: str = "rapidocr"
@@ -262,7 +262,8 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"--lang must be en or zh, got {cfg.lang!r}")
     if not cfg.images or not Path(cfg.images).is_dir():
         raise FileNotFoundError(f"--images {cfg.images!r} is not a folder")
-    out = Path(cfg.out or Path(cfg.images) / f"xomni_eval_{cfg.benchmark}")
+    suffix = f"_{cfg.lang}" if cfg.benchmark in ("longtext", "oneig") else ""
+    out = Path(cfg.out or Path(cfg.images) / f"xomni_eval_{cfg.benchmark}{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     run = {"longtext": run_longtext, "oneig": run_oneig, "geneval": run_geneval, "dpg": run_dpg}[cfg.benchmark]
     metrics = run(cfg, out)

@@ -56,7 +56,7 @@ class Config:
 def _manifest_header(cfg: Config) -> dict:
     return {"suite": cfg.suite, "version": suites.version(), "n": cfg.n, "source": cfg.source,
             "checkpoint": cfg.checkpoint if cfg.source != "renders" or cfg.suite in UNDERSTANDING else None,
-            "steps": cfg.steps, "seed": cfg.seed}
+            "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -180,7 +180,7 @@ def main(cfg: Config) -> dict:
     manifest = out / "manifest.jsonl"
     if manifest.is_file():
         old = _read_jsonl(manifest)
-        if old and old[0] != header:  # a different suite, source or checkpoint: start afresh
+        if old and old[0] != header:  # a different suite, source, checkpoint or judge: start afresh
             for p in (out / "images").glob("*.png"):
                 p.unlink()
             (out / "judged.jsonl").unlink(missing_ok=True)
