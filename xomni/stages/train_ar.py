@@ -193,6 +193,9 @@ def main(cfg: Config) -> dict:
         idx, codes = load_shards(folder)
         sources.append((*shard_world(folder), idx, codes))
         rows_of += [(i, j) for j in range(len(idx))]
+    grids = {tuple(src[3].shape[1:]) for src in sources}
+    if len(grids) != 1:
+        raise ValueError(f"shard folders hold different token grids: {sorted(grids)}")
     order = torch.randperm(len(rows_of), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     h, w = sources[0][3].shape[1:]
 
