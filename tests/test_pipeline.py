@@ -76,3 +76,22 @@ def test_generate_and_understand_commands(checkpoint, tmp_path, capsys):
                 "--max-new-tokens", "3", "--checkpoint", str(checkpoint)]) == 0
     assert '"answer"' in capsys.readouterr().out
     assert cli(["understand", "--image", str(tmp_path / "nope.png"), "--question", "q", "--checkpoint", str(checkpoint)]) == 2
+
+
+def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
+    from xomni.checkpoint import load_component
+    from xomni.stages import train_grpo
+
+    def cfg(out, steps):
+        return train_grpo.Config(checkpoint=str(checkpoint), out=str(out), steps=steps, prompts_per_step=2,
+                                 rollouts=2, updates=2, decoder_steps=1, save_every=1, lr=1e-3)
+
+    metrics = train_grpo.main(cfg(tmp_path / "a", 2))
+    rows = [json.loads(x) for x in (tmp_path / "a" / "grpo_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and 0 <= metrics["reward"] <= 1
+    assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(rows[-1])
+    train_grpo.main(cfg(tmp_path / "b", 1))
+    train_grpo.main(cfg(tmp_path / "b", 2))  # resumes at step 1
+    a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()
+    b = load_component(tmp_path / "b" / "ar", UnifiedConfig, UnifiedModel).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,6 +4,7 @@
     xomni tokenize                           run the frozen tokenizer once over the world into shards
     xomni train decoder --preset tiny        train the diffusion decoder on those tokens
     xomni train ar --phase pretrain2         the unified AR model, one training phase per run
+    xomni train grpo --checkpoint DIR        GRPO with the reward system
     xomni generate --prompt TEXT --out DIR   text -> image (AR model -> tokens -> decoder)
     xomni understand --image P --question Q  image + question -> answer
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
@@ -36,6 +37,17 @@ HELP = {
     "shards": "token shard folder(s) written by `xomni tokenize`, comma-separated",
     "dense_text": "text-dense training scenes (lines of text fill the canvas) instead of ordinary ones",
     "dense_share": "share of each batch drawn as text-dense scenes",
+    "prompts_per_step": "prompts per GRPO step",
+    "rollouts": "rollouts per prompt (G)",
+    "updates": "optimiser steps per batch of rollouts",
+    "beta": "weight of the k3 KL to the reference",
+    "eps_low": "clip range below 1 of the importance ratio",
+    "eps_high": "clip range above 1 of the importance ratio",
+    "min_p": "min-p filter of the rollout sampler",
+    "decoder_steps": "diffusion decoder steps when decoding rollouts",
+    "text_share": "share of RL prompts that ask for text",
+    "w_ocr": "weight of the OCR reward", "w_alignment": "weight of the scene-judge alignment reward",
+    "w_consistency": "weight of the token-consistency reward",
     "phase": "AR training phase: text (tiny LLM language pretraining), pretrain1, pretrain2, pretrain3, sft",
     "init": "model folder of the previous phase to start from (empty: fresh weights)",
     "text_tokenizer": "text tokenizer (tokenizer.json) of the run",
@@ -120,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     from xomni.eval import report
     from xomni.eval.suites import SUITES
     from xomni.stages import (eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_ar,
-                              train_decoder, train_tokenizer)
+                              train_decoder, train_grpo, train_tokenizer)
     from xomni.stages.eval_official import BENCHMARKS
 
     parser = argparse.ArgumentParser(prog="xomni", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description=train_ar.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p, train_ar.Config)
     p.set_defaults(handler=lambda a: train_ar.main(_config(train_ar.Config, a)))
+
+    p = train.add_parser("grpo", help="GRPO on the unified model with the reward system (xomni/stages/train_grpo.py)",
+                         description=train_grpo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, train_grpo.Config)
+    p.set_defaults(handler=lambda a: train_grpo.main(_config(train_grpo.Config, a)))
 
     p = sub.add_parser("tokenize", help="world scenes -> token shards on disk", description=tokenize.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
