@@ -95,3 +95,13 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     b = load_component(tmp_path / "b" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_suites_on_the_unified_model(checkpoint, tmp_path):
+    from xomni.stages import eval_suite
+
+    text = eval_suite.main(eval_suite.Config(suite="synth-text-en", out=str(tmp_path / "t"), checkpoint=str(checkpoint),
+                                             n=2, source="model", steps=1, cfg=1.5))
+    assert text["source"] == "model" and text["n"] == 2 and 0 <= text["score"] <= 1
+    vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))
+    assert vqa["judge"] == "unified-model"

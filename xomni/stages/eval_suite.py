@@ -10,8 +10,9 @@ Three steps, each kept on disk so nothing is lost and scoring re-runs without re
    appended as it goes; a rerun continues after the last judged item.
 3. score: `DIR/metrics.json`, a flat object with `suite`, `score` (the headline in [0, 1]), `n`, `judge`, `source`,
    the suite version and the suite's detailed metrics.
-Understanding suites (synth-vqa, synth-pope) are answered by the model under test: until the unified model exists,
-the tokenizer's alignment LM reading the image's tokens.
+Understanding suites (synth-vqa, synth-pope) are answered by the model under test: the unified model when the
+checkpoint has one (`ar/`), otherwise the tokenizer's alignment LM reading the image's tokens. `--cfg` and
+`--min-p` set the sampler for `--source model`, as for `xomni generate`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from xomni.eval.geneval import Detection
 from xomni.errors import MissingPart
 from xomni.eval.ocr import OCRPool
 from xomni.eval.scene_judge import SceneJudge, SceneObject
-from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, to_image
+from xomni.engine import Sampling
+from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, Pipeline, to_image
 
 SOURCES = ("renders", "reconstructions", "model")
 UNDERSTANDING = ("synth-vqa", "synth-pope")  # answered by the model under test
@@ -49,6 +51,8 @@ class Config:
     ocr: str = "rapidocr"  # OCR engine: rapidocr | tesseract
     ocr_workers: int = 1
     steps: int = 20  # decoder sampling steps
+    cfg: float = 1.0  # classifier-free guidance scale for --source model (1: off, X-Omni's default)
+    min_p: float = 0.03  # the sampler's min-p for --source model
     batch_size: int = 32
     seed: int = 0
 
@@ -56,7 +60,7 @@ class Config:
 def _manifest_header(cfg: Config) -> dict:
     return {"suite": cfg.suite, "version": suites.version(), "n": cfg.n, "source": cfg.source,
             "checkpoint": cfg.checkpoint if cfg.source != "renders" or cfg.suite in UNDERSTANDING else None,
-            "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr}
+            "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -71,12 +75,22 @@ def make_images(cfg: Config, items: list[dict], folder: Path) -> list[Path]:
     if not todo:
         return paths
     if cfg.source == "model":
-        raise MissingPart("--source model needs the unified AR model, which does not exist yet; "
-                           "use --source renders or --source reconstructions")
+        if not (Path(cfg.checkpoint) / "ar").is_dir():
+            raise MissingPart(f"--source model needs a unified AR model ({cfg.checkpoint}/ar); no recipe trains one "
+                              "yet: use --source renders or --source reconstructions")
+        model = Pipeline.from_pretrained(cfg.checkpoint)
     pipe = ImagePipeline.from_pretrained(cfg.checkpoint) if cfg.source == "reconstructions" else None
     for start in tqdm(range(0, len(todo), cfg.batch_size), desc=f"images ({cfg.source})", dynamic_ncols=True):
         batch = todo[start : start + cfg.batch_size]
-        images = [render(Scene.from_dict(items[k]["scene"])) for k in batch]
+        if cfg.source == "model":  # each item's own prompt at its scene's size, seeded by its index
+            images = []
+            for k in batch:
+                s = items[k]["scene"]
+                drawn, _ = model.generate([items[k]["prompt"]], s["width"], s["height"],
+                                          Sampling(min_p=cfg.min_p, cfg=cfg.cfg), cfg.seed * 7919 + k, cfg.steps)
+                images.append(drawn[0])
+        else:
+            images = [render(Scene.from_dict(items[k]["scene"])) for k in batch]
         if pipe is not None:
             by_size: dict[tuple, list[int]] = {}
             for j, im in enumerate(images):
@@ -91,6 +105,18 @@ def make_images(cfg: Config, items: list[dict], folder: Path) -> list[Path]:
             im.save(tmp)
             tmp.replace(paths[k])
     return paths
+
+
+class ModelAnswerer:
+    """The unified model answers (greedy), reading each image through the tokenizer."""
+
+    name = "unified-model"
+
+    def __init__(self, checkpoint: str | Path):
+        self.pipe = Pipeline.from_pretrained(checkpoint)
+
+    def answer(self, images: list[Image.Image], questions: list[str]) -> list[str]:
+        return [self.pipe.understand(im, q, max_new_tokens=48) for im, q in zip(images, questions)]
 
 
 class AlignmentAnswerer:
@@ -119,8 +145,9 @@ class AlignmentAnswerer:
 def judge_items(cfg: Config, items: list[dict], paths: list[Path], judged_path: Path) -> tuple[list[dict], str]:
     """Raw judge outputs per item, resumed from `judged_path`; returns them and the judge's name."""
     done = _read_jsonl(judged_path) if judged_path.is_file() else []
-    if cfg.suite in UNDERSTANDING:
-        judge, name = AlignmentAnswerer(cfg.checkpoint), AlignmentAnswerer.name
+    if cfg.suite in UNDERSTANDING:  # the model under test: the unified model once the checkpoint has one
+        answerer = ModelAnswerer if (Path(cfg.checkpoint) / "ar").is_dir() else AlignmentAnswerer
+        judge, name = answerer(cfg.checkpoint), answerer.name
     else:
         scene_judge = SceneJudge() if cfg.suite in ("synth-geneval", "synth-dpg") else None
         ocr = OCRPool(cfg.ocr, workers=cfg.ocr_workers) if cfg.suite != "synth-geneval" else None
