@@ -129,6 +129,14 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
                             help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default})")
 
 
+def _stage_command(subparsers, name: str, help: str, module, fixed: dict | None = None) -> None:
+    """`name` runs `module.main(module.Config(...))`, one flag per Config field, the module's docstring as --help."""
+    p = subparsers.add_parser(name, help=help, description=module.__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p, module.Config, fixed)
+    p.set_defaults(handler=lambda a: module.main(_config(module.Config, a)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from xomni.eval import report
     from xomni.eval.suites import SUITES
@@ -140,29 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a component").add_subparsers(dest="what", required=True)
-    p = train.add_parser("tokenizer", help="SigLIP-VQ aligned with a small LM (xomni/stages/train_tokenizer.py)",
-                         description=train_tokenizer.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, train_tokenizer.Config)
-    p.set_defaults(handler=lambda a: train_tokenizer.main(_config(train_tokenizer.Config, a)))
-    p = train.add_parser("decoder", help="diffusion decoder on frozen tokens (xomni/stages/train_decoder.py)",
-                         description=train_decoder.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, train_decoder.Config)
-    p.set_defaults(handler=lambda a: train_decoder.main(_config(train_decoder.Config, a)))
-
-    p = train.add_parser("ar", help="the unified AR model, one phase per run (xomni/stages/train_ar.py)",
-                         description=train_ar.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, train_ar.Config)
-    p.set_defaults(handler=lambda a: train_ar.main(_config(train_ar.Config, a)))
-
-    p = train.add_parser("grpo", help="GRPO on the unified model with the reward system (xomni/stages/train_grpo.py)",
-                         description=train_grpo.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, train_grpo.Config)
-    p.set_defaults(handler=lambda a: train_grpo.main(_config(train_grpo.Config, a)))
-
-    p = sub.add_parser("tokenize", help="world scenes -> token shards on disk", description=tokenize.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, tokenize.Config)
-    p.set_defaults(handler=lambda a: tokenize.main(_config(tokenize.Config, a)))
+    _stage_command(train, "tokenizer", "SigLIP-VQ aligned with a small LM (xomni/stages/train_tokenizer.py)",
+                   train_tokenizer)
+    _stage_command(train, "decoder", "diffusion decoder on frozen tokens (xomni/stages/train_decoder.py)",
+                   train_decoder)
+    _stage_command(train, "ar", "the unified AR model, one phase per run (xomni/stages/train_ar.py)", train_ar)
+    _stage_command(train, "grpo", "GRPO on the unified model with the reward system (xomni/stages/train_grpo.py)",
+                   train_grpo)
+    _stage_command(sub, "tokenize", "world scenes -> token shards on disk", tokenize)
 
     p = sub.add_parser("reconstruct", help="image -> tokens -> decoder -> image",
                        description="Reconstruct one image through the semantic tokens. The image is converted to RGB "
@@ -198,26 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
     p.set_defaults(handler=_understand)
 
-    p = sub.add_parser("publish", help="copy a trained run into a shippable checkpoint folder (fp16)",
-                       description=publish.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, publish.Config)
-    p.set_defaults(handler=lambda a: publish.main(_config(publish.Config, a)))
+    _stage_command(sub, "publish", "copy a trained run into a shippable checkpoint folder (fp16)", publish)
 
     ev = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
-    p = ev.add_parser("reconstruction", help="held-out reconstructions scored by the judges",
-                      description=eval_reconstruction.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p, eval_reconstruction.Config)
-    p.set_defaults(handler=lambda a: eval_reconstruction.main(_config(eval_reconstruction.Config, a)))
+    _stage_command(ev, "reconstruction", "held-out reconstructions scored by the judges", eval_reconstruction)
     for bench in BENCHMARKS:
-        p = ev.add_parser(bench, help=f"score a folder of images on the official {bench} prompts",
-                          description=eval_official.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_config_args(p, eval_official.Config, fixed={"benchmark": bench})
-        p.set_defaults(handler=lambda a: eval_official.main(_config(eval_official.Config, a)))
+        _stage_command(ev, bench, f"score a folder of images on the official {bench} prompts", eval_official,
+                       fixed={"benchmark": bench})
     for suite in SUITES:
-        p = ev.add_parser(suite, help=f"synthetic suite {suite} (xomni/eval/suites.py)",
-                          description=eval_suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_config_args(p, eval_suite.Config, fixed={"suite": suite})
-        p.set_defaults(handler=lambda a: eval_suite.main(_config(eval_suite.Config, a)))
+        _stage_command(ev, suite, f"synthetic suite {suite} (xomni/eval/suites.py)", eval_suite, fixed={"suite": suite})
     p = sub.add_parser("report", help="an offline HTML + markdown page comparing runs (tables, samples, curves)",
                        description=report.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run folders (searched for metrics.json, eval samples and training logs)")

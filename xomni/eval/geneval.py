@@ -12,7 +12,6 @@ Task score = mean over its images; overall = unweighted mean of the task scores.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
@@ -118,20 +117,4 @@ def summarize(results: list[tuple[str, bool]]) -> dict[str, float]:
         raise ValueError("no images to score")
     out = {tag: sum(v) / len(v) for tag, v in by_tag.items()}
     out["overall"] = sum(out.values()) / len(by_tag)
-    return out
-
-
-def read_metadata(path) -> list[dict]:
-    """evaluation_metadata.jsonl -> one dict per prompt; a line that does not parse names its number."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                item["tag"], item["include"]  # noqa: B018 - both fields are required
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{i}: not a GenEval metadata line ({e})") from None
-            out.append(item)
     return out
