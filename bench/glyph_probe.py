@@ -3,7 +3,7 @@
     .venv/bin/python bench/glyph_probe.py [--steps 400] [--lr 1e-3] [--batch 16]
 
 The tokenizer's encoder (tiny preset, from scratch), the decode-side adapter on its normalised features (no codebook),
-and one linear head classifying each cell's glyph (none, space, 52 English letter-halves, 500 Chinese characters),
+and one linear head classifying each cell's glyph (none, space, 52 English letter-halves, 4 quadrants of each of 300 Chinese characters),
 trained on `WorldConfig(dense_text=True)` scenes only. Prints the accuracy on each step's own (unseen) batch every 25
 steps: the speed the full tokenizer recipe should come close to (docs/image_side.md).
 """
@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from xomni.data.batches import label_batch, pixels_of
-from xomni.data.world import CHARS_ZH, GLYPH_INDEX, GLYPHS, WorldConfig, make_scene, render
+from xomni.data.world import CHARS_ZH, GLYPH_INDEX, GLYPHS, ZH_QUADRANTS, WorldConfig, make_scene, render
 from xomni.tokenizer.siglip_vq import PRESETS, SiglipVQ
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     head = nn.Linear(vq.config.adapter_dim, len(GLYPHS))
     params = list(vq.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05, betas=(0.9, 0.98))
-    first_zh = GLYPH_INDEX[CHARS_ZH[0]]
+    first_zh = GLYPH_INDEX[CHARS_ZH[0] + ZH_QUADRANTS[0]]
     world = WorldConfig(dense_text=True)
     t0 = time.time()
     print("| step | loss | English letter-halves | Chinese characters | seconds |")

@@ -55,6 +55,9 @@ def test_rapidocr_reads_a_rendered_word():
 
 
 @pytest.mark.skipif(ocr.shutil.which("tesseract") is None, reason="tesseract is installed by runs/setup.sh")
-def test_tesseract_reads_a_rendered_word():
-    s = _word_scene()
-    assert s.text.text in ocr.make_ocr_judge("tesseract").read_batch([render(s)])[0]
+def test_tesseract_reads_rendered_words():
+    # the weaker engine of the two: it read 4 of these 8 held-out renders (rapidocr all 8) when this was written
+    scenes = [s for i in range(60) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+              and s.text.lang == "en"][:8]
+    read = ocr.make_ocr_judge("tesseract").read_batch([render(s) for s in scenes])
+    assert sum(s.text.text in r for s, r in zip(scenes, read)) >= 3

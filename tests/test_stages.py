@@ -199,3 +199,16 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     a = load_component(tmp_path / "a" / "model", UnifiedConfig, UnifiedModel)
     b = load_component(tmp_path / "b" / "model", UnifiedConfig, UnifiedModel)
     assert _same_weights(a, b)
+
+
+def test_alignment_sequences_supervise_every_answer_and_nothing_else():
+    from xomni.tokenizer.text import TextTokenizer
+
+    tok = TextTokenizer.train_bpe(["what colour is it red two yes no"], 300)
+    eos = tok.token_id("<|im_end|>")
+    turns = [("what", "red"), ("colour", "two yes")]
+    ids, labels, mask = train_tokenizer.encode_pairs(tok, [turns, ("is", "no")], eos)
+    q0, a0, q1, a1 = tok.encode("what\n"), tok.encode("red"), tok.encode("colour\n"), tok.encode("two yes")
+    assert ids[0, : int(mask[0].sum())].tolist() == q0 + a0 + [eos] + q1 + a1 + [eos]
+    assert labels[0, : int(mask[0].sum())].tolist() == [-100] * len(q0) + a0 + [eos] + [-100] * len(q1) + a1 + [eos]
+    assert (labels[1][mask[1] == 0] == -100).all() and (labels[1] != -100).sum() == len(tok.encode("no")) + 1

@@ -4,7 +4,7 @@ import pytest
 
 from xomni.data.world import (GLYPH_INDEX, SPLIT_VERSION, WorldConfig, cell_labels, caption, is_reserved_bigram,
                               is_reserved_combo, is_reserved_word, make_scene, prompts, questions, relation_of, render,
-                              COLORS, SHAPES, WORDS_EN, CHARS_ZH, Scene)
+                              COLORS, SHAPES, WORDS_EN, CHARS_ZH, Scene, object_masks)
 
 
 def _digest(image) -> str:
@@ -68,7 +68,7 @@ def test_training_split_never_holds_reserved_items_and_heldout_always_does():
             assert any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
             novel = True
         assert novel
-    assert SPLIT_VERSION == "v1"
+    assert SPLIT_VERSION == "v2"
 
 
 def test_language_matches_ground_truth():
@@ -117,10 +117,24 @@ def test_dense_text_scenes_fill_the_canvas_with_training_text_only():
         t = s.text.text
         assert len(s.objects) == 1 and not is_reserved_combo(s.objects[0].color, s.objects[0].shape)
         if s.text.lang == "zh":
-            assert len(t) > 4 * 8 and not any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
+            assert len(t) > 8 and not any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
         else:
             assert len(s.text.lines) == 2 and not any(is_reserved_word(w) for w in t.split())
         assert (cell_labels(s)["glyph"] > 0).sum() >= 16
     assert make_scene(WorldConfig(dense_text=True), "train", 3) != make_scene(WorldConfig(), "train", 3)
     with pytest.raises(ValueError, match="training split"):
         make_scene(WorldConfig(dense_text=True), "heldout", 0)
+
+
+def test_chinese_characters_take_two_by_two_cells_and_silhouettes_cover_objects():
+    s = next(s for s in (make_scene(WorldConfig(), "train", i) for i in range(200)) if s.text and s.text.lang == "zh")
+    labels = cell_labels(s)
+    x0, y0 = s.text.line_boxes[0][0] // 16, s.text.line_boxes[0][1] // 16
+    ch = s.text.lines[0][0]
+    assert [labels["glyph"][y0 + dy, x0 + dx] for dy in (0, 1) for dx in (0, 1)] == [GLYPH_INDEX[ch + q] for q in "abcd"]
+    assert s.text.line_boxes[0][2] - s.text.line_boxes[0][0] == 32 * len(s.text.lines[0])
+    # the silhouette label is the object mask, averaged over 4x4 px sub-squares
+    sil = labels["silhouette"]
+    assert sil.shape == (8, 8, 16) and sil.min() >= 0 and sil.max() <= 1
+    covered = (object_masks(s) > 0).sum()
+    assert sil.sum() * 16 == pytest.approx(covered)

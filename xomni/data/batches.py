@@ -24,14 +24,16 @@ def scene_batch(cfg: WorldConfig, split: str, indices) -> tuple[list[Scene], tor
 
 
 def label_batch(scenes: list[Scene]) -> dict[str, torch.Tensor]:
-    """Per-cell semantic labels, each (B, h, w) long."""
+    """Per-cell semantic labels, each (B, h, w) long; "silhouette" (B, h, w, SILHOUETTE**2) float."""
     labels = [cell_labels(s) for s in scenes]
     return {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in labels[0]}
 
 
-def understanding_pair(scene: Scene, rng: random.Random, caption_prob: float = 0.25) -> tuple[str, str]:
-    """One (question, answer) about a scene: its dense caption or one of its questions."""
-    if rng.random() < caption_prob:
-        return CAPTION_QUESTION, caption(scene)
-    q = rng.choice(questions(scene, rng))
-    return q.question, q.answer
+def understanding_pairs(scene: Scene, rng: random.Random, k: int, caption_prob: float = 0.25) -> list[tuple[str, str]]:
+    """Up to k (question, answer) turns about one scene, for one sequence: its dense caption first with
+    `caption_prob`, then distinct questions. Several turns per image give the LM k times the supervision for one
+    pass of the encoder."""
+    pairs = [(CAPTION_QUESTION, caption(scene))] if rng.random() < caption_prob else []
+    qs = questions(scene, rng)
+    pairs += [(q.question, q.answer) for q in rng.sample(qs, min(len(qs), k - len(pairs)))]
+    return pairs

@@ -6,9 +6,10 @@ that renders deterministically to pixels and to language: a dense caption, text-
 detail, understanding questions with answers, and per-cell semantic labels for the token grid.
 
 Text is laid on a grid of token-sized cells (`WorldConfig.cell`, 16 px like X-Omni's tokens): an English letter
-takes one cell wide and two tall, a Chinese character one cell. Glyphs sized to the tokens is the lever that lets a
-tiny semantic tokenizer carry legible text (measured: rapidocr reads 100% of lower-case words rendered this way at
-128 px, 88% when letters are squeezed into 16 px rows); larger canvases hold more words per line.
+takes one cell wide and two tall, a Chinese character two by two (split v2; one cell in v1, where the tokens carried
+68% of the characters and the decoder drew none legibly: docs/image_side.md). Glyphs sized to the tokens is the
+lever that lets a tiny semantic tokenizer carry legible text (measured: rapidocr reads 100% of lower-case words
+rendered this way at 128 px, 88% when letters are squeezed into 16 px rows); larger canvases hold more per line.
 
 Held-out split (`SPLIT_VERSION`): words, Chinese character bigrams and (colour, shape) combinations are reserved by
 a hash; training scenes never contain a reserved one and every held-out scene contains at least one, so held-out
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-SPLIT_VERSION = "v1"
+SPLIT_VERSION = "v2"
 SPLITS = ("train", "heldout")
 HERE = Path(__file__).resolve().parent
 FONT_PATH = HERE.parent / "assets" / "fonts" / "XomniSansMono-Bold.otf"
@@ -71,12 +72,18 @@ NUMBERS_EN = {1: "one", 2: "two", 3: "three", 4: "four"}
 NUMBERS_ZH = {1: "一个", 2: "两个", 3: "三个", 4: "四个"}
 
 
+N_CHARS_ZH = 300
+ZH_CELLS = 2  # a Chinese character is ZH_CELLS x ZH_CELLS cells
+
+
 def _load_words() -> tuple[str, ...]:
     return tuple((HERE / "words_en.txt").read_text(encoding="utf-8").split())
 
 
 def _load_chars() -> str:
-    return (HERE / "chars_zh.txt").read_text(encoding="utf-8").strip()
+    """The first N_CHARS_ZH of chars_zh.txt (ordered by frequency): the issue's floor of 300, since every character
+    costs four glyph classes (quadrants) that the tiny tokenizer, decoder and AR model must all learn."""
+    return (HERE / "chars_zh.txt").read_text(encoding="utf-8").strip()[:N_CHARS_ZH]
 
 
 WORDS_EN = _load_words()
@@ -230,14 +237,14 @@ def _sample_en_lines(rng: random.Random, cfg: WorldConfig, split: str, long: boo
 
 
 def _sample_zh_lines(rng: random.Random, cfg: WorldConfig, split: str, long: bool) -> list[str] | None:
-    cols = cfg.width // cfg.cell
+    cols = cfg.width // cfg.cell // ZH_CELLS  # characters per line
     n = rng.randint(4, cfg.max_chars) if long else rng.randint(2 if split == "heldout" else 1, 3)
     s = "".join(rng.choice(CHARS_ZH) for _ in range(n))
     reserved = [is_reserved_bigram(a, b) for a, b in zip(s, s[1:])]
     if (split == "heldout") != any(reserved):
         return None
     lines = [s[i : i + cols] for i in range(0, len(s), cols)]
-    return lines if len(lines) <= max(1, cfg.height // cfg.cell - 4) else None
+    return lines if len(lines) <= max(1, (cfg.height // cfg.cell) // ZH_CELLS - 2) else None
 
 
 def _sample(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scene | None:
@@ -254,16 +261,7 @@ def _sample(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scen
         lines = (_sample_zh_lines if lang == "zh" else _sample_en_lines)(rng, cfg, split, long)
         if lines is None:
             return None
-        row_cells = 2 if lang == "en" else 1
-        n_cols = max(len(line) for line in lines)
-        n_rows = len(lines) * row_cells
-        gx = rng.randint(0, W // c - n_cols)
-        gy = rng.randint(0, H // c - n_rows)
-        box = (gx * c, gy * c, (gx + n_cols) * c, (gy + n_rows) * c)
-        line_boxes = [
-            (gx * c, (gy + i * row_cells) * c, (gx + len(line)) * c, (gy + (i + 1) * row_cells) * c)
-            for i, line in enumerate(lines)
-        ]
+        box, line_boxes = _text_boxes(rng, cfg, lang, lines)
         category = rng.choice(list(CATEGORIES))
         text = TextElement(lang, category, rng.choice(list(PLATES)), lines, "long" if long else "short", box, line_boxes)
         occupied.append(box)
@@ -319,25 +317,22 @@ def _sample_dense(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -
     background_kind = rng.choice(BACKGROUND_KINDS)
     lang = "zh" if rng.random() < cfg.zh_prob else "en"
     if lang == "zh":
+        per_line, n_lines = cols // ZH_CELLS, max(1, (rows - 2) // ZH_CELLS)
         chars = [rng.choice(CHARS_ZH)]
-        n_chars = rng.randint((rows - 4) * cols + 1, (rows - 3) * cols)
+        n_chars = rng.randint((n_lines - 1) * per_line + 1, n_lines * per_line)
         while len(chars) < n_chars:
             chars.append(rng.choice(_training_successors(chars[-1])))
         s = "".join(chars)
-        lines, row_cells = [s[i : i + cols] for i in range(0, len(s), cols)], 1
+        lines = [s[i : i + per_line] for i in range(0, len(s), per_line)]
     else:
         pool = [w for w in WORDS_EN if len(w) <= cols and not is_reserved_word(w)]
-        lines, row_cells = [], 2
+        lines = []
         while len(lines) < max(1, (rows - 3) // 2):
             line = rng.choice(pool)
             while fits := [w for w in pool if len(line) + 1 + len(w) <= cols]:
                 line += " " + rng.choice(fits)
             lines.append(line)
-    n_cols, n_rows = max(len(line) for line in lines), len(lines) * row_cells
-    gx, gy = rng.randint(0, cols - n_cols), rng.randint(0, rows - n_rows)
-    box = (gx * c, gy * c, (gx + n_cols) * c, (gy + n_rows) * c)
-    line_boxes = [(gx * c, (gy + i * row_cells) * c, (gx + len(line)) * c, (gy + (i + 1) * row_cells) * c)
-                  for i, line in enumerate(lines)]
+    box, line_boxes = _text_boxes(rng, cfg, lang, lines)
     text = TextElement(lang, rng.choice(list(CATEGORIES)), rng.choice(list(PLATES)), lines, "long", box, line_boxes)
     color, shape = rng.choice(list(COLORS)), rng.choice(list(SHAPES))
     obj_box = _place(rng, cfg, [box])
@@ -345,6 +340,18 @@ def _sample_dense(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -
         return None
     return Scene(W, H, c, background, background_kind, background2, [Group(shape, color, 1)],
                  [Obj(shape, color, obj_box)], None, text, split, seed)
+
+
+def _text_boxes(rng: random.Random, cfg: WorldConfig, lang: str, lines: list[str]):
+    """A random cell-aligned position for the lines: (box, line boxes) in pixels."""
+    c = cfg.cell
+    cw, ch = (1, 2) if lang == "en" else (ZH_CELLS, ZH_CELLS)  # cells per glyph: wide, tall
+    n_cols, n_rows = max(len(line) for line in lines) * cw, len(lines) * ch
+    gx, gy = rng.randint(0, cfg.width // c - n_cols), rng.randint(0, cfg.height // c - n_rows)
+    box = (gx * c, gy * c, (gx + n_cols) * c, (gy + n_rows) * c)
+    line_boxes = [(gx * c, (gy + i * ch) * c, (gx + len(line) * cw) * c, (gy + (i + 1) * ch) * c)
+                  for i, line in enumerate(lines)]
+    return box, line_boxes
 
 
 def _place(rng: random.Random, cfg: WorldConfig, occupied: list) -> tuple[int, int, int, int] | None:
@@ -446,11 +453,13 @@ def _draw_text(draw: ImageDraw.ImageDraw, t: TextElement, cell: int) -> None:
         for i, ch in enumerate(line):
             if ch == " ":
                 continue
-            cx = lx + i * cell + cell / 2
             if t.lang == "en":  # one cell wide, two tall; the baseline sits at 25/32 of the row
-                draw.text((cx, ly + cell * 25 / 16), ch, font=font(cell * 26 // 16), fill=ink, anchor="ms")
-            else:
-                draw.text((cx, ly + cell / 2 - cell / 32 * 1.5), ch, font=font(cell * 15 // 16), fill=ink, anchor="mm")
+                draw.text((lx + i * cell + cell / 2, ly + cell * 25 / 16), ch, font=font(cell * 26 // 16), fill=ink,
+                          anchor="ms")
+            else:  # ZH_CELLS x ZH_CELLS cells, centred
+                size = ZH_CELLS * cell
+                draw.text((lx + (i + 0.5) * size, ly + size / 2 - size / 32 * 1.5), ch, font=font(size * 15 // 16),
+                          fill=ink, anchor="mm")
 
 
 def render(scene: Scene) -> Image.Image:
@@ -481,16 +490,21 @@ def object_masks(scene: Scene) -> np.ndarray:
 # Per-cell semantic labels (the dense understanding targets for the tokenizer)
 # ---------------------------------------------------------------------------------------------------------------
 
-GLYPHS = ["<none>", "<space>"] + [f"{ch}{half}" for ch in LETTERS for half in "tb"] + list(CHARS_ZH)
+ZH_QUADRANTS = "abcd"  # top-left, top-right, bottom-left, bottom-right cell of a character
+GLYPHS = (["<none>", "<space>"] + [f"{ch}{half}" for ch in LETTERS for half in "tb"]
+          + [f"{ch}{q}" for ch in CHARS_ZH for q in ZH_QUADRANTS])
 GLYPH_INDEX = {g: i for i, g in enumerate(GLYPHS)}
 COLOR_LABELS = ["<none>"] + list(COLORS)
 SHAPE_LABELS = ["<none>"] + list(SHAPES)
 PLATE_LABELS = ["<none>"] + list(PLATES)
 BACKGROUND_LABELS = list(BACKGROUNDS)
+SILHOUETTE = 4  # the silhouette label splits a cell into SILHOUETTE x SILHOUETTE sub-squares
 
 
 def cell_labels(scene: Scene) -> dict[str, np.ndarray]:
-    """Per token cell (rows, cols): glyph, plate, object colour, object shape and background ids.
+    """Per token cell (rows, cols): glyph, plate, object colour, object shape and background ids, and the object
+    silhouette inside the cell ("silhouette": (rows, cols, SILHOUETTE**2) float, the share of each sub-square of the
+    cell that an object covers), so that the tokens can say where a shape's edge runs, not only that it is there.
 
     An object labels a cell when it covers at least a fifth of it; the largest coverage wins.
     """
@@ -507,8 +521,10 @@ def cell_labels(scene: Scene) -> dict[str, np.ndarray]:
                     glyph[gy + 1, gx + i] = GLYPH_INDEX["<space>" if ch == " " else ch + "b"]
                     plate[gy : gy + 2, gx + i] = PLATE_LABELS.index(t.plate)
                 else:
-                    glyph[gy, gx + i] = GLYPH_INDEX[ch]
-                    plate[gy, gx + i] = PLATE_LABELS.index(t.plate)
+                    x = gx + i * ZH_CELLS
+                    for q, (dy, dx) in zip(ZH_QUADRANTS, ((0, 0), (0, 1), (1, 0), (1, 1))):
+                        glyph[gy + dy, x + dx] = GLYPH_INDEX[ch + q]
+                    plate[gy : gy + ZH_CELLS, x : x + ZH_CELLS] = PLATE_LABELS.index(t.plate)
     masks = object_masks(scene)
     per_cell = masks.reshape(rows, c, cols, c).transpose(0, 2, 1, 3).reshape(rows, cols, c * c)
     color = np.zeros((rows, cols), np.int64)
@@ -521,7 +537,11 @@ def cell_labels(scene: Scene) -> dict[str, np.ndarray]:
         color[wins] = COLOR_LABELS.index(obj.color)
         shape[wins] = SHAPE_LABELS.index(obj.shape)
     background = np.full((rows, cols), BACKGROUND_LABELS.index(scene.background), np.int64)
-    return {"glyph": glyph, "plate": plate, "color": color, "shape": shape, "background": background}
+    k = c // SILHOUETTE
+    covered = (masks > 0).astype(np.float32).reshape(rows, SILHOUETTE, k, cols, SILHOUETTE, k)
+    silhouette = covered.mean((2, 5)).transpose(0, 2, 1, 3).reshape(rows, cols, SILHOUETTE * SILHOUETTE)
+    return {"glyph": glyph, "plate": plate, "color": color, "shape": shape, "background": background,
+            "silhouette": silhouette}
 
 
 # ---------------------------------------------------------------------------------------------------------------

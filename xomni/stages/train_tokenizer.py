@@ -43,17 +43,27 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
-from xomni.data.batches import label_batch, pixels_of, scene_batch, understanding_pair
+from xomni.data.batches import label_batch, pixels_of, scene_batch, understanding_pairs
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
-                              SHAPE_LABELS, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene, prompts, render,
-                              questions)
+                              SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
+                              ZH_QUADRANTS, prompts, render, questions)
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, kmeans, load_official_projector,
                                        load_siglip_encoder, utilization)
 from xomni.tokenizer.text import TextTokenizer
 
 DENSE_HEADS = {"glyph": len(GLYPHS), "plate": len(PLATE_LABELS), "color": len(COLOR_LABELS),
-               "shape": len(SHAPE_LABELS), "background": len(BACKGROUND_LABELS)}
+               "shape": len(SHAPE_LABELS), "background": len(BACKGROUND_LABELS),
+               "silhouette": SILHOUETTE * SILHOUETTE}  # the last: per-sub-square object coverage, not classes
+
+
+def dense_losses(heads: nn.ModuleDict, embeddings: torch.Tensor, labels: dict) -> dict[str, torch.Tensor]:
+    """One loss per dense head: cross-entropy over each cell's class; for the silhouette, binary cross-entropy
+    against the covered share of each sub-square."""
+    out = {k: F.cross_entropy(heads[k](embeddings).flatten(0, 2), labels[k].flatten())
+           for k in heads if k != "silhouette"}
+    out["silhouette"] = F.binary_cross_entropy_with_logits(heads["silhouette"](embeddings), labels["silhouette"])
+    return out
 
 
 @dataclass
@@ -65,6 +75,7 @@ class Config:
     dense_share: float = 0.5  # share of each batch drawn as text-dense scenes (WorldConfig.dense_text)
     lr: float = 1e-3  # tokenizer and dense heads
     lm_lr: float = 5e-4  # alignment LM
+    turns: int = 4  # (question, answer) turns per image in the LM's sequences
     warmup: int = 100
     weight_decay: float = 0.05
     dense_weight: float = 1.0  # per dense head
@@ -106,12 +117,17 @@ def train_text_corpus(n_scenes: int) -> list[str]:
     return texts
 
 
-def encode_pairs(tok: TextTokenizer, pairs: list[tuple[str, str]], eos_id: int):
-    """(question, answer) -> ids, labels (answer + eos only), mask; right-padded (B, L)."""
+def encode_pairs(tok: TextTokenizer, pairs: list, eos_id: int):
+    """Per sequence one (question, answer) or a list of them (turns, one after the other) -> ids, labels (answers +
+    eos only), mask; right-padded (B, L)."""
     seqs = []
-    for q, a in pairs:
-        qi, ai = tok.encode(q + "\n"), tok.encode(a) + [eos_id]
-        seqs.append((qi + ai, [-100] * len(qi) + ai))
+    for turns in pairs:
+        ids, labels = [], []
+        for q, a in [turns] if isinstance(turns, tuple) else turns:
+            qi, ai = tok.encode(q + "\n"), tok.encode(a) + [eos_id]
+            ids += qi + ai
+            labels += [-100] * len(qi) + ai
+        seqs.append((ids, labels))
     L = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), L), eos_id, dtype=torch.long)
     labels = torch.full((len(seqs), L), -100, dtype=torch.long)
@@ -180,7 +196,8 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
     correct = total = 0
     codes_all = []
     text_cells: dict[int, Counter] = defaultdict(Counter)  # code -> (glyph, plate) labels of the text cells it took
-    hits = {"glyph_accuracy_en": [0, 0], "glyph_accuracy_zh": [0, 0], "object_color_head_accuracy": [0, 0]}
+    hits = {"glyph_accuracy_en": [0, 0], "glyph_accuracy_zh": [0, 0], "object_color_head_accuracy": [0, 0],
+            "silhouette_accuracy": [0, 0]}
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         scenes, pixels = scene_batch(cfg, "heldout", idx)
@@ -193,7 +210,7 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
                 text_cells[code][k] += 1
         if heads is not None:
             glyph, color = heads["glyph"](q.embeddings).argmax(-1), heads["color"](q.embeddings).argmax(-1)
-            first_zh = GLYPH_INDEX[CHARS_ZH[0]]
+            first_zh = GLYPH_INDEX[CHARS_ZH[0] + ZH_QUADRANTS[0]]
             for name, mask, pred, truth in (
                 ("glyph_accuracy_en", (labels["glyph"] > 1) & (labels["glyph"] < first_zh), glyph, labels["glyph"]),
                 ("glyph_accuracy_zh", labels["glyph"] >= first_zh, glyph, labels["glyph"]),
@@ -201,6 +218,11 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
             ):
                 hits[name][0] += int((pred[mask] == truth[mask]).sum())
                 hits[name][1] += int(mask.sum())
+            # sub-squares of the cells an object touches, read as covered / not at one half
+            edge = (labels["silhouette"] > 0).any(-1)
+            inside = heads["silhouette"](q.embeddings)[edge] > 0
+            hits["silhouette_accuracy"][0] += int((inside == (labels["silhouette"][edge] > 0.5)).sum())
+            hits["silhouette_accuracy"][1] += int(inside.numel())
         qa = [_eval_question(s, i) for s, i in zip(scenes, idx)]
         answers = lm.answer(q.embeddings, [tok.encode(x.question + "\n") for x in qa], eos)
         for x, a in zip(qa, answers):
@@ -274,7 +296,7 @@ def main(cfg: Config) -> dict:
         scenes, pixels = training_batch(cfg, step)
         labels = label_batch(scenes)
         rng = random.Random(f"tokenizer-text/{step}")
-        ids, lm_labels, mask = encode_pairs(tok, [understanding_pair(s, rng) for s in scenes], eos)
+        ids, lm_labels, mask = encode_pairs(tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos)
 
         if step == cfg.codebook_after and not cfg.lm_only:  # a resumed run redoes it: same weights, same codes
             init_codebook(vq, cfg)
@@ -283,7 +305,7 @@ def main(cfg: Config) -> dict:
             group["lr"] = lr_at(step, cfg, group["peak"])
         q = vq(pixels, quantize=step >= cfg.codebook_after or cfg.lm_only)
         lm_loss = lm(q.embeddings, ids, lm_labels, mask) if step >= cfg.heads_first or cfg.lm_only else q.vq_loss * 0
-        dense = {k: F.cross_entropy(heads[k](q.embeddings).flatten(0, 2), labels[k].flatten()) for k in heads}
+        dense = dense_losses(heads, q.embeddings, labels)
         dense_loss = sum(dense.values()) + (cfg.glyph_weight - 1) * dense["glyph"]
         loss = lm_loss + cfg.dense_weight * dense_loss + q.vq_loss
         opt.zero_grad(set_to_none=True)
