@@ -29,6 +29,19 @@ def test_understanding_supervises_exactly_the_answer_and_its_end(fmt):
     assert not any(fmt.vocab.is_image(lab) for lab in supervised)
 
 
+def test_conversation_supervises_each_answer_as_the_pipeline_lays_it_out(fmt):
+    turns = [("what color is the circle?", "red"), ("how many circles are there?", "2")]
+    s = fmt.conversation([3, 1, 4, 1], 2, 2, turns)
+    eos = fmt.vocab.eos_id
+    first = fmt.understanding_prompt([3, 1, 4, 1], 2, 2, turns[0][0]) + fmt.tok.encode("red") + [eos]
+    second = fmt.tok.encode("\n") + fmt.question_turn(turns[1][0], open_turn=False)
+    assert s.ids == first + second + fmt.tok.encode("2") + [eos]  # what Pipeline.ask builds for a follow-up
+    supervised = [(t, lab) for t, lab in enumerate(s.labels) if lab != IGNORE]
+    assert [lab for _, lab in supervised] == fmt.tok.encode("red") + [eos] + fmt.tok.encode("2") + [eos]
+    assert all(s.ids[t + 1] == lab for t, lab in supervised)
+    assert len(s.labels) == len(s.ids)
+
+
 def test_bad_samples_are_refused(fmt):
     with pytest.raises(ValueError, match="fill"):
         fmt.generation("x", [1, 2, 3], 2, 2)

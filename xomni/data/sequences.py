@@ -71,11 +71,22 @@ class Formatter:
         return Sample(ids, targets)
 
     def understanding(self, codes: list[int], rows: int, cols: int, question: str, answer: str) -> Sample:
-        context = self.understanding_prompt(codes, rows, cols, question)
-        reply = self.tok.encode(answer) + [self.vocab.eos_id]
-        ids = context + reply
-        targets = [IGNORE] * (len(context) - 1) + reply + [IGNORE]
-        return Sample(ids, targets)
+        return self.conversation(codes, rows, cols, [(question, answer)])
+
+    def conversation(self, codes: list[int], rows: int, cols: int, turns: list[tuple[str, str]]) -> Sample:
+        """One image, then question/answer turns laid out as `Pipeline.ask` lays out a conversation; every answer
+        and its <|im_end|> are supervised, nothing else. Several turns per image give the model more answers to
+        learn from per image token it has to read."""
+        if not turns:
+            raise ValueError("a conversation needs at least one turn")
+        ids = self.image_turn(codes, rows, cols)
+        learn = [False] * len(ids)  # per token: is it an answer token the model must produce
+        for i, (question, answer) in enumerate(turns):
+            context = (self.tok.encode("\n") if i else []) + self.question_turn(question, open_turn=i == 0)
+            reply = self.tok.encode(answer) + [self.vocab.eos_id]
+            ids += context + reply
+            learn += [False] * len(context) + [True] * len(reply)
+        return Sample(ids, [nxt if y else IGNORE for nxt, y in zip(ids[1:], learn[1:])] + [IGNORE])
 
 
 def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -33,8 +33,8 @@ class UnifiedConfig:
     text_vocab_size: int = 2048  # text tokens including X-Omni's specials; image code k is id text_vocab_size + k
     codebook_size: int = 4096
     hidden_size: int = 256
-    num_layers: int = 6  # the LLM's layers
-    num_vision_layers: int = 2  # vision-only blocks before the LLM, and as many after it
+    num_layers: int = 4  # the LLM's layers
+    num_vision_layers: int = 1  # vision-only blocks before the LLM, and as many after it
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int = 768
@@ -58,6 +58,8 @@ class UnifiedConfig:
 
 
 PRESETS = {
+    # Sized by the CPU: a training step of 32 samples (~3,500 tokens) is compute-bound here, and 6 + 2 + 2 blocks
+    # took 1.4x as long as 4 + 1 + 1 at the same width (docs/unified.md).
     "tiny": UnifiedConfig(),
     # Qwen2.5-7B with X-Omni's 4 + 4 vision-only blocks and a 16384-code image vocabulary.
     "paper": UnifiedConfig(
@@ -164,6 +166,10 @@ class UnifiedModel(nn.Module):
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
         image = self.is_image(ids)
+        if bool(image.all()):
+            return self.mm_embed(ids - V)
+        if not image.any():
+            return self.embed_tokens(ids)
         text_emb = self.embed_tokens(ids.clamp(max=V - 1))
         image_emb = self.mm_embed((ids - V).clamp(min=0))
         return torch.where(image[..., None], image_emb, text_emb)
@@ -179,7 +185,8 @@ class UnifiedModel(nn.Module):
         the image ones, as the official code does (for the benchmark that measures what skipping saves).
         segments (B, T): packed training rows (xomni/data/sequences.py); attention stays inside a segment.
         last_only: logits of the last position only (B, 1, .). head: "joint" (V + K), "image" (K: image codes only,
-        the engine's image mode) or "text" (V).
+        the engine's image mode), "text" (V), or "hidden": the normalised final states (B, T, D) before any head, for
+        a loss that applies each head only where it is needed (xomni/stages/train_ar.py).
         """
         B, T = ids.shape
         start = cache.length if cache is not None else 0
@@ -190,10 +197,13 @@ class UnifiedModel(nn.Module):
         if positions is None:
             positions = torch.arange(start, start + T, device=ids.device).expand(B, T)
         S = start + T
-        causal = torch.ones(T, S, dtype=torch.bool, device=ids.device).tril(start)  # T S: new token t sees <= start+t
-        mask = causal[None, None].expand(B, 1, T, S)
-        if pad_mask is not None:
-            mask = mask & pad_mask[:, None, None, :S]
+        if T == 1 and pad_mask is not None:  # one new token sees the whole cache: the padding mask is the mask
+            mask = pad_mask[:, None, None, :S]
+        else:
+            causal = torch.ones(T, S, dtype=torch.bool, device=ids.device).tril(start)  # T S: token t sees <= start+t
+            mask = causal[None, None].expand(B, 1, T, S)
+            if pad_mask is not None:
+                mask = mask & pad_mask[:, None, None, :S]
         if segments is not None:
             if cache is not None:
                 raise ValueError("packed segments are for training forwards, not cached decoding")
@@ -215,7 +225,14 @@ class UnifiedModel(nn.Module):
             cache.length += T
         if last_only:
             h, image = h[:, -1:], image[:, -1:]
-        x = torch.where(image[..., None], self.mm_norm(h), self.norm(h))  # B T D
+        if bool(image.all()):  # decoding image tokens: one norm, no select
+            x = self.mm_norm(h)
+        elif not image.any():
+            x = self.norm(h)
+        else:
+            x = torch.where(image[..., None], self.mm_norm(h), self.norm(h))  # B T D
+        if head == "hidden":
+            return x
         if head == "image":
             return self.mm_head(x)  # B T K
         if head == "text":

@@ -18,7 +18,8 @@ pretraining. At paper scale, `--init` is a Qwen2.5 folder and `text` is skipped.
 
 Data: token shards from `xomni tokenize` (the encoder never runs here), scenes re-derived from their indices, one
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
-mean over supervised image tokens plus the mean over supervised text tokens, so neither kind drowns the other.
+mean over supervised image tokens plus the mean over supervised text tokens, so neither kind drowns the other; each
+kind is scored by its own head over its own vocabulary (image codes / text), the distributions the engine samples.
 The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
 
 Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
@@ -45,7 +46,7 @@ from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
 from xomni.data.sequences import IGNORE, Formatter, Sample, pack
-from xomni.data.batches import scene_batch
+from xomni.data.batches import scene_batch, understanding_pairs
 from xomni.data.world import Scene, WorldConfig, caption, make_scene, prompts, questions
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
 from xomni.stages.tokenize import load_shards, shard_world
@@ -53,7 +54,6 @@ from xomni.stages.train_tokenizer import load_tokenizer
 from xomni.tokenizer.text import TextTokenizer
 
 PHASES = ("text", "pretrain1", "pretrain2", "pretrain3", "sft")
-CAPTION_QUESTION = "Describe the image."
 
 
 @dataclass
@@ -73,6 +73,7 @@ class Config:
     final_lr: float = 0.1  # fraction of lr at the end (sft: 0)
     weight_decay: float = 0.05
     gen_share: float = 0.5  # share of generation samples
+    turns: int = 3  # question/answer turns per understanding sample
     save_every: int = 100
     eval_every: int = 250
     eval_n: int = 64
@@ -112,35 +113,47 @@ def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
 
 
 def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], rows: int, cols: int,
-                 rng: random.Random, gen_share: float) -> Sample:
+                 rng: random.Random, gen_share: float, turns: int = 3, max_len: int = 10**9) -> Sample:
+    """One training sample: language only (phase text), a generation sample (a prompt at some level of detail,
+    then the image), or an understanding conversation (the image, then up to `turns` questions or the caption)."""
     if phase == "text":
         return text_sample(fmt, scene, rng)
     if rng.random() < gen_share:
         levels = prompts(scene)
         level = "dense" if phase in ("pretrain1", "pretrain2") and rng.random() < 0.5 else rng.choice(list(levels))
         return fmt.generation(levels[level], codes, rows, cols)
-    if rng.random() < (0.3 if phase != "sft" else 0.1):
-        return fmt.understanding(codes, rows, cols, CAPTION_QUESTION, caption(scene))
-    q = rng.choice(questions(scene, rng))
-    return fmt.understanding(codes, rows, cols, q.question, q.answer)
+    pairs = understanding_pairs(scene, rng, turns, caption_prob=0.3 if phase != "sft" else 0.1)
+    sample = fmt.conversation(codes, rows, cols, pairs)
+    while len(sample.ids) > max_len and len(pairs) > 1:  # fewer turns rather than a sample no row can hold
+        pairs = pairs[:-1]
+        sample = fmt.conversation(codes, rows, cols, pairs)
+    return sample
 
 
-def split_loss(logits: torch.Tensor, labels: torch.Tensor, text_vocab_size: int,
+def split_loss(model: UnifiedModel, hidden: torch.Tensor, labels: torch.Tensor,
                counts: dict[str, float] | None = None) -> tuple[torch.Tensor, dict]:
-    """Mean CE over supervised image targets + mean CE over supervised text targets. logits (N, L, V+K).
+    """Mean CE over supervised image targets + mean CE over supervised text targets. hidden (N, L, D): the model's
+    normalised final states (`head="hidden"`).
+
+    Each head runs only where its targets are: image targets are scored by `mm_head` over the K codes, text targets
+    by `lm_head` over the text vocabulary. Those are exactly the distributions the engine samples from (image mode
+    computes only the image head, text mode only the text head), and at 32 samples x ~110 tokens per tiny step it
+    skips ~4x the joint head's work (most positions are prompts or padding).
 
     counts: how many image / text targets the whole step has (all ranks together); by default this batch's. Each
     term is its CE sum divided by that count, so ranks' losses add up to the single-process loss exactly."""
-    ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="none")
-    flat = labels.flatten()
-    masks = {"image": flat >= text_vocab_size, "text": (flat != IGNORE) & (flat < text_vocab_size)}
+    V = model.config.text_vocab_size
+    flat, x = labels.flatten(), hidden.flatten(0, 1)
+    masks = {"image": flat >= V, "text": (flat != IGNORE) & (flat < V)}
     counts = counts or {k: float(m.sum()) for k, m in masks.items()}
-    loss = logits.new_zeros(())
+    loss = hidden.new_zeros(())
     parts = {}
-    for name, sel in masks.items():
+    for name, sel in masks.items():  # both heads always run (on no rows if need be): DDP wants every gradient
+        head, target = (model.mm_head, flat[sel] - V) if name == "image" else (model.lm_head, flat[sel])
+        term = F.cross_entropy(head(x[sel]).float(), target, reduction="sum") / max(counts[name], 1.0)
+        loss = loss + term
         if counts[name] > 0:
-            parts[name] = ce[sel].sum() / counts[name]
-            loss = loss + parts[name]
+            parts[name] = term
     return loss, {k: v.item() for k, v in parts.items()}
 
 
@@ -162,10 +175,11 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
     out = {}
     for name, share in (("heldout_loss_image", 1.0), ("heldout_loss_text", 0.0)):
         phase = cfg.phase if cfg.phase != "text" else "pretrain2"
-        samples = [world_sample(fmt, phase, s, c.flatten().tolist(), *c.shape, rng, share) for s, c in zip(scenes, codes)]
+        samples = [world_sample(fmt, phase, s, c.flatten().tolist(), *c.shape, rng, share, cfg.turns, cfg.seq_len)
+                   for s, c in zip(scenes, codes)]
         ids, labels, segments, positions = pack(samples, max(cfg.seq_len, *(len(x.ids) for x in samples)),
                                                 fmt.vocab.pad_id)
-        _, parts = split_loss(model(ids, positions=positions, segments=segments), labels, model.config.text_vocab_size)
+        _, parts = split_loss(model, model(ids, positions=positions, segments=segments, head="hidden"), labels)
         out[name] = parts["image" if share else "text"]
     model.train(was_training)
     return out
@@ -245,7 +259,8 @@ def main(cfg: Config) -> dict:
             split, scene_world, idx, codes = sources[src]
             scene = make_scene(scene_world, split, int(idx[j]))
             rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{k}")  # sample k's task: the same whichever rank takes it
-            samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share))
+            samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share,
+                                        cfg.turns, cfg.seq_len))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
 
         for group in opt.param_groups:
@@ -254,8 +269,8 @@ def main(cfg: Config) -> dict:
         if world > 1:
             dist.all_reduce(counts)
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = net(ids, positions=positions, segments=segments)
-        loss, parts = split_loss(logits, labels, mcfg.text_vocab_size, {"image": float(counts[0]), "text": float(counts[1])})
+            hidden = net(ids, positions=positions, segments=segments, head="hidden")
+            loss, parts = split_loss(model, hidden, labels, {"image": float(counts[0]), "text": float(counts[1])})
         opt.zero_grad(set_to_none=True)
         (loss * world).backward()  # DDP averages gradients over ranks; the step's loss is the ranks' sum
         if world > 1:
