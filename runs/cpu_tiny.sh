@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
-# The tiny recipe from nothing on this CPU: tokenizer -> token shards -> decoder -> eval -> checkpoints/tiny.
-# Every stage resumes from out/tiny if interrupted; rerun the script to continue. Prints how long each stage took.
+# The tiny recipe from nothing on this CPU:
+#   tokenizer -> token shards -> decoder -> eval reconstruction
+#   -> unified AR model: text, pretrain1, pretrain2, pretrain3, sft -> eval suites -> checkpoints/tiny
+# Every stage resumes from $OUT (default out/tiny) if interrupted; rerun the script to continue (a finished stage
+# returns at once). Prints how long each stage took. IMAGE_ONLY=1 stops after the image side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 X=".venv/bin/xomni"
 OUT=${OUT:-out/tiny}
 t0=$(date +%s)
 stamp() { echo "[cpu_tiny] $1 done after $(( $(date +%s) - t0 )) s"; }
+
+# the image side (issue 2)
 $X train tokenizer --preset tiny --out "$OUT"; stamp tokenizer
 $X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 16384
 $X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 16384 --dense-text true; stamp tokenize
-$X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" \
-    --shards "$OUT/shards/train_128x128,$OUT/shards/train-dense_128x128"; stamp decoder
+SHARDS="$OUT/shards/train_128x128,$OUT/shards/train-dense_128x128"
+$X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS"; stamp decoder
 $X publish --run "$OUT" --dest "$OUT/candidate" --command "bash runs/cpu_tiny.sh"
-$X eval reconstruction --checkpoint "$OUT/candidate" --out "$OUT/eval" --n 256; stamp eval
-$X publish --run "$OUT" --dest checkpoints/tiny --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh"
+$X eval reconstruction --checkpoint "$OUT/candidate" --out "$OUT/eval" --n 256; stamp "eval reconstruction"
+if [ "${IMAGE_ONLY:-0}" = 1 ]; then exit 0; fi
+
+# the unified AR model in the paper's phases (issue 4); each phase starts from the previous one's weights
+AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --shards "$SHARDS")
+$X train ar --phase text      "${AR[@]}" --out "$OUT/ar_text" --steps 200 --lr 2e-3
+$X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --init "$OUT/ar_text/model" --steps 150 --lr 2e-3
+$X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 700
+$X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
+$X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 200 --lr 3e-4 \
+    --final-lr 0; stamp "AR phases"
+
+$X publish --run "$OUT" --dest "$OUT/candidate" --ar "$OUT/ar_sft/model" --command "bash runs/cpu_tiny.sh"
+for suite in synth-geneval synth-text-en synth-text-zh synth-vqa synth-pope; do
+    $X eval "$suite" --checkpoint "$OUT/candidate" --source model --out "$OUT/eval_$suite"
+done; stamp "eval suites"
+$X publish --run "$OUT" --dest checkpoints/tiny --ar "$OUT/ar_sft/model" --alignment-lm false \
+    --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh"
 stamp "recipe"

@@ -1,8 +1,11 @@
 """Stage: copy a finished tiny run into a shippable checkpoint folder (fp16 weights, metrics in meta.json).
 
     python -m xomni.cli publish --run out/tiny --dest checkpoints/tiny [--metrics out/tiny/eval/metrics.json]
+                                [--ar out/tiny/ar_sft/model] [--alignment-lm false]
 
-The folder holds text_tokenizer.json, tokenizer/, alignment_lm/ and decoder/; every command defaults to it.
+The folder holds text_tokenizer.json, tokenizer/, decoder/, and when given ar/ (the unified model) and alignment_lm/
+(the tokenizer's alignment LM: only `xomni eval reconstruction` reads it, for its VQA number); every command
+defaults to it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 
 from xomni.checkpoint import export_component
 
-COMPONENTS = ("tokenizer", "alignment_lm", "decoder")
+REQUIRED = ("tokenizer", "decoder")
 
 
 @dataclass
@@ -26,18 +29,23 @@ class Config:
     metrics: str = ""  # an eval metrics.json to record in every component's meta.json
     command: str = "bash runs/cpu_tiny.sh"
     fp16: bool = True
+    ar: str = ""  # the unified model's folder (e.g. out/tiny/ar_sft/model), shipped as ar/
+    alignment_lm: bool = True  # ship the alignment LM too
 
 
 def main(cfg: Config) -> dict:
     run, dest = Path(cfg.run), Path(cfg.dest)
-    missing = [c for c in COMPONENTS if not (run / c / "model.safetensors").is_file()]
+    sources = {c: run / c for c in REQUIRED + (("alignment_lm",) if cfg.alignment_lm else ())}
+    if cfg.ar:
+        sources["ar"] = Path(cfg.ar)
+    missing = [str(p) for p in sources.values() if not (p / "model.safetensors").is_file()]
     if missing or not (run / "text_tokenizer.json").is_file():
-        raise FileNotFoundError(f"{run} lacks {missing or ['text_tokenizer.json']}; train every stage first")
+        raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
     dest.mkdir(parents=True, exist_ok=True)
     metrics = json.loads(Path(cfg.metrics).read_text()) if cfg.metrics else None
     sizes = {}
-    for c in COMPONENTS:
-        export_component(run / c, dest / c, torch.float16 if cfg.fp16 else torch.float32)
+    for c, source in sources.items():
+        export_component(source, dest / c, torch.float16 if cfg.fp16 else torch.float32)
         meta_path = dest / c / "meta.json"
         meta = json.loads(meta_path.read_text())
         meta["rebuild_command"] = cfg.command
