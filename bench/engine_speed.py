@@ -4,6 +4,9 @@ CFG, and the vision-only blocks on image positions only against on every positio
 
     .venv/bin/python bench/engine_speed.py [--batch 16] [--rows 8 --cols 8] [--repeats 3]
 
+On a shared machine, pin it: `OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python bench/engine_speed.py` (and keep
+other work off that core) so all rows see the same CPU.
+
 For the transformers comparison the unified model is built without vision-only blocks and with one final norm, so a
 `Qwen2ForCausalLM` over the joint vocabulary holds exactly the same weights; both decode greedily (same tokens).
 Prints a markdown table of seconds (best of --repeats) and ratios; record results in docs/ with the command.
@@ -76,12 +79,16 @@ def main() -> None:
                            suppress_tokens=list(range(tok.vocab_size)), pad_token_id=0, eos_token_id=None)
 
     same = torch.equal(run_hf()[:, ids.shape[1]:], ours.tokens)
+    modules = Engine(flat, tok, fast=False)  # the same engine decoding through the model's modules
+    same_paths = torch.equal(modules.generate_image(prompts, args.rows, args.cols, greedy).tokens, ours.tokens)
     t_engine = best_of(lambda: engine.generate_image(prompts, args.rows, args.cols, greedy), args.repeats)
+    t_modules = best_of(lambda: modules.generate_image(prompts, args.rows, args.cols, greedy), args.repeats)
     t_hf = best_of(run_hf, args.repeats)
     full = torch.cat([ids, ours.tokens], 1)
     with torch.no_grad():
         t_floor = best_of(lambda: flat(full), args.repeats)
     rows += [("engine, KV cache (no vision blocks)", t_engine, 1.0),
+             ("engine decoding through the modules (fast=False)", t_modules, t_modules / t_engine),
              ("transformers generate, same weights", t_hf, t_hf / t_engine),
              ("one teacher-forced forward (floor)", t_floor, t_floor / t_engine)]
 
@@ -99,7 +106,8 @@ def main() -> None:
              ("forward, vision blocks on all positions (official)", t_all, t_all / t_img)]
 
     print(f"batch {args.batch}, {args.rows}x{args.cols} image tokens, prompt {ids.shape[1]} tokens; "
-          f"greedy tokens identical to transformers: {same}")
+          f"greedy tokens identical to transformers: {same}, to the module path: {same_paths}; "
+          f"torch threads {torch.get_num_threads()}")
     print("| what | seconds | ratio |")
     print("|---|---|---|")
     for name, t, r in rows:

@@ -25,9 +25,9 @@ if [ "${IMAGE_ONLY:-0}" = 1 ]; then exit 0; fi
 AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --shards "$SHARDS")
 $X train ar --phase text      "${AR[@]}" --out "$OUT/ar_text" --steps 200 --lr 2e-3
 $X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --init "$OUT/ar_text/model" --steps 150 --lr 2e-3
-$X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 700
+$X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 1000
 $X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
-$X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 200 --lr 3e-4 \
+$X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 300 --lr 3e-4 \
     --final-lr 0; stamp "AR phases"
 
 $X publish --run "$OUT" --dest "$OUT/candidate" --ar "$OUT/ar_sft/model" --command "bash runs/cpu_tiny.sh"

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from xomni.engine import Engine, Sampling, filter_logits, guided_logits, left_pad
-from xomni.model.unified import UnifiedConfig, UnifiedModel
+from xomni.engine import DecodeWeights, Engine, Sampling, filter_logits, guided_logits, left_pad, sample
+from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel
 from xomni.tokenizer.text import TextTokenizer
 
 
@@ -71,6 +71,15 @@ def test_text_mode_stops_and_never_emits_image_tokens(engine):
     assert not bool(engine.vocab.is_image(out.tokens).any()) and out.tokens.shape[1] <= 6
 
 
+def test_sampling_draws_the_filtered_distribution():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(20000, 4)
+    gen = torch.Generator().manual_seed(0)
+    ids, logp = sample(logits, Sampling(min_p=0.2), gen)  # 0.05 is removed: 0.5, 0.3, 0.15 renormalised
+    freq = torch.bincount(ids, minlength=4).float() / len(ids)
+    torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95, atol=0.012, rtol=0)
+    torch.testing.assert_close(logp, torch.log(torch.tensor([0.5, 0.3, 0.15, 1.0]) / 0.95)[ids])
+
+
 def test_filters():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     kept = lambda s: torch.isfinite(filter_logits(logits, s))[0].tolist()  # noqa: E731
@@ -84,3 +93,23 @@ def test_filters():
         Sampling(top_p=0)
     with pytest.raises(ValueError, match="at least one token"):
         left_pad([[1], []], 0)
+
+
+@pytest.mark.parametrize("head", ["image", "text"])
+def test_cpu_decode_step_equals_the_model_forward(engine, head):
+    # the engine's CPU path (repacked weights, plain tensor ops) against the modules, vision-only blocks included
+    model, V = engine.model, engine.vocab.text_vocab_size
+    prompts = [engine.tok.encode("a red circle") + engine.tok.image_prefix(2, 2), engine.tok.encode("what")]
+    ids, mask = left_pad(prompts, engine.pad_id)
+    token = torch.tensor([V + 3, V + 5]) if head == "image" else torch.tensor(engine.tok.encode("red circle")[:2])
+    position = mask.long().sum(-1)
+    mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.bool)], 1)
+    out = {}
+    for fast in (True, False):
+        cache = KVCache.allocate(model.config, 2, ids.shape[1] + 1)
+        engine.prefill(ids, mask[:, :-1], cache, head)
+        weights = DecodeWeights(model) if fast else None
+        out[fast] = (engine.decode_one_token(token, position, mask, cache, head, weights), cache)
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-5)
+    for k_fast, k_ref in zip(out[True][1].k, out[False][1].k):
+        torch.testing.assert_close(k_fast, k_ref, rtol=1e-5, atol=1e-5)

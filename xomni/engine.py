@@ -11,13 +11,20 @@
   image head), exactly rows*cols of them, then `<EOM>` is appended. Text mode computes only the text head.
 - Optional classifier-free guidance: the unconditional branch is the image prefix alone, and the two are combined
   in `guided_logits`, the one place CFG lives.
+- On the CPU, decoding one token per row does not go through the modules: `DecodeWeights` repacks the weights once
+  per call (q/k/v fused, gate/up fused, each matrix pre-packed for oneDNN) and `decode_step` runs the whole network
+  as plain tensor ops (RoPE from a table, attention written out). At a tiny batch the step is bound by small
+  matrix products and per-op overhead, and this is what beats transformers' `generate` (bench/engine_speed.py,
+  docs/unified.md). The prompt still runs through the model's own forward, and tests hold the two paths equal.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from xomni.model.unified import KVCache, UnifiedModel
 from xomni.tokenizer.text import TextTokenizer
@@ -46,9 +53,9 @@ def filter_logits(logits: torch.Tensor, s: Sampling) -> torch.Tensor:
     if s.top_k:
         kth = logits.topk(min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = logits.softmax(-1)
-    if s.min_p > 0:
-        logits = logits.masked_fill(probs < s.min_p * probs.max(-1, keepdim=True).values, float("-inf"))
+    if s.min_p > 0:  # p < min_p * p_max  <=>  logit < max logit + log(min_p): no softmax needed
+        floor = logits.max(-1, keepdim=True).values + math.log(s.min_p)
+        logits = logits.masked_fill(logits < floor, float("-inf"))
     if s.top_p < 1:
         sorted_p, order = logits.softmax(-1).sort(-1, descending=True)
         drop_sorted = sorted_p.cumsum(-1) - sorted_p > s.top_p  # keep the smallest prefix reaching top_p
@@ -57,9 +64,18 @@ def filter_logits(logits: torch.Tensor, s: Sampling) -> torch.Tensor:
 
 
 def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, V) logits -> sampled ids (B,) and their log-probabilities (B,) under the filtered distribution."""
+    """(B, V) logits -> sampled ids (B,) and their log-probabilities (B,) under the filtered distribution.
+
+    Inverse-CDF sampling: one uniform per row against the cumulative probabilities (`torch.multinomial` draws an
+    exponential per vocabulary entry, ~8% of a tiny image rollout's time here). `right=True` never lands on a
+    removed (zero-probability) token."""
+    if s.temperature == 0:  # the arg-max, with probability one
+        ids = logits.argmax(-1)
+        return ids, torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
     logp = filter_logits(logits.float(), s)
-    ids = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]
+    cdf = logp.exp().cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    ids = torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
     return ids, logp.gather(-1, ids[:, None])[:, 0]
 
 
@@ -89,9 +105,97 @@ class Rollout:
     prompt_mask: torch.Tensor  # (B, L)
 
 
+def _probe_packed_linear() -> bool:
+    try:
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.zeros(4, 2), 1)
+        torch.ops.mkldnn._linear_pointwise(torch.zeros(1, 4), w, None, "none", [], "")
+        return True
+    except Exception:  # a torch without oneDNN's packed linear: pre-transposed matrices and torch.mm instead
+        return False
+
+
+_PACKED = _probe_packed_linear()
+
+
+def _pack(weight: torch.Tensor) -> torch.Tensor:
+    """An nn.Linear weight (out, in) -> the form `_linear` multiplies fastest."""
+    w = weight.detach().t().contiguous()  # in out
+    return torch.ops.mkldnn._reorder_linear_weight(w, 16) if _PACKED else w
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    if _PACKED:
+        return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
+    return torch.addmm(bias, x, w) if bias is not None else x @ w
+
+
+class DecodeWeights:
+    """The model's weights repacked for `decode_step` (float32 on the CPU): rebuilt for every generate call, so a
+    policy updated between calls (GRPO) is never sampled with stale weights."""
+
+    def __init__(self, model: UnifiedModel):
+        cfg = model.config
+        self.cfg, self.model = cfg, model
+        self.blocks = []
+        for layer in [*model.vision_pre, *model.layers, *model.vision_post]:
+            a, mlp = layer.self_attn, layer.mlp
+            self.blocks.append({
+                "n1": layer.input_layernorm.weight.detach(), "n2": layer.post_attention_layernorm.weight.detach(),
+                "qkv": _pack(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),
+                "qkv_bias": torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).detach(),
+                "o": _pack(a.o_proj.weight), "gate_up": _pack(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
+                "down": _pack(mlp.down_proj.weight), "scale": a.scaling,
+            })
+        self.n_pre, self.n_llm = len(model.vision_pre), len(model.layers)
+        self.heads = {"image": _pack(model.mm_head.weight), "text": _pack(model.lm_head.weight)}
+        self.eps = model.norm.variance_epsilon
+        dh = cfg.hidden_size // cfg.num_heads
+        cos, sin = model.rotary(torch.zeros(1, 1, dh), torch.arange(cfg.max_positions)[None])
+        sign = torch.cat([-torch.ones(dh // 2), torch.ones(dh // 2)])
+        # rotate_half(x) * sin == roll(x, dh/2) * (sign * sin): one roll instead of two slices, a negation, a cat
+        self.cos, self.sin = cos[0], sin[0] * sign
+
+
+@torch.no_grad()
+def decode_step(w: DecodeWeights, token: torch.Tensor, position: torch.Tensor, bias: torch.Tensor,
+                cache: KVCache, head: str) -> torch.Tensor:
+    """One new token per row (B,) at RoPE position (B,), all image tokens or all text tokens; bias (B, 1, 1, S):
+    0 on the keys to attend, -inf on padding, S = cache.length + 1. Writes its keys/values and returns the logits
+    over `head`'s ids (B, K or V): what `UnifiedModel.forward` computes for that token, as plain tensor ops."""
+    cfg, m = w.cfg, w.model
+    B, D, H, Hkv = token.shape[0], cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads
+    dh, I, V = D // H, cfg.intermediate_size, cfg.text_vocab_size
+    image = bool(token[0] >= V)
+    h = F.embedding(token - V, m.mm_embed.weight) if image else F.embedding(token, m.embed_tokens.weight)  # B D
+    cos, sin = w.cos[position][:, None], w.sin[position][:, None]  # B 1 dh
+    t, S = cache.length, cache.length + 1
+    for i, blk in enumerate(w.blocks):
+        vision = i < w.n_pre or i >= w.n_pre + w.n_llm
+        x = F.rms_norm(h, (D,), blk["n1"], w.eps)
+        qkv = _linear(x, blk["qkv"], blk["qkv_bias"])  # B (H + 2 Hkv) dh
+        q, k, v = qkv.split([D, Hkv * dh, Hkv * dh], dim=-1)
+        k = k.view(B, Hkv, dh)
+        cache.k[i][:, :, t] = k * cos + k.roll(dh // 2, -1) * sin
+        cache.v[i][:, :, t] = v.view(B, Hkv, dh)
+        if vision and not image:  # a vision-only block leaves text positions alone (their keys/values still count)
+            continue
+        q = q.reshape(B, Hkv, H // Hkv, dh)  # query heads grouped by the key/value head they share
+        q = q * cos[:, None] + q.roll(dh // 2, -1) * sin[:, None]
+        scores = torch.matmul(q, cache.k[i][:, :, :S].transpose(-1, -2)) * blk["scale"] + bias  # B Hkv G S
+        h = h + _linear(torch.matmul(scores.softmax(-1), cache.v[i][:, :, :S]).reshape(B, D), blk["o"])
+        gate_up = _linear(F.rms_norm(h, (D,), blk["n2"], w.eps), blk["gate_up"])
+        h = h + _linear(F.silu(gate_up[:, :I]) * gate_up[:, I:], blk["down"])
+    cache.length += 1
+    norm = m.mm_norm if image else m.norm
+    return _linear(F.rms_norm(h, (D,), norm.weight, w.eps), w.heads[head])
+
+
 class Engine:
-    def __init__(self, model: UnifiedModel, tokenizer: TextTokenizer):
+    def __init__(self, model: UnifiedModel, tokenizer: TextTokenizer, fast: bool | None = None):
+        """fast: decode through `decode_step` (default: when the model is float32 on the CPU)."""
         self.model = model.eval()
+        param = next(model.parameters())
+        self.fast = (param.device.type == "cpu" and param.dtype == torch.float32) if fast is None else fast
         self.tok = tokenizer
         self.vocab = tokenizer.joint_vocab(model.config.codebook_size)
         if self.vocab.text_vocab_size != model.config.text_vocab_size:
@@ -106,8 +210,12 @@ class Engine:
 
     @torch.no_grad()
     def decode_one_token(self, token: torch.Tensor, position: torch.Tensor, mask: torch.Tensor,
-                         cache: KVCache, head: str) -> torch.Tensor:
-        """One new token per row (B,) at RoPE position (B,); mask (B, S) covers the cache plus it."""
+                         cache: KVCache, head: str, weights: DecodeWeights | None = None) -> torch.Tensor:
+        """One new token per row (B,) at RoPE position (B,); mask (B, S) covers the cache plus it. With `weights`
+        (the CPU path) through `decode_step`, else through the model's forward."""
+        if weights is not None:
+            bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))[:, None, None]
+            return decode_step(weights, token, position, bias, cache, head)
         return self.model(token[:, None], positions=position[:, None], pad_mask=mask, cache=cache, head=head)[:, -1]
 
     @torch.no_grad()
@@ -124,6 +232,7 @@ class Engine:
         cache = KVCache.allocate(self.model.config, ids.shape[0], ids.shape[1] + n,
                                  dtype=next(self.model.parameters()).dtype)
         V = self.vocab.text_vocab_size
+        weights = DecodeWeights(self.model) if self.fast else None
         logits = self.prefill(ids, mask, cache, head="image")  # image mode: only the codes can be drawn
         position = mask.long().sum(-1)  # the next token's RoPE position, per row
         tokens, logps = [], []
@@ -136,7 +245,7 @@ class Engine:
             step = torch.cat([tok, tok]) if guided else tok
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
             if len(tokens) < n:
-                logits = self.decode_one_token(step, position, mask, cache, head="image")
+                logits = self.decode_one_token(step, position, mask, cache, head="image", weights=weights)
                 position = position + 1
         return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids[:B], mask[:B, : ids.shape[1]])
 
@@ -149,6 +258,7 @@ class Engine:
         B = len(prompts)
         cache = KVCache.allocate(self.model.config, B, ids.shape[1] + max_new_tokens,
                                  dtype=next(self.model.parameters()).dtype)
+        weights = DecodeWeights(self.model) if self.fast else None
         logits = self.prefill(ids, mask, cache, head="text")  # text mode: only text ids can be drawn
         position = mask.long().sum(-1)
         done = torch.zeros(B, dtype=torch.bool)
@@ -161,6 +271,6 @@ class Engine:
             if done.all() or i == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
-            logits = self.decode_one_token(tok, position, mask, cache, head="text")
+            logits = self.decode_one_token(tok, position, mask, cache, head="text", weights=weights)
             position = position + 1
         return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids, mask[:, : ids.shape[1]])

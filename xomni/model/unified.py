@@ -58,8 +58,8 @@ class UnifiedConfig:
 
 
 PRESETS = {
-    # Sized by the CPU: a training step of 32 samples (~3,500 tokens) is compute-bound here, and 6 + 2 + 2 blocks
-    # took 1.4x as long as 4 + 1 + 1 at the same width (docs/unified.md).
+    # Sized by the CPU: a training step of 32 samples (~4,000 tokens) is compute-bound here, and 6 + 2 + 2 blocks
+    # took 1.75x as long as 4 + 1 + 1 at the same width (bench/ar_step.py, docs/unified.md).
     "tiny": UnifiedConfig(),
     # Qwen2.5-7B with X-Omni's 4 + 4 vision-only blocks and a 16384-code image vocabulary.
     "paper": UnifiedConfig(

@@ -1,0 +1,68 @@
+"""One AR training step (forward + backward of the split loss) on a real packed batch, for model sizes side by side:
+what sized the tiny preset of `xomni.model.unified`.
+
+    .venv/bin/python bench/ar_step.py --run out/tiny4 [--repeats 3]
+
+The batch is what `xomni train ar` builds at step 0 (32 world samples packed into rows of 320) from the run's text
+tokenizer and token shards. Prints a markdown table: parameters, seconds per step (best of --repeats), ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from dataclasses import asdict
+
+import torch
+
+from xomni.data.sequences import Formatter, pack
+from xomni.data.world import make_scene
+from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
+from xomni.stages.tokenize import load_shards, shard_world
+from xomni.stages.train_ar import split_loss, world_sample
+from xomni.tokenizer.text import TextTokenizer
+
+VARIANTS = {
+    "tiny preset (4 LLM layers, 1 + 1 vision)": {},
+    "6 LLM layers, 2 + 2 vision (the first preset)": {"num_layers": 6, "num_vision_layers": 2},
+    "4 LLM layers, 1 + 1 vision, MLP 512": {"intermediate_size": 512},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="out/tiny", help="run folder with text_tokenizer.json and shards/")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=32)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    tok = TextTokenizer.from_file(f"{args.run}/text_tokenizer.json")
+    folder = f"{args.run}/shards/train_128x128"
+    idx, codes = load_shards(folder)
+    split, world = shard_world(folder)
+    h, w = codes.shape[1:]
+    fmt = Formatter(tok, PRESETS["tiny"].codebook_size)
+    samples = [world_sample(fmt, "pretrain2", make_scene(world, split, int(idx[k])), codes[k].flatten().tolist(), h, w,
+                            random.Random(k), 0.5, 3, 320) for k in range(args.batch)]
+    ids, labels, segments, positions = pack(samples, 320, fmt.vocab.pad_id)
+    print(f"{args.batch} samples packed into {ids.shape[0]} rows of {ids.shape[1]}; torch threads {torch.get_num_threads()}")
+    print("| model | params (M) | seconds per step | ratio |")
+    print("|---|---|---|---|")
+    base = None
+    for name, change in VARIANTS.items():
+        model = UnifiedModel(UnifiedConfig(**{**asdict(PRESETS["tiny"]), "text_vocab_size": tok.vocab_size, **change}))
+        times = []
+        for _ in range(args.repeats + 1):  # the first is a warm-up
+            t0 = time.perf_counter()
+            hidden = model(ids, positions=positions, segments=segments, head="hidden")
+            split_loss(model, hidden, labels)[0].backward()
+            times.append(time.perf_counter() - t0)
+            model.zero_grad(set_to_none=True)
+        best = min(times[1:])
+        base = base or best
+        print(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} | {best:.2f} | {best / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
