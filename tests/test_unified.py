@@ -4,7 +4,9 @@ import pytest
 import torch
 from transformers import Qwen2ForCausalLM
 
-from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel, loss_on
+from safetensors.torch import save_file
+
+from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel, load_pretrained, loss_on
 
 CFG = UnifiedConfig(text_vocab_size=97, codebook_size=53, hidden_size=64, num_layers=2, num_vision_layers=1,
                     num_heads=4, num_kv_heads=2, intermediate_size=96, max_positions=128)
@@ -99,3 +101,42 @@ def test_packed_segments_equal_separate_forwards():
         packed = model(ids, positions=positions, segments=segments)
         torch.testing.assert_close(packed[:, :16], model(a), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(packed[:, 16:26], model(b), rtol=1e-5, atol=1e-5)
+
+
+def test_qwen2_checkpoint_folder_loads_as_the_llm(tmp_path):
+    torch.manual_seed(3)
+    ref = Qwen2ForCausalLM(CFG.qwen2_config()).eval()
+    ref.save_pretrained(tmp_path)  # a local folder of safetensors, as Qwen2.5 ships
+    model = _model()
+    untouched = load_pretrained(model, tmp_path, "qwen2")
+    assert untouched and all(k.startswith(("vision_pre.", "vision_post.", "mm_")) for k in untouched)
+    ids = torch.randint(0, CFG.text_vocab_size, (2, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, head="text"), ref(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_official_xomni_names_map_onto_ours(tmp_path):
+    # X-Omni's layout (its modeling_xomni.py): one `model.layers` list, vision-only blocks first and last,
+    # lm_/mm_ embeddings and norms; mm_vocab_size may exceed the codebook
+    ours = _model(seed=5).state_dict()
+    nv, n = CFG.num_vision_layers, CFG.num_layers
+    official = {"model.lm_embed_tokens.weight": ours["embed_tokens.weight"],
+                "model.mm_embed_tokens.weight": torch.cat([ours["mm_embed.weight"], torch.zeros(3, 64)]),
+                "model.lm_norm.weight": ours["norm.weight"], "model.mm_norm.weight": ours["mm_norm.weight"],
+                "lm_head.weight": ours["lm_head.weight"],
+                "mm_head.weight": torch.cat([ours["mm_head.weight"], torch.zeros(3, 64)]),
+                "model.rotary_emb.inv_freq": torch.ones(8)}
+    for k, v in ours.items():
+        for prefix, offset in (("vision_pre.", 0), ("layers.", nv), ("vision_post.", nv + n)):
+            if k.startswith(prefix):
+                i, rest = k[len(prefix):].split(".", 1)
+                official[f"model.layers.{int(i) + offset}.{rest}"] = v
+    save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))
+    model = _model(seed=6)
+    assert load_pretrained(model, tmp_path, "official") == []
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ours[k])
+    del official["model.mm_norm.weight"]
+    save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_pretrained(_model(), tmp_path, "official")

@@ -168,3 +168,24 @@ def save_train_state(path: str | Path, state: dict) -> None:
 def load_train_state(path: str | Path) -> dict | None:
     path = Path(path)
     return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a .safetensors file, or of all the .safetensors files in a folder (sharded checkpoints)."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights at {path}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def check_fit(own: dict, mapped: dict, what: str) -> None:
+    """Refuse weights that leave one of `own`'s tensors unset or give it another shape."""
+    missing = sorted(set(own) - set(mapped))
+    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own
+             if k in mapped and mapped[k].shape != own[k].shape]
+    if missing or wrong:
+        raise ValueError(f"{what}: missing {missing[:4]}, shape mismatches {wrong[:4]}")

@@ -9,7 +9,8 @@
       -> logits over the joint vocabulary: [lm_head | mm_head] (B, T, V + K)
 
 Built from transformers' Qwen2 modules (config, `Qwen2DecoderLayer` weights, RMSNorm, rotary embedding) so a Qwen2.5
-checkpoint's LLM part loads as is (`load_qwen2`) and X-Omni's names map cleanly (`OFFICIAL_KEYS`). The block
+checkpoint's LLM part loads as is and X-Omni's released weights map name by name (`load_pretrained`, `official_key`;
+the table is in docs/unified.md). The block
 forward is written out here (gpt-fast style) so the KV cache is an explicit object (`KVCache`) the engine owns and
 the vision-only blocks can skip work on text positions: their attention still reads every position (keys and
 values), as the official blocks do, but their MLP runs on image positions only, which is what the official code
@@ -26,6 +27,8 @@ import torch.nn.functional as F
 from transformers import Qwen2Config
 from transformers.models.qwen2.modeling_qwen2 import (Qwen2DecoderLayer, Qwen2RMSNorm, Qwen2RotaryEmbedding,
                                                       apply_rotary_pos_emb)
+
+from xomni.checkpoint import check_fit, read_safetensors
 
 
 @dataclass
@@ -244,3 +247,76 @@ def loss_on(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy. logits (B, T, V+K) at positions 0..T-1; labels (B, T) are the ids to predict
     at each position (already shifted), -100 where nothing is supervised."""
     return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paper scale: Qwen2.5 and X-Omni weights from local folders
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def official_key(name: str, config: UnifiedConfig) -> str | None:
+    """X-Omni's parameter name (its `XOmniForCausalLM`) -> ours; None for what we do not keep (RoPE buffers).
+
+    X-Omni numbers all its blocks in one `model.layers` list: the first `num_mm_adap_layers` are the vision-only
+    blocks before the LLM, the last `num_mm_head_layers` those after it (both 4 = our `num_vision_layers`)."""
+    nv, n = config.num_vision_layers, config.num_layers
+    fixed = {"model.lm_embed_tokens.weight": "embed_tokens.weight", "model.mm_embed_tokens.weight": "mm_embed.weight",
+             "model.lm_norm.weight": "norm.weight", "model.mm_norm.weight": "mm_norm.weight",
+             "lm_head.weight": "lm_head.weight", "mm_head.weight": "mm_head.weight"}
+    if name in fixed:
+        return fixed[name]
+    if name.startswith("model.layers."):
+        i, rest = name[len("model.layers."):].split(".", 1)
+        i = int(i)
+        if i < nv:
+            return f"vision_pre.{i}.{rest}"
+        if i < nv + n:
+            return f"layers.{i - nv}.{rest}"
+        return f"vision_post.{i - nv - n}.{rest}"
+    if name.endswith("rotary_emb.inv_freq"):
+        return None
+    raise ValueError(f"unknown X-Omni parameter {name!r}")
+
+
+def qwen2_key(name: str, config: UnifiedConfig) -> str | None:
+    """A Qwen2/Qwen2.5 `Qwen2ForCausalLM` parameter name -> ours (the LLM part only)."""
+    if name.startswith("model.layers."):
+        return "layers." + name[len("model.layers."):]
+    fixed = {"model.embed_tokens.weight": "embed_tokens.weight", "model.norm.weight": "norm.weight",
+             "lm_head.weight": "lm_head.weight"}
+    if name in fixed:
+        return fixed[name]
+    if name.endswith("rotary_emb.inv_freq"):
+        return None
+    raise ValueError(f"unknown Qwen2 parameter {name!r}")
+
+
+@torch.no_grad()
+def load_pretrained(model: UnifiedModel, path, source: str) -> list[str]:
+    """Load local safetensors weights into `model`; returns the names of ours they left at their initialisation.
+
+    source "official": an X-Omni checkpoint folder; every tensor of ours must be set. The image embedding and head
+    keep their first `codebook_size` rows (X-Omni's `mm_vocab_size` may reserve more than its image vocabulary).
+    source "qwen2": a Qwen2.5 folder (paper pre-training starts here): the LLM part is set; the vision-only blocks,
+    the image embedding, head and norm stay new, as the paper's stage 1 trains them. A Qwen2.5 with tied embeddings
+    (no lm_head.weight) gets its embedding as the head."""
+    if source not in ("official", "qwen2"):
+        raise ValueError(f"unknown source {source!r}; expected 'official' or 'qwen2'")
+    to_ours = official_key if source == "official" else qwen2_key
+    mapped = {}
+    for name, value in read_safetensors(path).items():
+        ours = to_ours(name, model.config)
+        if ours is not None:
+            mapped[ours] = value
+    if source == "qwen2" and "lm_head.weight" not in mapped and "embed_tokens.weight" in mapped:
+        mapped["lm_head.weight"] = mapped["embed_tokens.weight"]
+    K = model.config.codebook_size
+    for name in ("mm_embed.weight", "mm_head.weight"):
+        if name in mapped and mapped[name].shape[0] > K:
+            mapped[name] = mapped[name][:K]
+    own = model.state_dict()
+    expected = own if source == "official" else {k: v for k, v in own.items() if k in mapped or
+                                                 k.startswith(("layers.", "embed_tokens.", "norm.", "lm_head."))}
+    check_fit(expected, mapped, f"{path} does not fit this UnifiedConfig")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.items()}, strict=False)
+    return sorted(set(own) - set(mapped))

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from transformers import Siglip2VisionConfig
 from transformers.models.siglip2.modeling_siglip2 import Siglip2Encoder, Siglip2VisionEmbeddings
 
+from xomni.checkpoint import check_fit, read_safetensors
+
 
 @dataclass
 class SiglipVQConfig:
@@ -227,31 +229,12 @@ def utilization(codes: torch.Tensor, codebook_size: int) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights at {path}")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state
-
-
-def _check_fit(own: dict, mapped: dict, what: str) -> None:
-    missing = sorted(set(own) - set(mapped))
-    wrong = [f"{k}: {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in mapped and mapped[k].shape != own[k].shape]
-    if missing or wrong:
-        raise ValueError(f"{what}: missing {missing[:4]}, shape mismatches {wrong[:4]}")
-
-
 @torch.no_grad()
 def load_siglip_encoder(vq: SiglipVQ, path: str | Path) -> None:
     """Load a transformers SigLIP or SigLIP2 vision tower (a local folder) into the encoder; the head and the final
     norm are dropped. SigLIP's Conv2d patch embedding and SigLIP2's Linear one (over channel-last patches) are both
     mapped onto our Linear over channel-first patches."""
-    state = _read_safetensors(Path(path))
+    state = read_safetensors(Path(path))
     prefix = next((p for p in ("vision_model.", "model.vision_model.", "") if f"{p}embeddings.patch_embedding.weight" in state), None)
     if prefix is None:
         raise ValueError(f"{path} holds no SigLIP vision tower (no embeddings.patch_embedding.weight)")
@@ -268,7 +251,7 @@ def load_siglip_encoder(vq: SiglipVQ, path: str | Path) -> None:
                 value = value.reshape(value.shape[0], p, p, c).permute(0, 3, 1, 2).reshape(value.shape[0], -1)
         mapped[name] = value
     own = {k: v for k, v in vq.state_dict().items() if k.startswith(("embeddings.", "encoder."))}
-    _check_fit(own, mapped, f"{path} does not fit this SiglipVQConfig")
+    check_fit(own, mapped, f"{path} does not fit this SiglipVQConfig")
     vq.load_state_dict({k: mapped[k] for k in own}, strict=False)
 
 
@@ -284,7 +267,7 @@ OFFICIAL_PROJECTOR_KEYS = {  # the official SigLIP-VQ projector (VQConvProjector
 def load_official_projector(vq: SiglipVQ, path: str | Path) -> None:
     """Load X-Omni's released projector weights (a .safetensors file or folder): 1x1 quant conv, codebook,
     post-quant conv and the residual blocks. Their names map onto ours as OFFICIAL_PROJECTOR_KEYS says."""
-    state = _read_safetensors(Path(path))
+    state = read_safetensors(Path(path))
     mapped = {}
     for key, value in state.items():
         for theirs, ours in OFFICIAL_PROJECTOR_KEYS.items():
@@ -294,5 +277,5 @@ def load_official_projector(vq: SiglipVQ, path: str | Path) -> None:
                     value = value.reshape(value.shape[0], value.shape[1])  # 1x1 conv -> linear
                 mapped[name] = value
     own = {k: v for k, v in vq.state_dict().items() if not k.startswith(("embeddings.", "encoder."))}
-    _check_fit(own, mapped, f"{path} is not an X-Omni projector for this config")
+    check_fit(own, mapped, f"{path} is not an X-Omni projector for this config")
     vq.load_state_dict(mapped, strict=False)
