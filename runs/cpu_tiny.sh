@@ -31,8 +31,11 @@ $X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3
     --final-lr 0; stamp "AR phases"
 
 $X publish --run "$OUT" --dest "$OUT/candidate" --ar "$OUT/ar_sft/model" --command "bash runs/cpu_tiny.sh"
-for suite in synth-geneval synth-text-en synth-text-zh synth-vqa synth-pope; do
+for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt
     $X eval "$suite" --checkpoint "$OUT/candidate" --source model --out "$OUT/eval_$suite"
+done
+for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
+    $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
 done; stamp "eval suites"
 $X publish --run "$OUT" --dest checkpoints/tiny --ar "$OUT/ar_sft/model" --alignment-lm false \
     --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh"
