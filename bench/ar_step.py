@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 
 import torch
+import torch.nn.functional as F
 
 from xomni.data.sequences import Formatter, pack
 from xomni.data.world import make_scene
@@ -25,6 +26,7 @@ from xomni.tokenizer.text import TextTokenizer
 
 VARIANTS = {
     "tiny preset (4 LLM layers, 1 + 1 vision)": {},
+    "tiny preset, joint head at every position (the first loss)": {"joint_loss": True},
     "6 LLM layers, 2 + 2 vision (the first preset)": {"num_layers": 6, "num_vision_layers": 2},
     "4 LLM layers, 1 + 1 vision, MLP 512": {"intermediate_size": 512},
 }
@@ -51,12 +53,18 @@ def main() -> None:
     print("|---|---|---|---|")
     base = None
     for name, change in VARIANTS.items():
+        change = dict(change)
+        joint = change.pop("joint_loss", False)
         model = UnifiedModel(UnifiedConfig(**{**asdict(PRESETS["tiny"]), "text_vocab_size": tok.vocab_size, **change}))
         times = []
         for _ in range(args.repeats + 1):  # the first is a warm-up
             t0 = time.perf_counter()
-            hidden = model(ids, positions=positions, segments=segments, head="hidden")
-            split_loss(model, hidden, labels)[0].backward()
+            if joint:  # every position through both heads, one softmax over the joint vocabulary
+                logits = model(ids, positions=positions, segments=segments)
+                F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).backward()
+            else:
+                hidden = model(ids, positions=positions, segments=segments, head="hidden")
+                split_loss(model, hidden, labels)[0].backward()
             times.append(time.perf_counter() - t0)
             model.zero_grad(set_to_none=True)
         best = min(times[1:])

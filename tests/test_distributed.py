@@ -1,4 +1,5 @@
-"""DDP on CPU (gloo): two processes under torchrun follow the loss curve of one process with the same global batch."""
+"""DDP and FSDP on CPU (gloo): two processes under torchrun follow the loss curve of one process with the same global
+batch, and a sharded run resumes exactly."""
 
 import json
 import os
@@ -34,11 +35,11 @@ def setup(tmp_path, monkeypatch):
     return tmp_path, shards
 
 
-def _run(tmp_path, shards, out, nproc):
+def _run(tmp_path, shards, out, nproc, *extra):
     args = ["train", "ar", "--phase", "pretrain2", "--init", str(tmp_path / "init"), "--shards", str(shards),
             "--tokenizer", str(tmp_path / "tokenizer"), "--text-tokenizer", str(tmp_path / "text_tokenizer.json"),
             "--out", str(out), "--steps", "2", "--batch-size", "6", "--seq-len", "200", "--eval-every", "100",
-            "--save-every", "2"]
+            "--save-every", "2", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if nproc == 1:
         cmd = [sys.executable, "-m", "xomni.cli", *args]
@@ -53,9 +54,24 @@ def test_ddp_two_processes_match_one(setup):
     tmp_path, shards = setup
     one = _run(tmp_path, shards, tmp_path / "one", 1)
     two = _run(tmp_path, shards, tmp_path / "two", 2)
-    for a, b in zip(one, two, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    sharded = _run(tmp_path, shards, tmp_path / "fsdp", 2, "--fsdp", "true")
     wa = load_component(tmp_path / "one" / "model", UnifiedConfig, UnifiedModel).state_dict()
-    wb = load_component(tmp_path / "two" / "model", UnifiedConfig, UnifiedModel).state_dict()
+    for run, name in ((two, "two"), (sharded, "fsdp")):
+        for a, b in zip(one, run, strict=True):
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        wb = load_component(tmp_path / name / "model", UnifiedConfig, UnifiedModel).state_dict()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_fsdp_run_resumes_exactly(setup):
+    tmp_path, shards = setup
+    whole = _run(tmp_path, shards, tmp_path / "whole", 2, "--fsdp", "true")
+    _run(tmp_path, shards, tmp_path / "parts", 2, "--fsdp", "true", "--steps", "1", "--save-every", "1")
+    resumed = _run(tmp_path, shards, tmp_path / "parts", 2, "--fsdp", "true")  # continues from step 1 to 2
+    assert [r["step"] for r in resumed] == [1, 2]
+    assert resumed[-1]["loss"] == pytest.approx(whole[-1]["loss"], rel=1e-6)
+    wa = load_component(tmp_path / "whole" / "model", UnifiedConfig, UnifiedModel).state_dict()
+    wb = load_component(tmp_path / "parts" / "model", UnifiedConfig, UnifiedModel).state_dict()
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)

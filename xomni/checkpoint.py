@@ -67,13 +67,17 @@ def _swap_in(tmp: Path, path: Path) -> None:
 
 
 def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: dict | None = None,
-                   dtype: torch.dtype | None = None, extra_files: dict[str, str] | None = None) -> Path:
-    """Write config.json + model.safetensors + meta.json into `path`, replacing it atomically."""
+                   dtype: torch.dtype | None = None, extra_files: dict[str, str] | None = None,
+                   state: dict | None = None) -> Path:
+    """Write config.json + model.safetensors + meta.json into `path`, replacing it atomically. `state`: the
+    weights to write when `model.state_dict()` would not give full tensors (a sharded FSDP model)."""
     path = Path(path)
     tmp = _atomic_dir(path)
     try:
+        state = state if state is not None else model.state_dict()
+        aliases = tied_aliases(state)
         state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-                 for k, v in model.state_dict().items() if k not in tied_aliases(model)}
+                 for k, v in state.items() if k not in aliases}
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(_jsonable(config), indent=2, ensure_ascii=False) + "\n")
         meta = {"git_revision": git_revision(), **(meta or {})}
@@ -87,11 +91,12 @@ def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: 
     return path
 
 
-def tied_aliases(model: torch.nn.Module) -> set[str]:
-    """State-dict keys that share storage with an earlier key (tied embeddings): saved once, restored by tying."""
+def tied_aliases(model: torch.nn.Module | dict) -> set[str]:
+    """State-dict keys (of a model or a state dict) that share storage with an earlier key (tied embeddings): saved
+    once, restored by tying."""
     seen: dict[tuple, str] = {}
     aliases = set()
-    for k, v in model.state_dict().items():
+    for k, v in (model if isinstance(model, dict) else model.state_dict()).items():
         key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
         if key in seen:
             aliases.add(k)

@@ -113,20 +113,24 @@ def _attention(layer: Qwen2DecoderLayer, x: torch.Tensor, cos, sin, mask: torch.
     return attn.o_proj(out.transpose(1, 2).reshape(B, T, -1))  # B T D
 
 
-def _block(layer: Qwen2DecoderLayer, h: torch.Tensor, cos, sin, mask, cache, slot: int,
-           only: torch.Tensor | None = None) -> torch.Tensor:
-    """One pre-norm decoder block. only (B, T) bool: update just those positions (the vision-only blocks)."""
-    a = _attention(layer, layer.input_layernorm(h), cos, sin, mask, cache, slot)  # B T D
-    if only is None or bool(only.all()):  # every position updated (e.g. decoding an image token): no gather
-        h = h + a
-        return h + layer.mlp(layer.post_attention_layernorm(h))
-    if not only.any():
-        return h
-    sel = h[only] + a[only]  # N D: image positions, packed
-    sel = sel + layer.mlp(layer.post_attention_layernorm(sel))
-    out = h.clone()
-    out[only] = sel
-    return out
+class Block(Qwen2DecoderLayer):
+    """A Qwen2 decoder layer (its weights and parameter names, so checkpoints map one to one) whose forward is
+    written out here: the explicit KV cache, and `only` (B, T) bool to update just those positions (the vision-only
+    blocks). Being a module call, it is also where FSDP's per-block gathering hooks fire."""
+
+    def forward(self, h: torch.Tensor, cos, sin, mask, cache: KVCache | None, slot: int,
+                only: torch.Tensor | None = None) -> torch.Tensor:
+        a = _attention(self, self.input_layernorm(h), cos, sin, mask, cache, slot)  # B T D
+        if only is None or bool(only.all()):  # every position updated (e.g. decoding an image token): no gather
+            h = h + a
+            return h + self.mlp(self.post_attention_layernorm(h))
+        if not only.any():
+            return h
+        sel = h[only] + a[only]  # N D: image positions, packed
+        sel = sel + self.mlp(self.post_attention_layernorm(sel))
+        out = h.clone()
+        out[only] = sel
+        return out
 
 
 class UnifiedModel(nn.Module):
@@ -137,9 +141,9 @@ class UnifiedModel(nn.Module):
         nv, D = config.num_vision_layers, config.hidden_size
         self.embed_tokens = nn.Embedding(config.text_vocab_size, D)
         self.mm_embed = nn.Embedding(config.codebook_size, D)
-        self.vision_pre = nn.ModuleList(Qwen2DecoderLayer(qc, i) for i in range(nv))
-        self.layers = nn.ModuleList(Qwen2DecoderLayer(qc, i) for i in range(config.num_layers))
-        self.vision_post = nn.ModuleList(Qwen2DecoderLayer(qc, i) for i in range(nv))
+        self.vision_pre = nn.ModuleList(Block(qc, i) for i in range(nv))
+        self.layers = nn.ModuleList(Block(qc, i) for i in range(config.num_layers))
+        self.vision_post = nn.ModuleList(Block(qc, i) for i in range(nv))
         self.norm = Qwen2RMSNorm(D, eps=config.rms_norm_eps)
         self.mm_norm = Qwen2RMSNorm(D, eps=config.rms_norm_eps)
         self.lm_head = nn.Linear(D, config.text_vocab_size, bias=False)
@@ -218,11 +222,11 @@ class UnifiedModel(nn.Module):
         for stack, vision in ((self.vision_pre, True), (self.layers, False), (self.vision_post, True)):
             for layer in stack:
                 if not vision:
-                    h = _block(layer, h, cos, sin, mask, cache, slot)
+                    h = layer(h, cos, sin, mask, cache, slot)
                 elif vision_on_all:
-                    h = torch.where(image[..., None], _block(layer, h, cos, sin, mask, cache, slot), h)
+                    h = torch.where(image[..., None], layer(h, cos, sin, mask, cache, slot), h)
                 else:
-                    h = _block(layer, h, cos, sin, mask, cache, slot, only=image)
+                    h = layer(h, cos, sin, mask, cache, slot, only=image)
                 slot += 1
         if cache is not None:
             cache.length += T

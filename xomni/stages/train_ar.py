@@ -24,8 +24,9 @@ The step fixes the data and the schedule, so a resumed run reproduces an uninter
 
 Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
 NCCL on GPUs); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
-counts, so the loss curve equals one process with the same global batch (tests/test_distributed.py). `--bf16`
-autocasts the forward. FSDP is not wired yet (see the issue notes).
+counts, so the loss curve equals one process with the same global batch (tests/test_distributed.py). `--fsdp true`
+shards instead of replicating (FSDP2 `fully_shard` per block and per head; checkpoints gather full weights on rank
+0, so a sharded run resumes sharded or not); `--bf16` autocasts the forward.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -80,6 +84,7 @@ class Config:
     seed: int = 0
     resume: bool = True
     bf16: bool = False  # autocast the forward to bfloat16 (paper scale)
+    fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -225,15 +230,24 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
                          f"tokenizers' {tok.vocab_size} + {vq.config.codebook_size}")
     fmt = Formatter(tok, mcfg.codebook_size)
-    params = trainable(model, cfg.phase)
+    trainable(model, cfg.phase)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
         step = state["step"]
-    net = DDP(model) if world > 1 else model
+    sharded = world > 1 and cfg.fsdp
+    if sharded:  # FSDP2: each block, each head and then the rest sharded over the ranks
+        for part in [*model.vision_pre, *model.layers, *model.vision_post, model.mm_head, model.lm_head]:
+            fully_shard(part)
+        fully_shard(model)
+    net = DDP(model) if world > 1 and not sharded else model
+    params = [p for p in model.parameters() if p.requires_grad]  # after sharding: FSDP replaces the parameters
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     if state is not None:
-        opt.load_state_dict(state["opt"])
+        if sharded:
+            set_optimizer_state_dict(model, opt, state["opt"], options=StateDictOptions(full_state_dict=True))
+        else:
+            opt.load_state_dict(state["opt"])
         if lead:
             print(f"resumed from {state_path} at step {step}")
     n_train = sum(p.numel() for p in params) / 1e6
@@ -241,11 +255,16 @@ def main(cfg: Config) -> dict:
           f"(phase {cfg.phase}); {len(order)} tokenized scenes")
 
     def checkpoint(metrics: dict) -> None:
+        if sharded:  # every rank takes part in gathering the full weights and optimiser state; rank 0 writes them
+            full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            weights, opt_state = get_model_state_dict(model, options=full), get_optimizer_state_dict(model, opt, options=full)
+        else:
+            weights, opt_state = model.state_dict(), opt.state_dict()
         if not lead:
             return
         meta = {"stage": f"train_ar/{cfg.phase}", "step": step, "metrics": metrics, "config": asdict(cfg)}
-        save_component(out / "model", mcfg, model, meta)
-        save_train_state(state_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
+        save_component(out / "model", mcfg, model, meta, state=weights)
+        save_train_state(state_path, {"model": weights, "opt": opt_state, "step": step})
 
     log = open(out / "ar_log.jsonl", "a") if lead else open(os.devnull, "w")
     metrics: dict = {}
@@ -287,10 +306,11 @@ def main(cfg: Config) -> dict:
         log.flush()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step % cfg.eval_every == 0 or step == cfg.steps) and lead:
+        if (step % cfg.eval_every == 0 or step == cfg.steps) and (lead or sharded):  # sharded: every rank forwards
             metrics = evaluate(model, fmt, vq, cfg)
-            tqdm.write(json.dumps({"step": step, **metrics}))
-            log.write(json.dumps({"step": step, **metrics}) + "\n")
+            if lead:
+                tqdm.write(json.dumps({"step": step, **metrics}))
+                log.write(json.dumps({"step": step, **metrics}) + "\n")
         if step % cfg.save_every == 0 or step == cfg.steps:
             checkpoint(metrics)
     bar.close()
