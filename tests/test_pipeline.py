@@ -84,7 +84,7 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
 
     def cfg(out, steps):
         return train_grpo.Config(checkpoint=str(checkpoint), out=str(out), steps=steps, prompts_per_step=2,
-                                 rollouts=2, updates=2, decoder_steps=1, save_every=1, lr=1e-3)
+                                 rollouts=2, updates=2, decoder_steps=1, save_every=1, lr=1e-3, reward_workers=0)
 
     metrics = train_grpo.main(cfg(tmp_path / "a", 2))
     rows = [json.loads(x) for x in (tmp_path / "a" / "grpo_log.jsonl").read_text().splitlines()]
@@ -95,6 +95,37 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     b = load_component(tmp_path / "b" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(checkpoint, tmp_path):
+    from xomni.stages import train_grpo
+
+    cfg = train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1, prompts_per_step=2,
+                            rollouts=2, updates=1, decoder_steps=1, lr=1e-3, chunks=2, reward_workers=1,
+                            eval_every=1, eval_suites="synth-text-en", eval_n=2)
+    train_grpo.main(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]
+    assert rows[0]["failed_chunks"] == 0 and rows[0]["excluded"] == 0 and "judge_wait" in rows[0]["seconds"]
+    assert 0 <= rows[1]["eval/synth-text-en"] <= 1
+    assert (tmp_path / "g" / "eval" / "step_0001" / "synth-text-en" / "metrics.json").is_file()
+    assert Pipeline.from_pretrained(tmp_path / "g").model is not None  # the run folder is a checkpoint
+
+
+def test_a_crashed_reward_worker_fails_its_chunk_not_the_run():
+    import math
+
+    from xomni.rewards import combine
+    from xomni.rewards.pool import RewardPool, _Done
+
+    class Crashed:
+        def get(self, timeout=None):
+            raise RuntimeError("worker died")
+
+    ok = {"ocr": [None, 1.0], "alignment": [0.5, 0.5], "consistency": [1.0, 0.0]}
+    parts, failed = RewardPool.gather([(2, _Done(ok)), (3, Crashed())])
+    assert failed == 1 and len(parts["ocr"]) == 5 and all(math.isnan(x) for x in parts["ocr"][2:])
+    rewards, stats = combine(parts, {"ocr": 1.0, "alignment": 1.0, "consistency": 0.5})
+    assert stats["excluded"] == 3 and all(math.isfinite(r) for r in rewards[:2])
 
 
 def test_suites_on_the_unified_model(checkpoint, tmp_path):

@@ -2,9 +2,12 @@
 
     python -m xomni.cli train grpo --checkpoint checkpoints/tiny --out out/tiny/grpo
 
-Each step, for P prompts from the world's training split:
+Each step, for P prompts from the world's training split (`rl_prompts`: `text_share` ask for text, half of those
+short and half long; the rest general scenes; each prompt at a random level of detail):
 1. G rollouts per prompt from the current policy with the engine (temperature 1, min-p 0.03, no CFG by default),
-   decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps);
+   decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps). The step's prompts are
+   sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
+   samples (xomni/rewards/pool.py, `reward_workers` processes);
 2. rewards (xomni/rewards): OCR accuracy of the asked-for text (two engines when `ocr` names two), prompt alignment
    by the scene judge, token consistency (the tokenizer's reading of the decoded image against the sampled codes),
    summed with the configured weights; a rollout whose reward failed is dropped with its whole group (counted);
@@ -18,8 +21,13 @@ Each step, for P prompts from the world's training split:
    trusted), all three over the image head's full softmax at temperature 1: the objective's distribution, while the
    sampler draws from its min-p-filtered version of the same softmax (the usual approximation; with CFG the sampled
    distribution would differ further, so CFG rollouts are refused here).
-Simplifications, stated: rewards are computed after sampling, not overlapped with it; the reference is the starting
-checkpoint, frozen; no held-out evaluation inside the loop yet (run `xomni eval ... --source model` on a checkpoint).
+Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
+of the step (on-policy: one batch of rollouts per step).
+
+The run folder is itself a checkpoint folder (text tokenizer, tokenizer and decoder linked from `--checkpoint`, the
+policy in `ar/`), so `xomni generate --checkpoint OUT` and `xomni eval ... --checkpoint OUT` use the RL model; every
+`eval_every` steps the held-out suites in `eval_suites` run on it (`eval_n` items each, no CFG) into
+OUT/eval/step_NNNN/, and their scores go into the log.
 """
 
 from __future__ import annotations
@@ -38,10 +46,9 @@ from tqdm import tqdm
 from xomni.checkpoint import load_train_state, save_component, save_train_state
 from xomni.data.world import WorldConfig, make_scene, prompts
 from xomni.engine import Sampling, left_pad
-from xomni.eval.ocr import make_ocr_judge
-from xomni.eval.scene_judge import SceneJudge
 from xomni.pipeline import Pipeline, to_image
-from xomni.rewards import Rollout, alignment, combine, ocr_accuracy, token_consistency
+from xomni.rewards import Rollout, combine
+from xomni.rewards.pool import RewardPool
 from xomni.rl.grpo import group_advantages, grpo_loss
 
 
@@ -64,21 +71,39 @@ class Config:
     w_alignment: float = 1.0
     w_consistency: float = 0.5
     ocr: str = "rapidocr"  # comma-separated OCR engines averaged by the OCR reward
+    chunks: int = 2  # sampling batches per step; the judges score one while the next samples
+    reward_workers: int = 1  # judge processes (0: judge in this process, no overlap)
+    eval_every: int = 0  # held-out suites every this many steps (0: never)
+    eval_suites: str = "synth-text-en,synth-text-zh,synth-geneval"
+    eval_n: int = 48
     save_every: int = 10
     seed: int = 0
     resume: bool = True
 
 
-def rl_prompt_scenes(step: int, n: int, text_share: float, seed: int) -> list:
-    """The step's prompt scenes from the training split (disjoint from every held-out suite): `text_share` of them
-    ask for text (short and long alike, as drawn), the rest are general scenes without text."""
+def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
+    """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite): `text_share`
+    of them ask for text, half of those short texts and half long ones; the rest are general scenes without text.
+    Each prompt is one of the scene's three levels of detail, drawn at random."""
     rng = random.Random(f"grpo/{seed}/{step}")
+    n_text = round(text_share * n)
+    want = ["short"] * (n_text - n_text // 2) + ["long"] * (n_text // 2) + [None] * (n - n_text)
     out = []
-    while len(out) < n:
-        scene = make_scene(WorldConfig(), "train", rng.randrange(10**7))
-        if (scene.text is not None) == (len(out) < round(text_share * n)):
-            out.append(scene)
+    for kind in want:
+        while True:
+            scene = make_scene(WorldConfig(), "train", rng.randrange(10**7))
+            if (scene.text.length if scene.text is not None else None) == kind:
+                break
+        out.append((scene, prompts(scene)[rng.choice(["short", "medium", "dense"])]))
     return out
+
+
+def link_parts(checkpoint: Path, out: Path) -> None:
+    """Make `out` a checkpoint folder: the frozen parts linked from `checkpoint` (the policy goes to out/ar)."""
+    for part in ("text_tokenizer.json", "tokenizer", "decoder"):
+        target = out / part
+        if not target.exists():
+            target.symlink_to((checkpoint / part).resolve())
 
 
 def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,8 +133,8 @@ def main(cfg: Config) -> dict:
         policy.load_state_dict(state["policy"]), opt.load_state_dict(state["opt"])
         step = state["step"]
         print(f"resumed from {state_path} at step {step}")
-    ocr_judges = [make_ocr_judge(e) for e in cfg.ocr.split(",") if e]
-    scene_judge = SceneJudge()
+    link_parts(Path(cfg.checkpoint), out)
+    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers)
     weights = {"ocr": cfg.w_ocr, "alignment": cfg.w_alignment, "consistency": cfg.w_consistency}
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
     rows, cols = 8, 8
@@ -125,26 +150,36 @@ def main(cfg: Config) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
     while step < cfg.steps:
         t0 = time.time()
-        scenes = rl_prompt_scenes(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
-        prompt_ids = [pipe.fmt.generation_prompt(prompts(s)["short"]) for s in scenes for _ in range(G)]
+        pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
+        scenes = [scene for scene, _ in pairs]
+        prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
         policy.eval()
-        rollout = pipe.engine.generate_image(prompt_ids, rows, cols, sampling,
-                                             torch.Generator().manual_seed(cfg.seed * 100_003 + step))
-        codes = pipe.fmt.vocab.image_code(rollout.tokens)  # B N
-        t_sample = time.time() - t0
-
-        t1 = time.time()
-        gen = torch.Generator().manual_seed(step)
-        pixels = pipe.image.decode(codes.reshape(-1, rows, cols), steps=cfg.decoder_steps, generator=gen)
-        reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
-        images = [to_image(x) for x in pixels]
-        t_decode = time.time() - t1
+        tokens, pending = [], []
+        t_sample = t_decode = 0.0
+        per_chunk = math.ceil(len(pairs) / max(1, cfg.chunks)) * G
+        for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
+            ts = time.time()
+            rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling,
+                                                 torch.Generator().manual_seed(cfg.seed * 100_003 + step * 101 + c))
+            chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
+            t_sample += time.time() - ts
+            ts = time.time()
+            gen = torch.Generator().manual_seed(step * 101 + c)
+            pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=cfg.decoder_steps, generator=gen)
+            reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
+            images = [to_image(x) for x in pixels]
+            t_decode += time.time() - ts
+            pending.append(rewards_pool.submit([
+                Rollout(scenes[(start + i) // G], images[i], chunk_codes[i].tolist(), reread[i].tolist())
+                for i in range(len(images))]))  # judged while the next chunk samples
+            tokens.append(rollout.tokens)
+        tokens = torch.cat(tokens)
+        codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
         t2 = time.time()
-        batch = [Rollout(scenes[i // G], images[i], codes[i].tolist(), reread[i].tolist()) for i in range(len(images))]
-        parts = {"ocr": ocr_accuracy(batch, ocr_judges), "alignment": alignment(batch, scene_judge),
-                 "consistency": token_consistency(batch)}
+        parts, failed_chunks = RewardPool.gather(pending)
         rewards, reward_stats = combine(parts, weights)
+        t_judge = time.time() - t2  # what judging added after sampling: the part not overlapped
         r = torch.tensor(rewards).reshape(-1, G)
         valid = torch.isfinite(r).all(1)  # a group with a failed reward is dropped whole
         t_judge = time.time() - t2
@@ -155,7 +190,7 @@ def main(cfg: Config) -> dict:
             adv, flat = group_advantages(r[valid])
             keep = valid.repeat_interleave(G)
             prefix = pipe.tok.image_prefix(rows, cols)
-            seqs = [p + prefix + t for p, t, k in zip(prompt_ids, rollout.tokens.tolist(), keep.tolist()) if k]
+            seqs = [p + prefix + t for p, t, k in zip(prompt_ids, tokens.tolist(), keep.tolist()) if k]
             ids, mask = left_pad(seqs, pipe.engine.pad_id)
             kept_codes = codes[keep]
             with torch.no_grad():
@@ -180,16 +215,37 @@ def main(cfg: Config) -> dict:
                   "reward_best_of_g": float(r[valid].max(1).values.mean()) if valid.any() else float("nan"),
                   **{f"reward_{k}": (sum(v) / len(v) if (v := [x for x in vals if x is not None and math.isfinite(x)])
                                      else None) for k, vals in parts.items()},
-                  "dropped_groups": int((~valid).sum()), **reward_stats, **stats,
-                  "seconds": {"sample": round(t_sample, 2), "decode": round(t_decode, 2), "judge": round(t_judge, 2),
-                              "update": round(t_update, 2)}}
+                  "dropped_groups": int((~valid).sum()), "failed_chunks": failed_chunks, **reward_stats, **stats,
+                  "rollouts_per_s": round(len(prompt_ids) / (time.time() - t0), 3),
+                  "seconds": {"sample": round(t_sample, 2), "decode": round(t_decode, 2),
+                              "judge_wait": round(t_judge, 2), "update": round(t_update, 2)}}
         log.write(json.dumps(record) + "\n")
         log.flush()
         metrics = {k: v for k, v in record.items() if k.startswith("reward")}
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}")
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            scores = evaluate_suites(out, step, cfg)
+            log.write(json.dumps({"step": step, **scores}) + "\n")
+            log.flush()
+            tqdm.write(json.dumps({"step": step, **scores}))
     bar.close()
     log.close()
+    rewards_pool.close()
     return metrics
+
+
+def evaluate_suites(out: Path, step: int, cfg: Config) -> dict:
+    """The held-out suites on the checkpoint just written (out/ with the policy in out/ar), no CFG."""
+    from xomni.stages import eval_suite
+
+    scores = {}
+    for suite in [s for s in cfg.eval_suites.split(",") if s]:
+        source = "renders" if suite in eval_suite.UNDERSTANDING else "model"
+        m = eval_suite.main(eval_suite.Config(suite=suite, out=str(out / "eval" / f"step_{step:04d}" / suite),
+                                              checkpoint=str(out), n=cfg.eval_n, source=source,
+                                              steps=cfg.decoder_steps, min_p=cfg.min_p, seed=cfg.seed))
+        scores[f"eval/{suite}"] = m["score"]
+    return scores
