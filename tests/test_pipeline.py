@@ -115,14 +115,14 @@ def test_a_crashed_reward_worker_fails_its_chunk_not_the_run():
     import math
 
     from xomni.rewards import combine
-    from xomni.rewards.pool import RewardPool, _Done
+    from xomni.rewards.pool import _Done, gather
 
     class Crashed:
         def get(self, timeout=None):
             raise RuntimeError("worker died")
 
     ok = {"ocr": [None, 1.0], "alignment": [0.5, 0.5], "consistency": [1.0, 0.0]}
-    parts, failed = RewardPool.gather([(2, _Done(ok)), (3, Crashed())])
+    parts, failed = gather([(2, _Done(ok)), (3, Crashed())])
     assert failed == 1 and len(parts["ocr"]) == 5 and all(math.isnan(x) for x in parts["ocr"][2:])
     rewards, stats = combine(parts, {"ocr": 1.0, "alignment": 1.0, "consistency": 0.5})
     assert stats["excluded"] == 3 and all(math.isfinite(r) for r in rewards[:2])

@@ -50,3 +50,28 @@ def test_token_consistency_and_combination():
     assert stats == {"failed": {"ocr": 0, "consistency": 1}, "excluded": 1}
     both, _ = combine({"ocr": [0.5], "consistency": [1.0]}, {"ocr": 3.0, "consistency": 1.0})
     assert both == [(3 * 0.5 + 1.0) / 4]
+
+
+def test_model_judge_rewards_with_stand_in_judges_and_missing_weights(tmp_path):
+    import pytest
+
+    from xomni.errors import MissingPart
+    from xomni.eval.suites import dpg_questions
+    from xomni.rewards.judges import HPSv2Reward, UnifiedRewardScore, VLMAlignmentReward
+    from xomni.rewards.pool import RewardPool
+
+    class SaysYes:  # a VLM stand-in: answers every question "yes", rates everything "4"
+        def answer(self, image, question):
+            return "yes"
+
+        def _ask(self, image, text, max_new_tokens):
+            return "I would say 4."
+
+    s = _scene(False)
+    r = [Rollout(s, render(s), prompt="a scene")]
+    assert dpg_questions(s) and VLMAlignmentReward(SaysYes())(r) == [1.0]
+    assert UnifiedRewardScore(SaysYes())(r) == [0.75]
+    with pytest.raises(MissingPart, match="HPSv2"):
+        HPSv2Reward(tmp_path / "nothing")
+    with pytest.raises(MissingPart):
+        RewardPool(workers=0, models={"hps": str(tmp_path / "nothing")})

@@ -24,6 +24,7 @@ class Rollout:
     image: Image.Image  # the decoded image
     codes: list[int] = field(default_factory=list)  # the image tokens the policy sampled
     reread: list[int] = field(default_factory=list)  # the tokenizer's codes of the decoded image
+    prompt: str = ""  # the prompt text the policy was given (the model judges read it)
 
 
 def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:

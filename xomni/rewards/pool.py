@@ -1,10 +1,11 @@
 """Rewards computed beside sampling: judges in worker processes, fed chunk by chunk while the policy samples on.
 
-    pool = RewardPool(ocr=("rapidocr",), workers=1)
+    pool = RewardPool(ocr=("rapidocr",), workers=1, models={"hps": "/weights/hpsv2-clip"})
     pending = [pool.submit(chunk) for chunk in chunks]  # returns at once; workers judge while the caller samples
-    parts = RewardPool.gather(pending)                   # {"ocr": [...], "alignment": [...], "consistency": [...]}
+    parts, failed = pool.gather(pending)                # {"ocr": [...], "alignment": [...], "consistency": [...], "hps": [...]}
 
-Each worker builds its judges once (`_init`). A judge that raises on one image gives NaN for that rollout (the reward
+Each worker builds its judges once (`_init`); the model judges (xomni/rewards/judges.py: "hps", "vlm_alignment",
+"unified") load from the local folders in `models`. A judge that raises on one image gives NaN for that rollout (the reward
 functions catch it); a worker that dies takes its whole chunk to NaN. Either way `combine` excludes and counts the
 rollouts, and the GRPO stage drops their groups: a failure is never read as a reward of 0. workers=0 judges in the
 calling process when the chunk is submitted (no overlap; for tests and debugging).
@@ -17,11 +18,24 @@ import multiprocessing
 
 from xomni.rewards import Rollout, alignment, ocr_accuracy, token_consistency
 
-COMPONENTS = ("ocr", "alignment", "consistency")
+BASE = ("ocr", "alignment", "consistency")
+MODEL_JUDGES = ("hps", "vlm_alignment", "unified")
 _JUDGES: dict = {}
 
 
-def _init(ocr: tuple[str, ...]) -> None:
+def _load_model_judge(name: str, path: str):
+    from xomni.rewards import judges
+
+    if name == "hps":
+        return judges.HPSv2Reward(path)
+    if name == "vlm_alignment":
+        return judges.VLMAlignmentReward(path)
+    if name == "unified":
+        return judges.UnifiedRewardScore(path)
+    raise ValueError(f"unknown model judge {name!r}; choose from {MODEL_JUDGES}")
+
+
+def _init(ocr: tuple[str, ...], models: dict[str, str]) -> None:
     import torch
 
     from xomni.eval.ocr import make_ocr_judge
@@ -30,11 +44,30 @@ def _init(ocr: tuple[str, ...]) -> None:
     torch.set_num_threads(1)
     _JUDGES["ocr"] = [make_ocr_judge(e) for e in ocr]
     _JUDGES["scene"] = SceneJudge()
+    _JUDGES["models"] = {name: _load_model_judge(name, path) for name, path in models.items()}
 
 
 def _score(rollouts: list[Rollout]) -> dict[str, list]:
-    return {"ocr": ocr_accuracy(rollouts, _JUDGES["ocr"]), "alignment": alignment(rollouts, _JUDGES["scene"]),
-            "consistency": token_consistency(rollouts)}
+    out = {"ocr": ocr_accuracy(rollouts, _JUDGES["ocr"]), "alignment": alignment(rollouts, _JUDGES["scene"]),
+           "consistency": token_consistency(rollouts)}
+    for name, judge in _JUDGES["models"].items():
+        out[name] = judge(rollouts)
+    return out
+
+
+def gather(pending: list, components: tuple[str, ...] = BASE, timeout: float = 600.0) -> tuple[dict[str, list], int]:
+    """Every chunk's components, concatenated in submission order, and how many chunks failed whole."""
+    parts: dict[str, list] = {k: [] for k in components}
+    failed_chunks = 0
+    for n, handle in pending:
+        try:
+            got = handle.get(timeout)
+        except Exception:  # noqa: BLE001 - a crashed or hung worker: the chunk's rewards are failures
+            got = {k: [math.nan] * n for k in components}
+            failed_chunks += 1
+        for k in components:
+            parts[k] += got[k]
+    return parts, failed_chunks
 
 
 class _Done:
@@ -48,16 +81,24 @@ class _Done:
 
 
 class RewardPool:
-    def __init__(self, ocr: tuple[str, ...] = ("rapidocr",), workers: int = 1):
+    def __init__(self, ocr: tuple[str, ...] = ("rapidocr",), workers: int = 1, models: dict[str, str] | None = None):
+        from xomni.eval.official_judges import _check_folder
         from xomni.eval.ocr import make_ocr_judge
 
+        models = dict(models or {})
         for engine in ocr:  # fail here, in the caller, with the clear message, if an engine is missing
             make_ocr_judge(engine)
+        for name, path in models.items():
+            if name not in MODEL_JUDGES:
+                raise ValueError(f"unknown model judge {name!r}; choose from {MODEL_JUDGES}")
+            _check_folder(path, name)  # MissingPart now rather than a dead worker later
+        self.components = BASE + tuple(models)
         self.pool = None
         if workers > 0:
-            self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init, initargs=(tuple(ocr),))
+            self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init,
+                                                                  initargs=(tuple(ocr), models))
         else:
-            _init(tuple(ocr))
+            _init(tuple(ocr), models)
 
     def submit(self, rollouts: list[Rollout]):
         """Start judging a chunk; returns a handle for `gather`."""
@@ -65,20 +106,8 @@ class RewardPool:
             return (len(rollouts), _Done(_score(rollouts)))
         return (len(rollouts), self.pool.apply_async(_score, (rollouts,)))
 
-    @staticmethod
-    def gather(pending: list, timeout: float = 600.0) -> tuple[dict[str, list], int]:
-        """Every chunk's components, concatenated in submission order, and how many chunks failed whole."""
-        parts: dict[str, list] = {k: [] for k in COMPONENTS}
-        failed_chunks = 0
-        for n, handle in pending:
-            try:
-                got = handle.get(timeout)
-            except Exception:  # noqa: BLE001 - a crashed or hung worker: the chunk's rewards are failures
-                got = {k: [math.nan] * n for k in COMPONENTS}
-                failed_chunks += 1
-            for k in COMPONENTS:
-                parts[k] += got[k]
-        return parts, failed_chunks
+    def gather(self, pending: list, timeout: float = 600.0) -> tuple[dict[str, list], int]:
+        return gather(pending, self.components, timeout)
 
     def close(self) -> None:
         if self.pool is not None:

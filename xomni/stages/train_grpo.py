@@ -71,6 +71,12 @@ class Config:
     w_alignment: float = 1.0
     w_consistency: float = 0.5
     ocr: str = "rapidocr"  # comma-separated OCR engines averaged by the OCR reward
+    hps: str = ""  # local HPSv2 folder (transformers CLIPModel layout): the human-preference reward
+    vlm: str = ""  # local Qwen2.5-VL folder: alignment answered by the VLM (the paper's alignment judge)
+    unified_reward: str = ""  # local Qwen2.5-VL-based reward model (e.g. UnifiedReward): an overall 1-5 rating
+    w_hps: float = 1.0
+    w_vlm: float = 1.0
+    w_unified: float = 1.0
     chunks: int = 2  # sampling batches per step; the judges score one while the next samples
     reward_workers: int = 1  # judge processes (0: judge in this process, no overlap)
     eval_every: int = 0  # held-out suites every this many steps (0: never)
@@ -134,8 +140,12 @@ def main(cfg: Config) -> dict:
         step = state["step"]
         print(f"resumed from {state_path} at step {step}")
     link_parts(Path(cfg.checkpoint), out)
-    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers)
-    weights = {"ocr": cfg.w_ocr, "alignment": cfg.w_alignment, "consistency": cfg.w_consistency}
+    models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm), ("unified", cfg.unified_reward))
+              if path}
+    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models)
+    weights = {"ocr": cfg.w_ocr, "alignment": cfg.w_alignment, "consistency": cfg.w_consistency,
+               "hps": cfg.w_hps, "vlm_alignment": cfg.w_vlm, "unified": cfg.w_unified}
+    weights = {k: v for k, v in weights.items() if k in rewards_pool.components}
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
     rows, cols = 8, 8
     N, G = rows * cols, cfg.rollouts
@@ -170,14 +180,15 @@ def main(cfg: Config) -> dict:
             images = [to_image(x) for x in pixels]
             t_decode += time.time() - ts
             pending.append(rewards_pool.submit([
-                Rollout(scenes[(start + i) // G], images[i], chunk_codes[i].tolist(), reread[i].tolist())
+                Rollout(scenes[(start + i) // G], images[i], chunk_codes[i].tolist(), reread[i].tolist(),
+                        pairs[(start + i) // G][1])
                 for i in range(len(images))]))  # judged while the next chunk samples
             tokens.append(rollout.tokens)
         tokens = torch.cat(tokens)
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
         t2 = time.time()
-        parts, failed_chunks = RewardPool.gather(pending)
+        parts, failed_chunks = rewards_pool.gather(pending)
         rewards, reward_stats = combine(parts, weights)
         t_judge = time.time() - t2  # what judging added after sampling: the part not overlapped
         r = torch.tensor(rewards).reshape(-1, G)

@@ -1,0 +1,99 @@
+"""Reward adapters for the paper's model judges, loaded from local folders (`pip install -e .[judges]`; nothing is
+fetched from a hub). Each is a reward function with the package's one signature: rollouts -> one value per rollout
+(None: does not apply; NaN: the judge failed on it).
+
+- `HPSv2Reward`: human preference (HPSv2 is an OpenCLIP ViT-H/14 fine-tuned on preference pairs; its score is the
+  cosine between image and prompt embeddings). Expects the checkpoint in transformers' `CLIPModel` layout (a folder
+  with config.json, the weights and the CLIP tokenizer/processor files); the official OpenCLIP .pt must be converted
+  first. Returns the cosine.
+- `VLMAlignmentReward`: prompt-image alignment by Qwen2.5-VL (X-Omni's alignment judge): the share of the prompt's
+  DPG-style yes/no questions it answers "yes", with DPG's cascade over dependent questions.
+- `UnifiedRewardScore`: an overall-quality score from a Qwen2.5-VL-based reward model such as UnifiedReward: asked
+  to rate the image for the prompt from 1 to 5; the first digit of the reply, mapped to [0, 1]. The question's
+  wording is ours, not UnifiedReward's training template: check it against the model card before trusting numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from xomni.errors import MissingPart
+from xomni.eval.official_judges import Qwen25VLJudge, _check_folder, _device
+from xomni.eval.suites import dpg_questions
+from xomni.rewards import Rollout
+
+RATING_PROMPT = ("Rate how well this image matches the description and how good it looks, from 1 (poor) to 5 "
+                 "(excellent). Description: {prompt}\nReply with one digit.")
+
+
+class HPSv2Reward:
+    def __init__(self, path: str | Path):
+        try:
+            from transformers import CLIPModel, CLIPProcessor
+        except ImportError as e:  # pragma: no cover - transformers is a core dependency
+            raise MissingPart(f"transformers' CLIP is unavailable: {e}") from e
+        path = _check_folder(path, "HPSv2 (transformers CLIPModel layout)")
+        self.model = CLIPModel.from_pretrained(path).to(_device()).eval()
+        self.processor = CLIPProcessor.from_pretrained(path)
+        self.name = f"hpsv2:{path.name}"
+
+    @torch.no_grad()
+    def __call__(self, rollouts: list[Rollout]) -> list[float | None]:
+        out: list[float | None] = []
+        for r in rollouts:
+            try:
+                inputs = self.processor(text=[r.prompt], images=[r.image.convert("RGB")], return_tensors="pt",
+                                        padding=True, truncation=True).to(self.model.device)
+                img = self.model.get_image_features(pixel_values=inputs["pixel_values"])
+                txt = self.model.get_text_features(input_ids=inputs["input_ids"],
+                                                   attention_mask=inputs["attention_mask"])
+                out.append(float(torch.cosine_similarity(img, txt).item()))
+            except Exception:  # noqa: BLE001 - a failed judgement is NaN, excluded and counted by `combine`
+                out.append(math.nan)
+        return out
+
+
+class VLMAlignmentReward:
+    def __init__(self, judge_or_path):
+        """A `Qwen25VLJudge`-like object (anything with `answer(image, question) -> str`) or a local folder."""
+        self.judge = judge_or_path if hasattr(judge_or_path, "answer") else Qwen25VLJudge(judge_or_path)
+
+    def __call__(self, rollouts: list[Rollout]) -> list[float | None]:
+        from xomni.eval.dpg import Question, cascade
+
+        out: list[float | None] = []
+        for r in rollouts:
+            qs = dpg_questions(r.scene)
+            if not qs:
+                out.append(None)
+                continue
+            try:
+                raw = {q["qid"]: float(self.judge.answer(r.image, q["text"]) == "yes") for q in qs}
+            except Exception:  # noqa: BLE001
+                out.append(math.nan)
+                continue
+            questions = [Question(q["qid"], q["text"], tuple(q["parents"]), q["category"]) for q in qs]
+            scores = cascade(questions, raw)
+            out.append(sum(scores.values()) / len(scores))
+        return out
+
+
+class UnifiedRewardScore:
+    def __init__(self, judge_or_path):
+        self.judge = judge_or_path if hasattr(judge_or_path, "_ask") else Qwen25VLJudge(judge_or_path)
+
+    def __call__(self, rollouts: list[Rollout]) -> list[float | None]:
+        out: list[float | None] = []
+        for r in rollouts:
+            try:
+                reply = self.judge._ask(r.image.convert("RGB"), RATING_PROMPT.format(prompt=r.prompt), 8)
+            except Exception:  # noqa: BLE001
+                out.append(math.nan)
+                continue
+            digit = re.search(r"[1-5]", reply)
+            out.append((int(digit.group()) - 1) / 4 if digit else math.nan)
+        return out
