@@ -1,0 +1,51 @@
+"""GRPO throughput: rollouts per second and the step-time split, with the judges in this process after sampling
+against judges in a worker process overlapped with sampling (xomni/rewards/pool.py).
+
+    .venv/bin/python bench/grpo_throughput.py --checkpoint checkpoints/tiny [--steps 3] [--prompts 4 --rollouts 8]
+
+Runs `xomni train grpo` for --steps steps in each arrangement (fresh temporary folders, same seed, same prompts) and
+prints a markdown table of means over the steps after the first (the first pays for start-up): seconds sampling,
+decoding, waiting for judges after the last chunk sampled, updating, and rollouts per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from xomni.stages import train_grpo
+
+ARRANGEMENTS = {
+    "judges after sampling (1 chunk, in process)": {"chunks": 1, "reward_workers": 0},
+    "judges overlapped (2 chunks, 1 worker)": {"chunks": 2, "reward_workers": 1},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="checkpoints/tiny", help="a checkpoint folder with ar/")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--rollouts", type=int, default=8)
+    args = ap.parse_args()
+    print(f"{args.prompts} prompts x {args.rollouts} rollouts per step, {args.steps} steps, checkpoint {args.checkpoint}")
+    print("| arrangement | sample s | decode s | judge wait s | update s | rollouts/s |")
+    print("|---|---|---|---|---|---|")
+    for name, change in ARRANGEMENTS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = train_grpo.Config(checkpoint=args.checkpoint, out=str(Path(tmp) / "grpo"), steps=args.steps,
+                                    prompts_per_step=args.prompts, rollouts=args.rollouts, save_every=10**6,
+                                    **change)
+            train_grpo.main(cfg)
+            rows = [json.loads(x) for x in (Path(cfg.out) / "grpo_log.jsonl").read_text().splitlines()]
+        rows = [r for r in rows if "seconds" in r][1:] or rows[-1:]
+        mean = lambda key: sum(r["seconds"][key] for r in rows) / len(rows)  # noqa: E731
+        speed = sum(r["rollouts_per_s"] for r in rows) / len(rows)
+        print(f"| {name} | {mean('sample'):.2f} | {mean('decode'):.2f} | {mean('judge_wait'):.2f} | "
+              f"{mean('update'):.2f} | {speed:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
