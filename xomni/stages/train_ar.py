@@ -142,8 +142,8 @@ def split_loss(model: UnifiedModel, hidden: torch.Tensor, labels: torch.Tensor,
 
     Each head runs only where its targets are: image targets are scored by `mm_head` over the K codes, text targets
     by `lm_head` over the text vocabulary. Those are exactly the distributions the engine samples from (image mode
-    computes only the image head, text mode only the text head), and at 32 samples x ~110 tokens per tiny step it
-    skips ~4x the joint head's work (most positions are prompts or padding).
+    computes only the image head, text mode only the text head), and the prompts and padding, most of a packed
+    row, get no head at all (bench/ar_step.py measures the saving).
 
     counts: how many image / text targets the whole step has (all ranks together); by default this batch's. Each
     term is its CE sum divided by that count, so ranks' losses add up to the single-process loss exactly."""
