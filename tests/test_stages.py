@@ -79,7 +79,16 @@ def test_lm_only_keeps_the_tokenizer_frozen(tmp_path, presets):
     train_tokenizer.main(_tok_cfg(tmp_path, steps=4, lm_only=True))
     after = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
     assert _same_weights(before, after)
-    assert (tmp_path / "alignment_lm" / "model.safetensors").read_bytes() != lm_before
+    lm_pixels = (tmp_path / "alignment_lm" / "model.safetensors").read_bytes()
+    assert lm_pixels != lm_before
+    # the same, reading the frozen codes from token shards: no encoder in the loop
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
+                                           n=6, height=64, width=64))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=6, lm_only=True, shards=str(shards)))
+    assert _same_weights(before, load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ))
+    assert (tmp_path / "alignment_lm" / "model.safetensors").read_bytes() != lm_pixels
+    with pytest.raises(ValueError, match="lm-only"):
+        train_tokenizer.main(_tok_cfg(tmp_path / "x", steps=1, shards=str(shards)))
 
 
 def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypatch):

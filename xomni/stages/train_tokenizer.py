@@ -95,6 +95,7 @@ class Config:
     seed: int = 0
     resume: bool = True
     lm_only: bool = False  # keep the tokenizer frozen and train only the alignment LM (and the dense heads)
+    shards: str = ""  # with lm_only: token shard folders (comma-separated) to read the codes from; no encoder runs
     siglip_path: str = ""  # paper scale: a local SigLIP/SigLIP2 vision tower to start the encoder from
     projector_path: str = ""  # paper scale: X-Omni's released projector (quant conv, codebook, decode adapter)
 
@@ -137,6 +138,25 @@ def encode_pairs(tok: TextTokenizer, pairs: list, eos_id: int):
         labels[b, : len(s)] = torch.tensor(lab)
         mask[b, : len(s)] = 1
     return ids, labels, mask
+
+
+def shard_batches(folders: str, batch_size: int, seed: int):
+    """step -> (scenes, codes (B, h, w)) from token shard folders, in one fixed shuffled order (resumable)."""
+    from xomni.stages.tokenize import load_shards, shard_world  # tokenize imports this module
+
+    sources, rows = [], []
+    for i, folder in enumerate(folders.split(",")):
+        idx, codes = load_shards(folder)
+        sources.append((*shard_world(folder), idx, codes))
+        rows += [(i, j) for j in range(len(idx))]
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def batch(step: int):
+        picked = [rows[order[k % len(order)]] for k in range(step * batch_size, (step + 1) * batch_size)]
+        scenes = [make_scene(sources[i][1], sources[i][0], int(sources[i][2][j])) for i, j in picked]
+        return scenes, torch.stack([sources[i][3][j] for i, j in picked])
+
+    return batch
 
 
 def lr_at(step: int, cfg: Config, peak: float) -> float:
@@ -288,11 +308,41 @@ def main(cfg: Config) -> dict:
                                       "opt": opt.state_dict(), "usage": usage, "step": step,
                                       "torch_rng": torch.get_rng_state()})
 
+    if cfg.shards and not cfg.lm_only:
+        raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
+    from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed) if cfg.shards else None
     log = open(out / "tokenizer_log.jsonl", "a")
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
     while step < cfg.steps:
+        if from_shards is not None:  # frozen tokens read from disk: the LM alone, no encoder, no dense heads
+            scenes, codes = from_shards(step)
+            rng = random.Random(f"tokenizer-text/{step}")
+            ids, lm_labels, mask = encode_pairs(tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg, group["peak"])
+            with torch.no_grad():
+                embeddings = vq.embed_codes(codes)
+            loss = lm(embeddings, ids, lm_labels, mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            record = {"step": step, "loss": loss.item(), "lm": loss.item(), "lr": lr_at(step - 1, cfg, cfg.lm_lr),
+                      "elapsed_s": round(time.time() - t0, 1)}
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                metrics = evaluate(vq, lm, tok, cfg.eval_n, heads=heads)
+                record.update(metrics)
+                tqdm.write(json.dumps(record))
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.update(1)
+            bar.set_postfix(lm=f"{loss.item():.3f}")
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                checkpoint(metrics)
+            continue
         scenes, pixels = training_batch(cfg, step)
         labels = label_batch(scenes)
         rng = random.Random(f"tokenizer-text/{step}")
