@@ -83,3 +83,18 @@ def load_shards(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         raise FileNotFoundError(f"no token shards in {folder}; run `xomni tokenize` first")
     parts = [load_file(str(f)) for f in files]
     return torch.cat([p["indices"] for p in parts]), torch.cat([p["codes"] for p in parts]).long()
+
+
+def load_shard_folders(folders: str, seed: int) -> tuple[list, list[tuple[int, int]], list[int]]:
+    """Comma-separated shard folders -> sources [(split, world, indices, codes)], rows [(source, j)] and one fixed
+    shuffled order over the rows: the seed fixes it, so a resumed stage reads the same samples in the same order."""
+    sources, rows = [], []
+    for i, folder in enumerate(folders.split(",")):
+        idx, codes = load_shards(folder)
+        sources.append((*shard_world(folder), idx, codes))
+        rows += [(i, j) for j in range(len(idx))]
+    grids = {tuple(src[3].shape[1:]) for src in sources}
+    if len(grids) != 1:
+        raise ValueError(f"shard folders hold different token grids: {sorted(grids)}")
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    return sources, rows, order

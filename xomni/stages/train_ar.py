@@ -53,7 +53,7 @@ from xomni.data.sequences import IGNORE, Formatter, Sample, pack
 from xomni.data.batches import scene_batch, understanding_pairs
 from xomni.data.world import Scene, WorldConfig, caption, make_scene, prompts, questions
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
-from xomni.stages.tokenize import load_shards, shard_world
+from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_tokenizer
 from xomni.tokenizer.text import TextTokenizer
 
@@ -207,15 +207,7 @@ def main(cfg: Config) -> dict:
     state = load_train_state(state_path) if cfg.resume else None
 
     # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
-    sources, rows_of = [], []
-    for i, folder in enumerate(cfg.shards.split(",")):
-        idx, codes = load_shards(folder)
-        sources.append((*shard_world(folder), idx, codes))
-        rows_of += [(i, j) for j in range(len(idx))]
-    grids = {tuple(src[3].shape[1:]) for src in sources}
-    if len(grids) != 1:
-        raise ValueError(f"shard folders hold different token grids: {sorted(grids)}")
-    order = torch.randperm(len(rows_of), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed)
     h, w = sources[0][3].shape[1:]
 
     # model

@@ -142,14 +142,9 @@ def encode_pairs(tok: TextTokenizer, pairs: list, eos_id: int):
 
 def shard_batches(folders: str, batch_size: int, seed: int):
     """step -> (scenes, codes (B, h, w)) from token shard folders, in one fixed shuffled order (resumable)."""
-    from xomni.stages.tokenize import load_shards, shard_world  # tokenize imports this module
+    from xomni.stages.tokenize import load_shard_folders  # tokenize imports this module
 
-    sources, rows = [], []
-    for i, folder in enumerate(folders.split(",")):
-        idx, codes = load_shards(folder)
-        sources.append((*shard_world(folder), idx, codes))
-        rows += [(i, j) for j in range(len(idx))]
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    sources, rows, order = load_shard_folders(folders, seed)
 
     def batch(step: int):
         picked = [rows[order[k % len(order)]] for k in range(step * batch_size, (step + 1) * batch_size)]
@@ -316,35 +311,12 @@ def main(cfg: Config) -> dict:
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
     while step < cfg.steps:
-        if from_shards is not None:  # frozen tokens read from disk: the LM alone, no encoder, no dense heads
+        # the step's scenes: rendered and encoded, or (from_shards) their frozen codes read from disk, no encoder
+        if from_shards is not None:
             scenes, codes = from_shards(step)
-            rng = random.Random(f"tokenizer-text/{step}")
-            ids, lm_labels, mask = encode_pairs(tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, cfg, group["peak"])
-            with torch.no_grad():
-                embeddings = vq.embed_codes(codes)
-            loss = lm(embeddings, ids, lm_labels, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            record = {"step": step, "loss": loss.item(), "lm": loss.item(), "lr": lr_at(step - 1, cfg, cfg.lm_lr),
-                      "elapsed_s": round(time.time() - t0, 1)}
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                metrics = evaluate(vq, lm, tok, cfg.eval_n, heads=heads)
-                record.update(metrics)
-                tqdm.write(json.dumps(record))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.update(1)
-            bar.set_postfix(lm=f"{loss.item():.3f}")
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                checkpoint(metrics)
-            continue
-        scenes, pixels = training_batch(cfg, step)
-        labels = label_batch(scenes)
+        else:
+            scenes, pixels = training_batch(cfg, step)
+            labels = label_batch(scenes)
         rng = random.Random(f"tokenizer-text/{step}")
         ids, lm_labels, mask = encode_pairs(tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos)
 
@@ -353,16 +325,24 @@ def main(cfg: Config) -> dict:
             usage.zero_()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg, group["peak"])
-        q = vq(pixels, quantize=step >= cfg.codebook_after or cfg.lm_only)
-        lm_loss = lm(q.embeddings, ids, lm_labels, mask) if step >= cfg.heads_first or cfg.lm_only else q.vq_loss * 0
-        dense = dense_losses(heads, q.embeddings, labels)
-        dense_loss = sum(dense.values()) + (cfg.glyph_weight - 1) * dense["glyph"]
-        loss = lm_loss + cfg.dense_weight * dense_loss + q.vq_loss
+        parts: dict[str, torch.Tensor] = {}
+        if from_shards is not None:  # the LM alone on the frozen codes
+            with torch.no_grad():
+                embeddings = vq.embed_codes(codes)
+            lm_loss = loss = lm(embeddings, ids, lm_labels, mask)
+        else:
+            q = vq(pixels, quantize=step >= cfg.codebook_after or cfg.lm_only)
+            lm_loss = lm(q.embeddings, ids, lm_labels, mask) if step >= cfg.heads_first or cfg.lm_only else q.vq_loss * 0
+            dense = dense_losses(heads, q.embeddings, labels)
+            dense_loss = sum(dense.values()) + (cfg.glyph_weight - 1) * dense["glyph"]
+            loss = lm_loss + cfg.dense_weight * dense_loss + q.vq_loss
+            parts = {"dense": dense_loss, "vq": q.vq_loss, "glyph": dense["glyph"]}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        usage += torch.bincount(q.codes.flatten(), minlength=vq_config.codebook_size).float()
+        if from_shards is None:
+            usage += torch.bincount(q.codes.flatten(), minlength=vq_config.codebook_size).float()
         step += 1
 
         restarted = None
@@ -370,9 +350,8 @@ def main(cfg: Config) -> dict:
                 and not cfg.lm_only):
             restarted = vq.restart_codes(usage == 0, q.z.flatten(0, 2))
             usage.zero_()
-        record = {"step": step, "loss": loss.item(), "lm": lm_loss.item(), "dense": dense_loss.item(),
-                  "vq": q.vq_loss.item(), "glyph": dense["glyph"].item(), "lr": lr_at(step - 1, cfg, cfg.lr),
-                  "elapsed_s": round(time.time() - t0, 1)}
+        record = {"step": step, "loss": loss.item(), "lm": lm_loss.item(), **{k: v.item() for k, v in parts.items()},
+                  "lr": lr_at(step - 1, cfg, cfg.lr), "elapsed_s": round(time.time() - t0, 1)}
         if restarted is not None:
             record["restarted_codes"] = restarted
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -382,7 +361,7 @@ def main(cfg: Config) -> dict:
         log.write(json.dumps(record) + "\n")
         log.flush()
         bar.update(1)
-        bar.set_postfix(lm=f"{lm_loss.item():.3f}", dense=f"{dense_loss.item():.3f}")
+        bar.set_postfix({k: f"{record[k]:.3f}" for k in ("lm", "dense") if k in record})
         if step % cfg.save_every == 0 or step == cfg.steps:
             checkpoint(metrics)
     bar.close()
