@@ -75,3 +75,22 @@ def test_sample_prediction_is_turned_into_the_exact_velocity():
 def test_unknown_prediction_type_is_refused():
     with pytest.raises(ValueError, match="prediction"):
         DecoderConfig(prediction="epsilon")
+
+
+def test_patch_prior_starts_at_zero_and_draws_each_token_into_its_own_patches():
+    torch.manual_seed(0)
+    cfg = DecoderConfig(**{**SMALL.__dict__, "patch_px": 8, "patch_size": 8, "patch_prior": 32})
+    net = SemanticFlux(cfg)
+    x, t, sem = torch.randn(1, 24, cfg.patch_dim), torch.rand(1), torch.randn(1, 2, 3, 8)
+    alone = net(x, t, sem)
+    torch.nn.init.normal_(net.prior[-1].weight)
+    changed = (net(x, t, sem) - alone).reshape(1, 4, 6, -1)
+    prior = net.prior(sem)  # 1 2 3 (r r P)
+    assert torch.allclose(changed[0, 2:4, 4:6].reshape(4, -1), prior[0, 1, 2].reshape(2, 2, -1).reshape(4, -1),
+                          atol=1e-5)  # the bottom-right token's vector, split into its 2x2 patches row-major
+    assert torch.allclose(changed[0, 0, 0], prior[0, 0, 0, : cfg.patch_dim], atol=1e-5)
+
+
+def test_patch_prior_needs_sample_prediction():
+    with pytest.raises(ValueError, match="patch_prior"):
+        DecoderConfig(patch_prior=16, prediction="velocity")

@@ -14,7 +14,8 @@ from xomni.tokenizer.siglip_vq import SiglipVQConfig, SiglipVQ
 VQ = SiglipVQConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, position_grid=8,
                     codebook_size=32, codebook_dim=8, adapter_dim=32, adapter_blocks=1)
 DEC = DecoderConfig(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                    joint_attention_dim=16, pooled_projection_dim=16, axes_dims_rope=(4, 6, 6), semantic_dim=32)
+                    joint_attention_dim=16, pooled_projection_dim=16, axes_dims_rope=(4, 6, 6), semantic_dim=32,
+                    patch_prior=16)
 
 
 @pytest.fixture

@@ -8,6 +8,10 @@ tokenizer's semantic embeddings of the image's own codes (read from token shards
 Several shard folders (comma-separated, one token grid size) are shuffled together once, with a fixed seed.
 The codes are frozen; only the decoder trains, its new semantic map starting at zero as X-Omni's does.
 `cond_drop` > 0 replaces a sample's semantic embeddings by zeros so decoder-side guidance becomes possible.
+With a `patch_prior` (tiny), the prior MLP also regresses the clean patches directly (`prior_weight`, its own
+`prior_lr`): alone it is a per-token regression onto E[patch | embedding], which it learns in a few thousand steps
+at 1e-3 (bench/code_lookup.py), while inside the flow loss its gradient is weighted 1/t^2 toward the nearly clean
+inputs, where the transformer can copy the image and needs no prior.
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
@@ -22,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -44,6 +49,8 @@ class Config:
     steps: int = 3500
     batch_size: int = 32
     lr: float = 3e-4
+    prior_lr: float = 1e-3  # the patch prior's peak learning rate (same schedule)
+    prior_weight: float = 1.0  # weight of the prior's own clean-patch regression; 0: only the flow loss trains it
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
@@ -54,11 +61,13 @@ class Config:
     resume: bool = True
 
 
-def lr_at(step: int, cfg: Config) -> float:
+def lr_at(step: int, cfg: Config, peak: float | None = None) -> float:
+    """Linear warm-up to `peak` (default cfg.lr), then cosine down to 5% of it."""
+    peak = cfg.lr if peak is None else peak
     if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+        return peak * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 @torch.no_grad()
@@ -108,7 +117,10 @@ def main(cfg: Config) -> dict:
     if dec_config.semantic_dim != vq.config.adapter_dim:
         raise ValueError(f"decoder preset expects {dec_config.semantic_dim}-d embeddings, tokenizer gives {vq.config.adapter_dim}")
     net = SemanticFlux(dec_config)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    prior = list(net.prior.parameters()) if net.prior is not None else []
+    rest = [p for n, p in net.named_parameters() if not n.startswith("prior.")]
+    groups = [{"params": rest, "peak": cfg.lr}] + ([{"params": prior, "peak": cfg.prior_lr}] if prior else [])
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step = 0
     if state is not None:
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
@@ -139,15 +151,22 @@ def main(cfg: Config) -> dict:
             semantic = semantic * keep[:, None, None, None]
         x0 = pipe.codec.to_patches(pixels)  # B N P
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        loss = flow_matching_loss(net, x0, semantic, gen)
+            group["lr"] = lr_at(step, cfg, group["peak"])
+        flow = flow_matching_loss(net, x0, semantic, gen)
+        losses = {"flow": flow.item()}
+        loss = flow
+        if net.prior is not None and cfg.prior_weight > 0:
+            prior_loss = F.mse_loss(net.per_patch(semantic, net.prior(semantic)), x0)
+            losses["prior"] = prior_loss.item()
+            loss = flow + cfg.prior_weight * prior_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
 
-        record = {"step": step, "loss": loss.item(), "lr": lr_at(step - 1, cfg), "elapsed_s": round(time.time() - t0, 1)}
+        record = {"step": step, "loss": loss.item(), **losses, "lr": lr_at(step - 1, cfg),
+                  "elapsed_s": round(time.time() - t0, 1)}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = {"psnr_heldout": sample_grid(pipe, 8, cfg.sample_steps, out / f"decoder_samples_{step:06d}.png")}
             record.update(metrics)
