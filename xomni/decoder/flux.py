@@ -16,8 +16,8 @@ network's clean-patch prediction (zero-initialised, so training starts from the 
 brings 12B parameters and a VAE decoder to draw what a token means; the tiny transformer (256 wide, pixel space, a
 linear map out to 768 pixel values) had not learned to. Measured on run 3's tokens (`bench/code_lookup.py`): pasting
 each code's mean training patch reads back 0.985 of the English and 0.60 of the Chinese text, the trained decoder
-0.58 and 0.00; an MLP of this shape fitted alone to (embedding, patch) pairs reached 0.97 and 0.67 in 3,000 steps.
-The prior draws what a token alone says; the transformer, which sees the noisy image and every token, the rest.
+0.58 and 0.00: the codes determine the glyphs, the decoder had not learned to draw them. The prior draws what a token
+alone says; the transformer, which sees the noisy image and every token, the rest (docs/image_side.md, run 4).
 
 The network predicts the flow-matching velocity or the clean sample for one step; the noise schedule and the sampler
 live in `xomni/decoder/sampling.py`.
