@@ -15,6 +15,13 @@ def test_every_command_explains_itself(argv, capsys):
     assert "usage: xomni" in out and "--" in out
 
 
+def test_a_flag_without_a_curated_help_explains_itself_from_its_fields_comment(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["publish", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--ar STR the unified model's folder (e.g. out/tiny/ar_sft/model), shipped as ar/ (default: )" in out
+
+
 def test_flags_map_onto_the_config():
     args = build_parser().parse_args(["train", "decoder", "--steps", "7", "--resume", "false", "--lr", "0.01"])
     assert args.steps == 7 and args.resume is False and args.lr == 0.01

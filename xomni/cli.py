@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
+import re
 import sys
 import typing
 
@@ -114,9 +116,21 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def field_comments(config_cls) -> dict[str, str]:
+    """The comment at the end of each field's line in a Config dataclass's source: `name: type = default  # text`."""
+    try:
+        source = inspect.getsource(config_cls)
+    except (OSError, TypeError):
+        return {}
+    found = (re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line) for line in source.splitlines())
+    return {m.group(1): m.group(2).strip().replace("%", "%%") for m in found if m}  # argparse formats %
+
+
 def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | None = None) -> None:
-    """One flag per field of the Config dataclass; `fixed` fields take a set value and get no flag."""
+    """One flag per field of the Config dataclass; `fixed` fields take a set value and get no flag. The help text is
+    HELP's entry, else the comment on the field's line, else the field's name."""
     hints = typing.get_type_hints(config_cls)
+    comments = field_comments(config_cls)
     fixed = fixed or {}
     parser.set_defaults(**fixed)
     for f in dataclasses.fields(config_cls):
@@ -126,7 +140,8 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
         convert = _bool if kind is bool else kind if kind in (int, float, str) else str
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=convert, default=f.default,
                             metavar=kind.__name__.upper() if hasattr(kind, "__name__") else "VALUE",
-                            help=f"{HELP.get(f.name, f.name.replace('_', ' '))} (default: {f.default})")
+                            help=f"{HELP.get(f.name) or comments.get(f.name) or f.name.replace('_', ' ')} "
+                                 f"(default: {f.default})")
 
 
 def _stage_command(subparsers, name: str, help: str, module, fixed: dict | None = None) -> None:

@@ -9,9 +9,8 @@ Several shard folders (comma-separated, one token grid size) are shuffled togeth
 The codes are frozen; only the decoder trains, its new semantic map starting at zero as X-Omni's does.
 `cond_drop` > 0 replaces a sample's semantic embeddings by zeros so decoder-side guidance becomes possible.
 With a `patch_prior` (tiny), the prior MLP also regresses the clean patches directly (`prior_weight`, its own
-`prior_lr`): alone it is a per-token regression onto E[patch | embedding], which it learns in a few thousand steps
-at 1e-3 (bench/code_lookup.py), while inside the flow loss its gradient is weighted 1/t^2 toward the nearly clean
-inputs, where the transformer can copy the image and needs no prior.
+`prior_lr`): alone it is a per-token regression onto E[patch | embedding], while inside the flow loss its gradient
+is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy the image and needs no prior.
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
