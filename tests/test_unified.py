@@ -83,6 +83,23 @@ def test_loss_supervises_only_labelled_positions():
     torch.testing.assert_close(loss_on(logits, labels), expected)
 
 
+def test_text_after_an_image_reads_it_and_its_loss_reaches_exactly_the_image_codes_embeddings():
+    model = _model()
+    ids = _mixed_ids(B=1)
+    other = ids.clone()
+    other[0, 7] = CFG.text_vocab_size + (int(ids[0, 7]) - CFG.text_vocab_size + 1) % CFG.codebook_size
+    with torch.no_grad():
+        a, b = model(ids, head="text"), model(other, head="text")
+    assert torch.equal(a[0, :7], b[0, :7])  # causal: nothing before the changed code moves
+    assert not torch.allclose(a[0, 14:], b[0, 14:])  # the text after the image does
+    model.train()
+    labels = torch.full_like(ids, -100)
+    labels[0, 16] = 3  # one answer token after the image
+    loss_on(model(ids), labels).backward()
+    rows = model.mm_embed.weight.grad.abs().sum(-1) > 0
+    assert torch.equal(rows.nonzero().flatten(), (ids[0, 5:14] - CFG.text_vocab_size).unique())
+
+
 def test_out_of_range_ids_and_overlong_sequences_are_refused():
     model = _model()
     with pytest.raises(ValueError, match="token ids"):
