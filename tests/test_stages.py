@@ -189,6 +189,11 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     after = load_component(tmp_path / "pt1" / "model", UnifiedConfig, UnifiedModel).state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"vision_pre", "vision_post", "mm_embed", "mm_head", "mm_norm"}
+    train_ar.main(ar_cfg(tmp_path / "pt1t", phase="pretrain1", init=str(tmp_path / "text" / "model"), steps=1, lr=0.0,
+                         image_embed_init="tokenizer"))  # lr 0: the weights stay the initialisation
+    started = load_component(tmp_path / "pt1t" / "model", UnifiedConfig, UnifiedModel).mm_embed.weight
+    vq = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
+    torch.testing.assert_close(started, train_ar.tokenizer_image_embeddings(vq, before["embed_tokens.weight"]))
 
     metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2"))
     assert set(metrics) == {"heldout_loss_image", "heldout_loss_text"}
@@ -222,3 +227,20 @@ def test_alignment_sequences_supervise_every_answer_and_nothing_else():
     assert ids[0, : int(mask[0].sum())].tolist() == q0 + a0 + [eos] + q1 + a1 + [eos]
     assert labels[0, : int(mask[0].sum())].tolist() == [-100] * len(q0) + a0 + [eos] + [-100] * len(q1) + a1 + [eos]
     assert (labels[1][mask[1] == 0] == -100).all() and (labels[1] != -100).sum() == len(tok.encode("no")) + 1
+
+
+def test_image_embeddings_from_the_tokenizer_are_its_projected_codes_at_the_text_embeddings_scale():
+    from xomni.stages.train_ar import tokenizer_image_embeddings
+
+    torch.manual_seed(0)
+    vq = SiglipVQ(VQ)
+    text = torch.randn(50, 32) * 0.3
+    rows = tokenizer_image_embeddings(vq, text)
+    unit = torch.nn.functional.normalize(vq.codebook, dim=-1)  # K Dc
+    by_conv = vq.post_quant(unit.T[None, :, :, None])[0, :, :, 0].T  # the 1x1 conv over a K x 1 grid: K Da
+    scale = rows.norm(dim=-1) / by_conv.norm(dim=-1)
+    torch.testing.assert_close(rows, by_conv * scale[:, None])
+    assert torch.allclose(scale, scale[0])  # one scale for all rows: their relative geometry is kept
+    torch.testing.assert_close(rows.norm(dim=-1).mean(), text.norm(dim=-1).mean())
+    with pytest.raises(ValueError, match="adapter width"):
+        tokenizer_image_embeddings(vq, torch.randn(5, 64))

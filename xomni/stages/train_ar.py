@@ -85,6 +85,7 @@ class Config:
     resume: bool = True
     bf16: bool = False  # autocast the forward to bfloat16 (paper scale)
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
+    image_embed_init: str = ""  # "tokenizer": a fresh run starts mm_embed from the tokenizer's per-code vectors
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -92,6 +93,21 @@ def lr_at(step: int, cfg: Config) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def tokenizer_image_embeddings(vq, like: torch.Tensor) -> torch.Tensor:
+    """(K, D) image-token embeddings read from the frozen tokenizer: each code's unit codebook row through its
+    decode-side 1x1 projection (`post_quant`, what the decoder and the alignment LM start from), rows rescaled so
+    their mean norm is that of `like` (the text embeddings' rows). Codes the tokenizer maps close together start
+    close together, so an answer can read a colour or a shape from the image tokens before `mm_embed` has learned
+    each of its rows on its own. Needs the model width to equal the tokenizer's adapter width (tiny: 256)."""
+    weight = vq.post_quant.weight[:, :, 0, 0]  # Da Dc
+    if weight.shape[0] != like.shape[1]:
+        raise ValueError(f"image_embed_init=tokenizer needs the model width ({like.shape[1]}) to equal the tokenizer's "
+                         f"adapter width ({weight.shape[0]})")
+    with torch.no_grad():
+        rows = F.normalize(vq.codebook, dim=-1) @ weight.T + vq.post_quant.bias  # K Da
+        return rows * (like.norm(dim=-1).mean() / rows.norm(dim=-1).mean())
 
 
 def trainable(model: UnifiedModel, phase: str) -> list[torch.nn.Parameter]:
@@ -222,6 +238,10 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
                          f"tokenizers' {tok.vocab_size} + {vq.config.codebook_size}")
     fmt = Formatter(tok, mcfg.codebook_size)
+    if cfg.image_embed_init not in ("", "tokenizer"):
+        raise ValueError(f"image_embed_init must be '' or 'tokenizer', got {cfg.image_embed_init!r}")
+    if cfg.image_embed_init and state is None:  # a fresh run only: a resumed one has its own trained rows
+        model.mm_embed.weight.data.copy_(tokenizer_image_embeddings(vq, model.embed_tokens.weight))
     trainable(model, cfg.phase)
     step = 0
     if state is not None:
