@@ -94,3 +94,19 @@ def test_patch_prior_starts_at_zero_and_draws_each_token_into_its_own_patches():
 def test_patch_prior_needs_sample_prediction():
     with pytest.raises(ValueError, match="patch_prior"):
         DecoderConfig(patch_prior=16, prediction="velocity")
+
+
+def test_a_detached_prior_gets_no_gradient_from_the_networks_output_and_the_rest_still_does():
+    torch.manual_seed(0)
+    net = SemanticFlux(DecoderConfig(**{**SMALL.__dict__, "patch_prior": 16}))
+    torch.nn.init.normal_(net.prior[-1].weight)
+    torch.nn.init.normal_(net.semantic_in.weight)
+    x, t, sem = torch.randn(1, 6, SMALL.patch_dim), torch.rand(1), torch.randn(1, 2, 3, 8)
+    net.detach_prior = True
+    net(x, t, sem).pow(2).mean().backward()
+    assert all(p.grad is None for p in net.prior.parameters())
+    assert net.semantic_in.weight.grad.abs().sum() > 0
+    net.zero_grad()
+    net.detach_prior = False
+    net(x, t, sem).pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.prior.parameters())

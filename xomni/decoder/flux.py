@@ -114,6 +114,7 @@ class SemanticFlux(nn.Module):
             nn.LayerNorm(config.semantic_dim), nn.Linear(config.semantic_dim, config.patch_prior), nn.GELU(),
             nn.Linear(config.patch_prior, config.patch_dim * r * r),
         ) if config.patch_prior else None
+        self.detach_prior = False  # training only: the velocity loss does not train the prior (the stage sets it)
         self.initialize_weights()
 
     @classmethod
@@ -188,5 +189,6 @@ class SemanticFlux(nn.Module):
         hidden = f.norm_out(hidden, temb)
         out = f.proj_out(hidden)  # B N patch_dim
         if self.prior is not None:
-            out = out + self.per_patch(semantic, self.prior(semantic))
+            prior = self.per_patch(semantic, self.prior(semantic))
+            out = out + (prior.detach() if self.detach_prior else prior)
         return out

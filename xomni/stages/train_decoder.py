@@ -11,6 +11,7 @@ The codes are frozen; only the decoder trains, its new semantic map starting at 
 With a `patch_prior` (tiny), the prior MLP also regresses the clean patches directly (`prior_weight`, its own
 `prior_lr`): alone it is a per-token regression onto E[patch | embedding], while inside the flow loss its gradient
 is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy the image and needs no prior.
+`--prior-flow-grad false` stops the flow loss's gradient at the prior, so that it learns its regression only.
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
@@ -50,6 +51,7 @@ class Config:
     lr: float = 3e-4
     prior_lr: float = 1e-3  # the patch prior's peak learning rate (same schedule)
     prior_weight: float = 1.0  # weight of the prior's own clean-patch regression; 0: only the flow loss trains it
+    prior_flow_grad: bool = True  # false: the prior learns from its own regression only, the flow loss trains the rest
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
@@ -127,6 +129,9 @@ def main(cfg: Config) -> dict:
         print(f"resumed from {state_path} at step {step}")
     print(f"decoder {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params")
     pipe = ImagePipeline(vq, net, cfg.preset)
+    if not cfg.prior_flow_grad and (net.prior is None or cfg.prior_weight <= 0):
+        raise ValueError("prior_flow_grad=false needs a patch prior and prior_weight > 0, or nothing would train it")
+    net.detach_prior = not cfg.prior_flow_grad
 
     metrics: dict = {}
 
