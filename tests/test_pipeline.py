@@ -134,5 +134,6 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
     text = eval_suite.main(eval_suite.Config(suite="synth-text-en", out=str(tmp_path / "t"), checkpoint=str(checkpoint),
                                              n=2, source="model", steps=1, cfg=1.5))
     assert text["source"] == "model" and text["n"] == 2 and 0 <= text["score"] <= 1
+    assert text["cfg"] == 1.5 and text["min_p"] == 0.03  # the sampler is part of the result
     vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))
     assert vqa["judge"] == "unified-model"

@@ -217,7 +217,8 @@ def main(cfg: Config) -> dict:
     judged, judge_name = judge_items(cfg, items, paths, out / "judged.jsonl")
     metrics = {"suite": cfg.suite, **score(cfg.suite, items, judged), "n": len(items), "judge": judge_name,
                "source": cfg.source, "version": suites.version(),
-               "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1)}
+               "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1),
+               **({"cfg": cfg.cfg, "min_p": cfg.min_p} if cfg.source == "model" else {})}
     metrics = {"suite": metrics.pop("suite"), "score": metrics.pop("score"), **metrics}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return metrics
