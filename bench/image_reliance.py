@@ -27,8 +27,8 @@ def colour_distribution(pipe: Pipeline, codes: torch.Tensor, question: str) -> t
     """(C,) probabilities over COLORS' names as the answer to `question` about the image with these codes."""
     fmt = pipe.fmt
     samples = [fmt.conversation(codes.flatten().tolist(), *codes.shape, [(question, name)]) for name in COLORS]
-    ids, labels, _, positions = pack(samples, max(len(s.ids) for s in samples), fmt.vocab.pad_id)
-    segments = (torch.arange(ids.shape[1])[None] < torch.tensor([[len(s.ids)] for s in samples])).long()
+    ids, labels, segments, positions = pack(samples, max(len(s.ids) for s in samples), fmt.vocab.pad_id)
+    assert len(ids) == len(samples), "one answer per row"  # the answers differ by a few tokens: none share a row
     logits = pipe.model(ids, positions=positions, segments=segments, head="text").float()  # C T V
     logp = logits.log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
     score = (logp * (labels >= 0)).sum(-1)  # C: log p(answer tokens)

@@ -68,7 +68,7 @@ def test_sample_prediction_is_turned_into_the_exact_velocity():
     net = SemanticFlux(SMALL)
     x0, noise, t = torch.rand(2, 4, SMALL.patch_dim), torch.randn(2, 4, SMALL.patch_dim), torch.tensor([0.3, 0.8])
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise
-    net.forward = lambda x, t, semantic: x0  # a perfect x_0 predictor
+    net.forward = lambda x, t, semantic, prior=None: x0  # a perfect x_0 predictor
     assert torch.allclose(predict_velocity(net, xt, t, torch.zeros(2, 2, 2, 8)), noise - x0, atol=1e-5)
 
 
@@ -85,6 +85,7 @@ def test_patch_prior_starts_at_zero_and_draws_each_token_into_its_own_patches():
     alone = net(x, t, sem)
     torch.nn.init.normal_(net.prior[-1].weight)
     changed = (net(x, t, sem) - alone).reshape(1, 4, 6, -1)
+    assert torch.equal(net(x, t, sem, net.prior_patches(sem)), net(x, t, sem))  # the stage passes them in
     prior = net.prior(sem)  # 1 2 3 (r r P)
     assert torch.allclose(changed[0, 2:4, 4:6].reshape(4, -1), prior[0, 1, 2].reshape(2, 2, -1).reshape(4, -1),
                           atol=1e-5)  # the bottom-right token's vector, split into its 2x2 patches row-major

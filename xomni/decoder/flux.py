@@ -145,22 +145,27 @@ class SemanticFlux(nn.Module):
             nn.init.zeros_(self.prior[-1].weight)
             nn.init.zeros_(self.prior[-1].bias)
 
-    def per_patch(self, semantic: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def per_patch(self, x: torch.Tensor) -> torch.Tensor:
         """(B, h, w, D*r*r) per-token vectors -> (B, h*r * w*r, D), row-major over the patch grid."""
-        B, h, w, _ = semantic.shape
+        B, h, w, _ = x.shape
         r = self.config.ratio
         x = x.reshape(B, h, w, r, r, -1).permute(0, 1, 3, 2, 4, 5)  # B h r w r D
         return x.reshape(B, h * r * w * r, -1)
 
+    def prior_patches(self, semantic: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, Ds) -> (B, h*r * w*r, patch_dim): what the patch prior alone draws for each token."""
+        return self.per_patch(self.prior(semantic))
+
     def inject(self, semantic: torch.Tensor) -> torch.Tensor:
         """(B, h, w, Ds) semantic embeddings -> (B, h*r * w*r, inner), row-major over the patch grid."""
-        return self.per_patch(semantic, self.semantic_in(semantic))
+        return self.per_patch(self.semantic_in(semantic))
 
     def forward(
         self,
         x: torch.Tensor,  # (B, N, patch_dim) noisy patches, N = (h*r) * (w*r)
         t: torch.Tensor,  # (B,) noise level in [0, 1]
         semantic: torch.Tensor,  # (B, h, w, Ds); zeros give the unconditional branch
+        prior: torch.Tensor | None = None,  # (B, N, patch_dim) `prior_patches(semantic)`, when the caller has it
     ) -> torch.Tensor:
         f = self.flux
         B, N, _ = x.shape
@@ -189,6 +194,6 @@ class SemanticFlux(nn.Module):
         hidden = f.norm_out(hidden, temb)
         out = f.proj_out(hidden)  # B N patch_dim
         if self.prior is not None:
-            prior = self.per_patch(semantic, self.prior(semantic))
+            prior = self.prior_patches(semantic) if prior is None else prior
             out = out + (prior.detach() if self.detach_prior else prior)
         return out

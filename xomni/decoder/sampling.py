@@ -24,9 +24,11 @@ from xomni.decoder.flux import SemanticFlux
 T_MIN = 0.05
 
 
-def predict_velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-    """The network's output as a velocity, whatever it predicts. x (B, N, P), t (B,)."""
-    out = net(x, t, semantic)
+def predict_velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torch.Tensor,
+                     prior: torch.Tensor | None = None) -> torch.Tensor:
+    """The network's output as a velocity, whatever it predicts. x (B, N, P), t (B,); prior: the network's
+    `prior_patches(semantic)` if the caller has already computed them."""
+    out = net(x, t, semantic, prior)
     if net.config.prediction == "velocity":
         return out
     return (x - out) / t.clamp(min=T_MIN)[:, None, None]
@@ -38,13 +40,13 @@ def sample_t(batch: int, generator: torch.Generator | None = None, device=None) 
 
 
 def flow_matching_loss(net: SemanticFlux, x0: torch.Tensor, semantic: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, prior: torch.Tensor | None = None) -> torch.Tensor:
     """x0 (B, N, P) clean patches in [-1, 1]; semantic (B, h, w, Ds). Mean squared velocity error."""
     B = x0.shape[0]
     t = sample_t(B, generator, x0.device)  # B
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise  # B N P
-    return F.mse_loss(predict_velocity(net, xt, t, semantic), noise - x0)
+    return F.mse_loss(predict_velocity(net, xt, t, semantic, prior), noise - x0)
 
 
 def velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torch.Tensor, guidance: float) -> torch.Tensor:

@@ -156,11 +156,12 @@ def main(cfg: Config) -> dict:
         x0 = pipe.codec.to_patches(pixels)  # B N P
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg, group["peak"])
-        flow = flow_matching_loss(net, x0, semantic, gen)
+        prior = net.prior_patches(semantic) if net.prior is not None else None  # once, for both losses
+        flow = flow_matching_loss(net, x0, semantic, gen, prior)
         losses = {"flow": flow.item()}
         loss = flow
-        if net.prior is not None and cfg.prior_weight > 0:
-            prior_loss = F.mse_loss(net.per_patch(semantic, net.prior(semantic)), x0)
+        if prior is not None and cfg.prior_weight > 0:
+            prior_loss = F.mse_loss(prior, x0)
             losses["prior"] = prior_loss.item()
             loss = flow + cfg.prior_weight * prior_loss
         opt.zero_grad(set_to_none=True)
