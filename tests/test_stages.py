@@ -123,6 +123,27 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
     assert _same_weights(a, b)
 
 
+def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
+    """--init starts from a decoder's weights; --prior-first steps train the patch prior and nothing else."""
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=1, sizes="64x64"))
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=4,
+                                           height=64, width=64))
+
+    def dec_cfg(out, **kw):
+        return train_decoder.Config(**{**dict(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
+                                              out=str(out), steps=2, batch_size=2, eval_every=100), **kw})
+
+    train_decoder.main(dec_cfg(tmp_path / "a"))
+    start = load_component(tmp_path / "a" / "decoder", DecoderConfig, SemanticFlux).state_dict()
+    train_decoder.main(dec_cfg(tmp_path / "b", init=str(tmp_path / "a" / "decoder"), prior_first=2))
+    after = load_component(tmp_path / "b" / "decoder", DecoderConfig, SemanticFlux).state_dict()
+    changed = {k for k in start if not torch.equal(start[k], after[k])}
+    assert changed and all(k.startswith("prior.") for k in changed)
+    monkeypatch.setitem(train_decoder.PRESETS, "other", DecoderConfig(**{**DEC.__dict__, "patch_prior": 8}))
+    with pytest.raises(ValueError, match="different decoder"):
+        train_decoder.main(dec_cfg(tmp_path / "c", preset="other", init=str(tmp_path / "a" / "decoder")))
+
+
 def test_eval_reconstruction_writes_every_metric(tmp_path, presets):
     train_tokenizer.main(_tok_cfg(tmp_path, steps=1, sizes="128x128"))
     shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=4))

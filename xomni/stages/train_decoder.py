@@ -12,6 +12,9 @@ With a `patch_prior` (tiny), the prior MLP also regresses the clean patches dire
 `prior_lr`): alone it is a per-token regression onto E[patch | embedding], while inside the flow loss its gradient
 is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy the image and needs no prior.
 `--prior-flow-grad false` stops the flow loss's gradient at the prior, so that it learns its regression only.
+`--prior-first N` spends the first N steps on the prior's regression alone (a fraction of a full step each), so the
+transformer starts from a prior that already draws E[patch | embedding] and learns what the prior cannot.
+`--init DIR` starts a fresh run from a trained decoder's weights (a fine-tune; the preset must match).
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import load_train_state, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
 from xomni.data.batches import pixels_of, scene_batch
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
@@ -52,6 +55,8 @@ class Config:
     prior_lr: float = 1e-3  # the patch prior's peak learning rate (same schedule)
     prior_weight: float = 1.0  # weight of the prior's own clean-patch regression; 0: only the flow loss trains it
     prior_flow_grad: bool = True  # false: the prior learns from its own regression only, the flow loss trains the rest
+    prior_first: int = 0  # first steps: the patch prior alone, by its regression (no transformer pass, cheap)
+    init: str = ""  # a decoder checkpoint to start from (weights only: fresh optimiser and schedule); fresh runs only
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
@@ -127,10 +132,19 @@ def main(cfg: Config) -> dict:
         net.load_state_dict(state["net"]), opt.load_state_dict(state["opt"])
         step = state["step"]
         print(f"resumed from {state_path} at step {step}")
+    elif cfg.init:
+        start = load_component(cfg.init, DecoderConfig, SemanticFlux)
+        if start.config != dec_config:
+            raise ValueError(f"--init {cfg.init} is a different decoder than preset {cfg.preset!r}: "
+                             f"{start.config} vs {dec_config}")
+        net.load_state_dict(start.state_dict())
+        print(f"starting from the weights of {cfg.init}")
     print(f"decoder {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params")
     pipe = ImagePipeline(vq, net, cfg.preset)
     if not cfg.prior_flow_grad and (net.prior is None or cfg.prior_weight <= 0):
         raise ValueError("prior_flow_grad=false needs a patch prior and prior_weight > 0, or nothing would train it")
+    if cfg.prior_first and (net.prior is None or cfg.prior_weight <= 0):
+        raise ValueError("prior_first needs a patch prior and prior_weight > 0")
     net.detach_prior = not cfg.prior_flow_grad
 
     metrics: dict = {}
@@ -157,13 +171,14 @@ def main(cfg: Config) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg, group["peak"])
         prior = net.prior_patches(semantic) if net.prior is not None else None  # once, for both losses
-        flow = flow_matching_loss(net, x0, semantic, gen, prior)
-        losses = {"flow": flow.item()}
-        loss = flow
+        losses, loss = {}, 0.0
+        if step >= cfg.prior_first:
+            flow = flow_matching_loss(net, x0, semantic, gen, prior)
+            losses["flow"], loss = flow.item(), flow
         if prior is not None and cfg.prior_weight > 0:
             prior_loss = F.mse_loss(prior, x0)
             losses["prior"] = prior_loss.item()
-            loss = flow + cfg.prior_weight * prior_loss
+            loss = loss + cfg.prior_weight * prior_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
