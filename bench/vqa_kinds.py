@@ -1,10 +1,12 @@
 """The tokenizer's alignment LM on held-out questions, per kind (colour / count / presence), with its most frequent
 (truth, answer) pairs: where the stage's single VQA number comes from.
 
-    .venv/bin/python bench/vqa_kinds.py --checkpoint out/tiny4 [--n 96]
+    .venv/bin/python bench/vqa_kinds.py --checkpoint out/tiny4 [--n 96] [--split train]
 
 Uses the stage's own evaluation questions (`_eval_question`: kinds rotate with the scene index, presence alternates
-between its "yes" and "no" forms) on the first --n held-out scenes.
+between its "yes" and "no" forms) on the first --n held-out scenes, or training scenes with --split train: held-out
+scenes each hold a (colour, shape) combination or text that training never shows, so the two splits side by side
+tell memory from composition.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="checkpoints/tiny", help="folder with tokenizer/, alignment_lm/, "
                                                                     "text_tokenizer.json")
     ap.add_argument("--n", type=int, default=96)
+    ap.add_argument("--split", default="heldout", choices=["heldout", "train"])
     args = ap.parse_args()
     vq, lm = load_tokenizer(f"{args.checkpoint}/tokenizer"), load_alignment_lm(f"{args.checkpoint}/alignment_lm")
     tok = TextTokenizer.from_file(f"{args.checkpoint}/text_tokenizer.json")
-    scenes, pixels = scene_batch(WorldConfig(), "heldout", range(args.n))
+    scenes, pixels = scene_batch(WorldConfig(), args.split, range(args.n))
     with torch.no_grad():
         embeddings = vq(pixels, quantize=True).embeddings
         qa = [_eval_question(s, i) for i, s in enumerate(scenes)]
