@@ -3,7 +3,7 @@ and the decoder's `patch_prior` MLP fitted alone.
 
     .venv/bin/python bench/code_lookup.py --checkpoint out/tiny4/candidate \
         --shards out/tiny4/shards/train-dense_128x128,out/tiny4/shards/train_128x128 [--fit 8192] [--n 48] \
-        [--mlp-steps 3000 --mlp-width 2048]
+        [--mlp-steps 3000 --mlp-width 2048] [--objects 64]
 
 The mean pixel patch of every code is accumulated over the first --fit scenes of the shard folders (re-rendered from
 the world; codes read from the shards); held-out text scenes are then encoded and drawn by pasting each code's mean
@@ -12,7 +12,10 @@ LongText-Bench's text accuracy for the decoder and for the lookup. If the lookup
 not, the codes determine the glyphs and the decoder has not learned to draw them; if it reads badly too, one code
 stands for many different patches. With --mlp-steps, the MLP of `DecoderConfig.patch_prior` (zero-initialised
 output as in the decoder; AdamW lr 1e-3, 2,048 random (embedding, patch) pairs of the fit per step) is trained on the
-same pairs and scored the same way, at a few steps along.
+same pairs and scored the same way, at a few steps along. With --objects N, the first N held-out scenes are also
+drawn by the decoder and by the lookup and given to the scene judge (xomni/eval/scene_judge.py): the share of scenes
+it gets exactly (every object's shape and colour, boxes overlapping), for the originals too: whether object shapes
+survive the codes at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.eval.longtext import match_text
 from xomni.eval.ocr import make_ocr_judge
+from xomni.eval.scene_judge import SceneJudge, exact
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.stages.tokenize import load_shard_folders
 
@@ -40,6 +44,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=48, help="held-out text scenes scored")
     ap.add_argument("--mlp-steps", type=int, default=0, help="also fit the patch-prior MLP alone for this many steps")
     ap.add_argument("--mlp-width", type=int, default=2048)
+    ap.add_argument("--objects", type=int, default=0, help="also score this many held-out scenes with the scene judge")
     args = ap.parse_args()
     torch.manual_seed(0)
     pipe = ImagePipeline.from_pretrained(args.checkpoint)
@@ -65,18 +70,33 @@ def main() -> None:
     mean = total / count.clamp(min=1)[:, None]
     print(f"{int((count > 0).sum())} of {K} codes seen in {args.fit} scenes")
 
+
+    def draw(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Held-out pixels -> (codes, decoder's 20-step sample, per-code mean patches; unseen codes: the sample's)."""
+        codes = pipe.encode(pixels)  # B h w
+        sampled = pipe.decode(codes, steps=20, generator=torch.Generator().manual_seed(0))
+        flat = codes.flatten(1)
+        lookup = mean[flat]  # B N P
+        unseen = count[flat] == 0
+        lookup[unseen] = codec.to_patches(sampled)[unseen]
+        print(f"{unseen.float().mean():.3%} of held-out positions carry a code unseen in the fit")
+        return codes, sampled, codec.to_pixels(lookup, *codes.shape[1:])
+
+    if args.objects:
+        judge = SceneJudge()
+        scenes, pixels = scene_batch(WorldConfig(), "heldout", range(args.objects))
+        _, sampled, looked = draw(pixels)
+        print("| drawn by | scenes the scene judge gets exactly |")
+        print("|---|---|")
+        for name, images in {"original render": pixels, "decoder (20 steps)": sampled, "per-code mean patch": looked}.items():
+            right = sum(exact(judge.objects(to_image(x)), s) for s, x in zip(scenes, images))
+            print(f"| {name} | {right / len(scenes):.3f} ({len(scenes)}) |")
+
     scenes, pixels = scene_batch(WorldConfig(), "heldout", range(400))
     keep = [k for k, s in enumerate(scenes) if s.text is not None][: args.n]
     scenes, pixels = [scenes[k] for k in keep], pixels[keep]
-    codes = pipe.encode(pixels)  # B h w
+    codes, sampled, looked = draw(pixels)
     h, w = codes.shape[1:]
-    sampled = pipe.decode(codes, steps=20, generator=torch.Generator().manual_seed(0))
-    flat = codes.flatten(1)
-    lookup = mean[flat]  # B N P
-    unseen = count[flat] == 0
-    lookup[unseen] = codec.to_patches(sampled)[unseen]
-    looked = codec.to_pixels(lookup, h, w)
-    print(f"{unseen.float().mean():.3%} of held-out positions carry a code unseen in the fit")
     ocr = make_ocr_judge("rapidocr")
     drawn = {"decoder (20 steps)": sampled, "per-code mean patch": looked}
     if args.mlp_steps:
