@@ -7,13 +7,14 @@ and the decoder's `patch_prior` MLP fitted alone.
 
 The mean pixel patch of every code is accumulated over the first --fit scenes of the shard folders (re-rendered from
 the world; codes read from the shards); held-out text scenes are then encoded and drawn by pasting each code's mean
-patch (codes never seen in the fit fall back to the decoder's 20-step sample). rapidocr reads both; the table holds
-LongText-Bench's text accuracy for the decoder and for the lookup. If the lookup reads well where the decoder does
+patch (codes never seen in the fit fall back to the decoder's 20-step sample). rapidocr reads them, the decoder's
+20-step samples and, for a decoder with a `patch_prior`, what that prior alone draws; the table holds LongText-Bench's
+text accuracy for each. If the lookup reads well where the decoder does
 not, the codes determine the glyphs and the decoder has not learned to draw them; if it reads badly too, one code
 stands for many different patches. With --mlp-steps, the MLP of `DecoderConfig.patch_prior` (zero-initialised
 output as in the decoder; AdamW lr 1e-3, 2,048 random (embedding, patch) pairs of the fit per step) is trained on the
 same pairs and scored the same way, at a few steps along. With --objects N, the first N held-out scenes are also
-drawn by the decoder and by the lookup and given to the scene judge (xomni/eval/scene_judge.py): the share of scenes
+drawn the same ways and given to the scene judge (xomni/eval/scene_judge.py): the share of scenes
 it gets exactly (every object's shape and colour, boxes overlapping), for the originals too: whether object shapes
 survive the codes at all.
 """
@@ -71,34 +72,40 @@ def main() -> None:
     print(f"{int((count > 0).sum())} of {K} codes seen in {args.fit} scenes")
 
 
-    def draw(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Held-out pixels -> (codes, decoder's 20-step sample, per-code mean patches; unseen codes: the sample's)."""
+    def draw(pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Held-out pixels -> (codes, {how: pixels}): the decoder's 20-step sample, its patch prior alone (if it has
+        one), and the per-code mean patches (codes unseen in the fit: the sample's patches)."""
         codes = pipe.encode(pixels)  # B h w
-        sampled = pipe.decode(codes, steps=20, generator=torch.Generator().manual_seed(0))
+        h, w = codes.shape[1:]
+        drawn = {"decoder (20 steps)": pipe.decode(codes, steps=20, generator=torch.Generator().manual_seed(0))}
+        if pipe.decoder.prior is not None:
+            with torch.no_grad():
+                prior = pipe.decoder.prior_patches(pipe.tokenizer.embed_codes(codes))
+            drawn["the decoder's patch prior alone"] = codec.to_pixels(prior, h, w)
         flat = codes.flatten(1)
         lookup = mean[flat]  # B N P
         unseen = count[flat] == 0
-        lookup[unseen] = codec.to_patches(sampled)[unseen]
+        lookup[unseen] = codec.to_patches(drawn["decoder (20 steps)"])[unseen]
         print(f"{unseen.float().mean():.3%} of held-out positions carry a code unseen in the fit")
-        return codes, sampled, codec.to_pixels(lookup, *codes.shape[1:])
+        drawn["per-code mean patch"] = codec.to_pixels(lookup, h, w)
+        return codes, drawn
 
     if args.objects:
         judge = SceneJudge()
         scenes, pixels = scene_batch(WorldConfig(), "heldout", range(args.objects))
-        _, sampled, looked = draw(pixels)
+        _, drawn = draw(pixels)
         print("| drawn by | scenes the scene judge gets exactly |")
         print("|---|---|")
-        for name, images in {"original render": pixels, "decoder (20 steps)": sampled, "per-code mean patch": looked}.items():
+        for name, images in {"original render": pixels, **drawn}.items():
             right = sum(exact(judge.objects(to_image(x)), s) for s, x in zip(scenes, images))
             print(f"| {name} | {right / len(scenes):.3f} ({len(scenes)}) |")
 
     scenes, pixels = scene_batch(WorldConfig(), "heldout", range(400))
     keep = [k for k, s in enumerate(scenes) if s.text is not None][: args.n]
     scenes, pixels = [scenes[k] for k in keep], pixels[keep]
-    codes, sampled, looked = draw(pixels)
+    codes, drawn = draw(pixels)
     h, w = codes.shape[1:]
     ocr = make_ocr_judge("rapidocr")
-    drawn = {"decoder (20 steps)": sampled, "per-code mean patch": looked}
     if args.mlp_steps:
         emb = pipe.tokenizer.embed_codes(codes)
         E, P = torch.cat(pairs[0]), torch.cat(pairs[1])
