@@ -265,3 +265,28 @@ def test_image_embeddings_from_the_tokenizer_are_its_projected_codes_at_the_text
     torch.testing.assert_close(rows.norm(dim=-1).mean(), text.norm(dim=-1).mean())
     with pytest.raises(ValueError, match="adapter width"):
         tokenizer_image_embeddings(vq, torch.randn(5, 64))
+
+
+def test_alignment_start_takes_the_alignment_lms_language_and_its_reading_of_each_code():
+    from xomni.model.unified import UnifiedConfig, UnifiedModel
+    from xomni.stages.train_ar import alignment_start, tokenizer_image_embeddings
+    from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
+
+    torch.manual_seed(0)
+    vq = SiglipVQ(VQ).eval()
+    lm = AlignmentLM(AlignmentConfig(vocab_size=97, semantic_dim=32, hidden_size=32, num_layers=1, num_heads=2,
+                                     num_kv_heads=1, intermediate_size=48)).eval()
+    model = UnifiedModel(UnifiedConfig(text_vocab_size=97, codebook_size=32, **AR)).eval()
+    codes = torch.randint(0, 16, (6, 4, 4), generator=torch.Generator().manual_seed(1))  # codes 16-31 never occur
+    alignment_start(model, lm, vq, codes)
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, head="text"), lm.lm(ids).logits, rtol=1e-5, atol=1e-5)
+        k = int(codes[0, 0, 0])
+        reading = lm.image_proj(vq.embed_codes(codes)[codes == k].mean(0))  # brute force: code k's mean, projected
+        torch.testing.assert_close(model.mm_embed.weight[k], reading, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.mm_embed.weight[31],
+                                   tokenizer_image_embeddings(vq, model.embed_tokens.weight)[31])
+    wider = UnifiedModel(UnifiedConfig(text_vocab_size=97, codebook_size=32, **{**AR, "intermediate_size": 64}))
+    with pytest.raises(ValueError, match="alignment LM"):
+        alignment_start(wider, lm, vq, codes)

@@ -12,9 +12,12 @@ Phases (what trains, what data):
 - pretrain2: everything, same mixture.
 - pretrain3: annealing on the best data: text-rich and dense-prompt scenes, learning rate to 10%.
 - sft: prompts at every level of detail and the understanding questions, learning rate decaying to 0.
-Deviation (tiny scale): the paper's LLM is a pretrained Qwen2.5; ours is a random tiny Qwen2, so phase `text` first
-trains it on the world's language alone (captions, prompts, questions and answers), standing in for that
-pretraining. At paper scale, `--init` is a Qwen2.5 folder and `text` is skipped.
+Deviation (tiny scale): the paper's LLM is a pretrained Qwen2.5; ours is a tiny Qwen2 with nothing behind it. Two
+stand-ins for that pretraining: phase `text` trains a random one on the world's language alone (captions, prompts,
+questions and answers); or `--llm-init DIR` starts pretrain1 from the tokenizer stage's alignment LM, a Qwen2 of the
+tiny LLM's shape that has learned the world's language and to answer from the semantic tokens (see
+`alignment_start`). The second reads the image after 200 steps, the first had not after 1,800 (docs/unified.md).
+At paper scale, `--init` is a Qwen2.5 folder and `text` is skipped.
 
 Data: token shards from `xomni tokenize` (the encoder never runs here), scenes re-derived from their indices, one
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
@@ -52,9 +55,10 @@ from xomni.checkpoint import load_component, load_train_state, save_component, s
 from xomni.data.sequences import IGNORE, Formatter, Sample, pack
 from xomni.data.batches import scene_batch, understanding_pairs
 from xomni.data.world import Scene, WorldConfig, caption, make_scene, prompts, questions
-from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
+from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, qwen2_key
 from xomni.stages.tokenize import load_shard_folders
-from xomni.stages.train_tokenizer import load_tokenizer
+from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
+from xomni.tokenizer.alignment import AlignmentLM
 from xomni.tokenizer.text import TextTokenizer
 
 PHASES = ("text", "pretrain1", "pretrain2", "pretrain3", "sft")
@@ -86,6 +90,7 @@ class Config:
     bf16: bool = False  # autocast the forward to bfloat16 (paper scale)
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
     image_embed_init: str = ""  # "tokenizer": a fresh run starts mm_embed from the tokenizer's per-code vectors
+    llm_init: str = ""  # tiny: an alignment_lm folder; a fresh run's LLM and mm_embed start from it (alignment_start)
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -117,6 +122,33 @@ def trainable(model: UnifiedModel, phase: str) -> list[torch.nn.Parameter]:
         for part in (model.vision_pre, model.vision_post, model.mm_embed, model.mm_head, model.mm_norm):
             part.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
+
+
+@torch.no_grad()
+def alignment_start(model: UnifiedModel, lm: AlignmentLM, vq, codes: torch.Tensor) -> None:
+    """Start a fresh model from the tokenizer's alignment LM (tiny). Its Qwen2 becomes the LLM part (text embedding,
+    layers, norm, head), and row k of `mm_embed` becomes the LM's image projection of code k's mean contextual
+    semantic embedding (the tokenizer's decode-side adapter output) over `codes` (N, h, w): what that LM learned to
+    read at a cell holding code k. Codes that do not occur keep `tokenizer_image_embeddings`. The vision-only
+    blocks, image head and norm stay new, for pretrain1 to train."""
+    a, m = lm.config, model.config
+    mine = (m.text_vocab_size, m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.intermediate_size)
+    theirs = (a.vocab_size, a.hidden_size, a.num_layers, a.num_heads, a.num_kv_heads, a.intermediate_size)
+    if mine != theirs:
+        raise ValueError(f"llm_init: the alignment LM (vocab, width, layers, heads, kv heads, mlp) {theirs} is not "
+                         f"this model's LLM {mine}")
+    state = {qwen2_key(k, m): v for k, v in lm.lm.state_dict().items() if qwen2_key(k, m) is not None}
+    state["lm_head.weight"] = lm.lm.get_output_embeddings().weight  # tied in the alignment LM, separate here
+    model.load_state_dict(state, strict=False)
+    model.mm_embed.weight.copy_(tokenizer_image_embeddings(vq, model.embed_tokens.weight))
+    total = torch.zeros(m.codebook_size, vq.config.adapter_dim)
+    count = torch.zeros(m.codebook_size)
+    for start in range(0, len(codes), 256):
+        batch = codes[start : start + 256]
+        total.index_add_(0, batch.flatten(), vq.embed_codes(batch).flatten(0, 2))
+        count.index_add_(0, batch.flatten(), torch.ones(batch.numel()))
+    seen = count > 0
+    model.mm_embed.weight[seen] = lm.image_proj(total[seen] / count[seen, None])
 
 
 def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
@@ -242,6 +274,12 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"image_embed_init must be '' or 'tokenizer', got {cfg.image_embed_init!r}")
     if cfg.image_embed_init and state is None:  # a fresh run only: a resumed one has its own trained rows
         model.mm_embed.weight.data.copy_(tokenizer_image_embeddings(vq, model.embed_tokens.weight))
+    if cfg.llm_init and (cfg.init or cfg.image_embed_init or cfg.phase == "text"):
+        raise ValueError("llm_init starts a fresh model for pretrain1 and sets mm_embed itself: not with --init, "
+                         "--image-embed-init or phase text")
+    if cfg.llm_init and state is None:
+        starts = [sources[s][3][j] for s, j in (rows_of[k] for k in order[:8192])]
+        alignment_start(model, load_alignment_lm(cfg.llm_init), vq, torch.stack(starts))
     trainable(model, cfg.phase)
     step = 0
     if state is not None:
