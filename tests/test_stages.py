@@ -290,3 +290,12 @@ def test_alignment_start_takes_the_alignment_lms_language_and_its_reading_of_eac
     wider = UnifiedModel(UnifiedConfig(text_vocab_size=97, codebook_size=32, **{**AR, "intermediate_size": 64}))
     with pytest.raises(ValueError, match="alignment LM"):
         alignment_start(wider, lm, vq, codes)
+
+
+def test_decoder_schedule_starts_the_transformer_after_prior_first():
+    cfg = train_decoder.Config(steps=300, warmup=10, prior_first=100)
+    lr = train_decoder.lr_at
+    assert lr(10, cfg, 1.0, 0) == 1.0 and lr(10, cfg, 1.0, 100) == pytest.approx(0.1)  # prior at peak, rest waits
+    assert lr(100, cfg, 1.0, 100) == pytest.approx(0.1) and lr(110, cfg, 1.0, 100) == pytest.approx(1.0)
+    assert lr(205, cfg, 1.0, 100) == pytest.approx(0.525)  # halfway through its own cosine
+    assert lr(300, cfg, 1.0, 100) == pytest.approx(0.05) and lr(300, cfg, 1.0, 0) == pytest.approx(0.05)

@@ -67,12 +67,14 @@ class Config:
     resume: bool = True
 
 
-def lr_at(step: int, cfg: Config, peak: float | None = None) -> float:
-    """Linear warm-up to `peak` (default cfg.lr), then cosine down to 5% of it."""
+def lr_at(step: int, cfg: Config, peak: float | None = None, start: int = 0) -> float:
+    """Linear warm-up to `peak` (default cfg.lr), then cosine down to 5% of it by cfg.steps; the schedule of a
+    parameter group that starts training at step `start` (the transformer after `prior_first`) begins there."""
     peak = cfg.lr if peak is None else peak
+    step = max(0, step - start)
     if step < cfg.warmup:
         return peak * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    progress = (step - cfg.warmup) / max(1, cfg.steps - start - cfg.warmup)
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -125,7 +127,8 @@ def main(cfg: Config) -> dict:
     net = SemanticFlux(dec_config)
     prior = list(net.prior.parameters()) if net.prior is not None else []
     rest = [p for n, p in net.named_parameters() if not n.startswith("prior.")]
-    groups = [{"params": rest, "peak": cfg.lr}] + ([{"params": prior, "peak": cfg.prior_lr}] if prior else [])
+    groups = [{"params": rest}] + ([{"params": prior}] if prior else [])
+    schedules = [(cfg.lr, cfg.prior_first), (cfg.prior_lr, 0)]  # per group: peak, first step (from cfg, also on resume)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step = 0
     if state is not None:
@@ -168,8 +171,8 @@ def main(cfg: Config) -> dict:
             keep = (torch.rand(len(rows), generator=gen) >= cfg.cond_drop).float()
             semantic = semantic * keep[:, None, None, None]
         x0 = pipe.codec.to_patches(pixels)  # B N P
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg, group["peak"])
+        for group, (peak, start) in zip(opt.param_groups, schedules):
+            group["lr"] = lr_at(step, cfg, peak, start)
         prior = net.prior_patches(semantic) if net.prior is not None else None  # once, for both losses
         losses, loss = {}, 0.0
         if step >= cfg.prior_first:
@@ -185,7 +188,7 @@ def main(cfg: Config) -> dict:
         opt.step()
         step += 1
 
-        record = {"step": step, "loss": loss.item(), **losses, "lr": lr_at(step - 1, cfg),
+        record = {"step": step, "loss": loss.item(), **losses, "lr": opt.param_groups[0]["lr"],
                   "elapsed_s": round(time.time() - t0, 1)}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = {"psnr_heldout": sample_grid(pipe, 8, cfg.sample_steps, out / f"decoder_samples_{step:06d}.png")}
