@@ -139,6 +139,13 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
     after = load_component(tmp_path / "b" / "decoder", DecoderConfig, SemanticFlux).state_dict()
     changed = {k for k in start if not torch.equal(start[k], after[k])}
     assert changed and all(k.startswith("prior.") for k in changed)
+    from xomni.stages import publish
+
+    with pytest.raises(FileNotFoundError):  # the run folder holds no decoder/ of its own
+        publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship")))
+    publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship"), decoder=str(tmp_path / "b" / "decoder")))
+    shipped = load_component(tmp_path / "ship" / "decoder", DecoderConfig, SemanticFlux).state_dict()
+    assert all(torch.equal(shipped[k], after[k].half().float()) for k in after)
     monkeypatch.setitem(train_decoder.PRESETS, "other", DecoderConfig(**{**DEC.__dict__, "patch_prior": 8}))
     with pytest.raises(ValueError, match="different decoder"):
         train_decoder.main(dec_cfg(tmp_path / "c", preset="other", init=str(tmp_path / "a" / "decoder")))

@@ -1,7 +1,7 @@
 """Stage: copy a finished tiny run into a shippable checkpoint folder (fp16 weights, metrics in meta.json).
 
     python -m xomni.cli publish --run out/tiny --dest checkpoints/tiny [--metrics out/tiny/eval/metrics.json]
-                                [--ar out/tiny/ar_sft/model] [--alignment-lm false]
+                                [--ar out/tiny/ar_sft/model] [--alignment-lm false] [--decoder DIR]
 
 The folder holds text_tokenizer.json, tokenizer/, decoder/, and when given ar/ (the unified model) and alignment_lm/
 (the tokenizer's alignment LM: only `xomni eval reconstruction` reads it, for its VQA number); every command
@@ -30,6 +30,7 @@ class Config:
     command: str = "bash runs/cpu_tiny.sh"
     fp16: bool = True
     ar: str = ""  # the unified model's folder (e.g. out/tiny/ar_sft/model), shipped as ar/
+    decoder: str = ""  # a decoder folder to ship instead of RUN/decoder (a decoder trained in another --out)
     alignment_lm: bool = True  # ship the alignment LM too
 
 
@@ -38,6 +39,8 @@ def main(cfg: Config) -> dict:
     sources = {c: run / c for c in REQUIRED + (("alignment_lm",) if cfg.alignment_lm else ())}
     if cfg.ar:
         sources["ar"] = Path(cfg.ar)
+    if cfg.decoder:
+        sources["decoder"] = Path(cfg.decoder)
     missing = [str(p) for p in sources.values() if not (p / "model.safetensors").is_file()]
     if missing or not (run / "text_tokenizer.json").is_file():
         raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
