@@ -71,7 +71,6 @@ def main() -> None:
     mean = total / count.clamp(min=1)[:, None]
     print(f"{int((count > 0).sum())} of {K} codes seen in {args.fit} scenes")
 
-
     def draw(pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Held-out pixels -> (codes, {how: pixels}): the decoder's 20-step sample, its patch prior alone (if it has
         one), and the per-code mean patches (codes unseen in the fit: the sample's patches)."""

@@ -241,6 +241,9 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
 def main(cfg: Config) -> dict:
     if cfg.phase not in PHASES:
         raise ValueError(f"unknown phase {cfg.phase!r}; choose one of {PHASES}")
+    if cfg.llm_init and (cfg.init or cfg.image_embed_init or cfg.phase == "text"):
+        raise ValueError("llm_init starts a fresh model for pretrain1 and sets mm_embed itself: not with --init, "
+                         "--image-embed-init or phase text")
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():
@@ -274,9 +277,6 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"image_embed_init must be '' or 'tokenizer', got {cfg.image_embed_init!r}")
     if cfg.image_embed_init and state is None:  # a fresh run only: a resumed one has its own trained rows
         model.mm_embed.weight.data.copy_(tokenizer_image_embeddings(vq, model.embed_tokens.weight))
-    if cfg.llm_init and (cfg.init or cfg.image_embed_init or cfg.phase == "text"):
-        raise ValueError("llm_init starts a fresh model for pretrain1 and sets mm_embed itself: not with --init, "
-                         "--image-embed-init or phase text")
     if cfg.llm_init and state is None:
         starts = [sources[s][3][j] for s, j in (rows_of[k] for k in order[:8192])]
         alignment_start(model, load_alignment_lm(cfg.llm_init), vq, torch.stack(starts))

@@ -136,11 +136,11 @@ def main(cfg: Config) -> dict:
         step = state["step"]
         print(f"resumed from {state_path} at step {step}")
     elif cfg.init:
-        start = load_component(cfg.init, DecoderConfig, SemanticFlux)
-        if start.config != dec_config:
+        source = load_component(cfg.init, DecoderConfig, SemanticFlux)
+        if source.config != dec_config:
             raise ValueError(f"--init {cfg.init} is a different decoder than preset {cfg.preset!r}: "
-                             f"{start.config} vs {dec_config}")
-        net.load_state_dict(start.state_dict())
+                             f"{source.config} vs {dec_config}")
+        net.load_state_dict(source.state_dict())
         print(f"starting from the weights of {cfg.init}")
     print(f"decoder {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params")
     pipe = ImagePipeline(vq, net, cfg.preset)
