@@ -306,3 +306,13 @@ def test_decoder_schedule_starts_the_transformer_after_prior_first():
     assert lr(100, cfg, 1.0, 100) == pytest.approx(0.1) and lr(110, cfg, 1.0, 100) == pytest.approx(1.0)
     assert lr(205, cfg, 1.0, 100) == pytest.approx(0.525)  # halfway through its own cosine
     assert lr(300, cfg, 1.0, 100) == pytest.approx(0.05) and lr(300, cfg, 1.0, 0) == pytest.approx(0.05)
+
+
+def test_llm_init_refuses_what_would_overwrite_it(tmp_path):
+    from xomni.stages import train_ar
+
+    for kw in ({"init": "x"}, {"image_embed_init": "tokenizer"}, {"phase": "text"}):
+        cfg = train_ar.Config(**{"phase": "pretrain1", "llm_init": "lm", "out": str(tmp_path / "o"), **kw})
+        with pytest.raises(ValueError, match="llm_init"):
+            train_ar.main(cfg)
+    assert not (tmp_path / "o").exists()  # refused before anything was written
