@@ -304,11 +304,18 @@ def load_pretrained(model: UnifiedModel, path, source: str) -> list[str]:
     source "qwen2": a Qwen2.5 folder (paper pre-training starts here): the LLM part is set; the vision-only blocks,
     the image embedding, head and norm stay new, as the paper's stage 1 trains them. A Qwen2.5 with tied embeddings
     (no lm_head.weight) gets its embedding as the head."""
+    return load_pretrained_tensors(model, read_safetensors(path), source, str(path))
+
+
+@torch.no_grad()
+def load_pretrained_tensors(model: UnifiedModel, tensors: dict[str, torch.Tensor], source: str,
+                            where: str = "the weights") -> list[str]:
+    """`load_pretrained` on tensors already in memory under the source's names (e.g. a Qwen2 module's state dict)."""
     if source not in ("official", "qwen2"):
         raise ValueError(f"unknown source {source!r}; expected 'official' or 'qwen2'")
     to_ours = official_key if source == "official" else qwen2_key
     mapped = {}
-    for name, value in read_safetensors(path).items():
+    for name, value in tensors.items():
         ours = to_ours(name, model.config)
         if ours is not None:
             mapped[ours] = value
@@ -321,6 +328,6 @@ def load_pretrained(model: UnifiedModel, path, source: str) -> list[str]:
     own = model.state_dict()
     expected = own if source == "official" else {k: v for k, v in own.items() if k in mapped or
                                                  k.startswith(("layers.", "embed_tokens.", "norm.", "lm_head."))}
-    check_fit(expected, mapped, f"{path} does not fit this UnifiedConfig")
+    check_fit(expected, mapped, f"{where} does not fit this UnifiedConfig")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.items()}, strict=False)
     return sorted(set(own) - set(mapped))

@@ -55,7 +55,7 @@ from xomni.checkpoint import load_component, load_train_state, save_component, s
 from xomni.data.sequences import IGNORE, Formatter, Sample, pack
 from xomni.data.batches import scene_batch, understanding_pairs
 from xomni.data.world import Scene, WorldConfig, caption, make_scene, prompts, questions
-from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, qwen2_key
+from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
 from xomni.tokenizer.alignment import AlignmentLM
@@ -137,9 +137,9 @@ def alignment_start(model: UnifiedModel, lm: AlignmentLM, vq, codes: torch.Tenso
     if mine != theirs:
         raise ValueError(f"llm_init: the alignment LM (vocab, width, layers, heads, kv heads, mlp) {theirs} is not "
                          f"this model's LLM {mine}")
-    state = {qwen2_key(k, m): v for k, v in lm.lm.state_dict().items() if qwen2_key(k, m) is not None}
-    state["lm_head.weight"] = lm.lm.get_output_embeddings().weight  # tied in the alignment LM, separate here
-    model.load_state_dict(state, strict=False)
+    # its head is tied to its embedding: leave the alias out, and the loader gives our separate head the embedding
+    load_pretrained_tensors(model, {k: v for k, v in lm.lm.state_dict().items() if k != "lm_head.weight"}, "qwen2",
+                            "the alignment LM")
     model.mm_embed.weight.copy_(tokenizer_image_embeddings(vq, model.embed_tokens.weight))
     total = torch.zeros(m.codebook_size, vq.config.adapter_dim)
     count = torch.zeros(m.codebook_size)
