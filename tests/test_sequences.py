@@ -22,6 +22,16 @@ def test_generation_supervises_exactly_the_image_codes(fmt):
     assert s.ids[-2:] == [fmt.vocab.eom_id, fmt.vocab.eos_id]
 
 
+def test_unconditional_generation_is_the_cfg_branch(fmt):
+    """cond_drop's samples start with the image prefix alone, as the engine's unconditional branch does."""
+    s = fmt.generation(None, list(range(6)), 2, 3)
+    prefix = fmt.tok.image_prefix(2, 3)
+    V = fmt.vocab.text_vocab_size
+    assert s.ids[: len(prefix)] == prefix
+    assert s.ids == fmt.image(list(range(6)), 2, 3) + [fmt.vocab.eos_id]
+    assert [lab for lab in s.labels if lab != IGNORE] == [V + k for k in range(6)]
+
+
 def test_understanding_supervises_exactly_the_answer_and_its_end(fmt):
     s = fmt.understanding([3, 1, 4, 1], 2, 2, "what color is the circle?", "red")
     supervised = [lab for lab in s.labels if lab != IGNORE]

@@ -86,7 +86,7 @@ def test_language_matches_ground_truth():
                 assert q.answer == s.text.text
         if s.relation is not None:
             assert relation_of(s.objects[0].box, s.objects[1].box) == s.relation
-        assert set(prompts(s)) == {"short", "medium", "dense"}
+        assert set(prompts(s)) == {"short", "medium", "dense", "photo"} if s.groups else {"short", "medium", "dense"}
         if s.text is not None:
             assert s.text.text in caption(s)
 
@@ -138,3 +138,24 @@ def test_chinese_characters_take_two_by_two_cells_and_silhouettes_cover_objects(
     assert sil.shape == (8, 8, 16) and sil.min() >= 0 and sil.max() <= 1
     covered = (object_masks(s) > 0).sum()
     assert sil.sum() * 16 == pytest.approx(covered)
+
+
+def test_photo_prompts_speak_genevals_templates():
+    """The `photo` level is the register of synth-geneval's prompts: every GenEval prompt the held-out suite builds
+    from a scene is that scene's photo prompt with or without its colours and its relation, and the level names
+    the colours for some scenes and not for others."""
+    from xomni.data.world import photo_prompt
+    from xomni.eval import geneval
+    from xomni.eval.suites import geneval_metadata
+
+    cfg, seen, colored = WorldConfig(), 0, set()
+    for i in range(300):
+        s = make_scene(cfg, "heldout", i)
+        if s.groups:
+            colored.add(prompts(s)["photo"] == photo_prompt(s, True))
+        for tag in geneval.TAGS:
+            meta = geneval_metadata(s, tag)
+            if meta is not None:
+                seen += 1
+                assert meta["prompt"] in {photo_prompt(s, c, r) for c in (True, False) for r in (True, False)}
+    assert seen > 100 and colored == {True, False}

@@ -60,8 +60,10 @@ class Formatter:
     def understanding_prompt(self, codes: list[int], rows: int, cols: int, question: str) -> list[int]:
         return self.image_turn(codes, rows, cols) + self.question_turn(question, open_turn=True)
 
-    def generation(self, prompt: str, codes: list[int], rows: int, cols: int) -> Sample:
-        context = self.generation_prompt(prompt)
+    def generation(self, prompt: str | None, codes: list[int], rows: int, cols: int) -> Sample:
+        """Prompt, then the image; only the image codes are supervised. prompt None: the unconditional sample, the
+        image prefix alone before the codes, exactly the engine's unconditional branch under CFG."""
+        context = self.generation_prompt(prompt) if prompt is not None else []
         image = self.image(codes, rows, cols)
         ids = context + image + [self.vocab.eos_id]
         targets = [IGNORE] * len(ids)

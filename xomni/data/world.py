@@ -596,8 +596,29 @@ def caption(scene: Scene) -> str:
     return out
 
 
+def _photo_np(g: Group, with_color: bool) -> str:
+    color = f"{g.color} " if with_color else ""
+    if g.count > 1:
+        return f"{NUMBERS_EN[g.count]} {color}{SHAPES[g.shape][0]}"
+    return f"{'an' if (color or g.shape)[0] in 'aeiou' else 'a'} {color}{g.shape}"
+
+
+def photo_prompt(scene: Scene, with_color: bool | None = None, with_relation: bool | None = None) -> str:
+    """The scene's objects in GenEval's templates ("a photo of a red cube and a blue ball"): colours named, and a
+    scene's relation as GenEval words it ("a cube left of a ball") rather than "and", each by default for half of
+    the scenes (chosen by the seed); counts in words. Text is not mentioned."""
+    bits = hashlib.sha256(f"{scene.seed}/photo".encode()).digest()
+    with_color = bits[0] % 2 == 0 if with_color is None else with_color
+    with_relation = bits[1] % 2 == 0 if with_relation is None else with_relation
+    nps = [_photo_np(g, with_color) for g in scene.groups]
+    if scene.relation is not None and with_relation:
+        return f"a photo of {nps[0]} {scene.relation} {nps[1]}"
+    return "a photo of " + " and ".join(nps)
+
+
 def prompts(scene: Scene) -> dict[str, str]:
-    """Text-to-image prompts at three levels of detail: short, medium, dense."""
+    """Text-to-image prompts at four levels of detail: short, medium, dense, and `photo`, the objects in GenEval's
+    register (`photo_prompt`; scenes without objects have none)."""
     t = scene.text
     if t is not None and t.lang == "zh":
         short = f"{CATEGORIES[t.category]}上写着“{t.text}”"
@@ -605,7 +626,10 @@ def prompts(scene: Scene) -> dict[str, str]:
     else:
         short = f'a {t.category} that says "{t.text}"' if t is not None else " and ".join(_np_en(g) for g in scene.groups)
         medium = _objects_en(scene) + (f', and a {t.category} that says "{t.text}"' if t is not None else "")
-    return {"short": short, "medium": medium, "dense": caption(scene)}
+    out = {"short": short, "medium": medium, "dense": caption(scene)}
+    if scene.groups:
+        out["photo"] = photo_prompt(scene)
+    return out
 
 
 @dataclass

@@ -23,6 +23,8 @@ Data: token shards from `xomni tokenize` (the encoder never runs here), scenes r
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
 mean over supervised image tokens plus the mean over supervised text tokens, so neither kind drowns the other; each
 kind is scored by its own head over its own vocabulary (image codes / text), the distributions the engine samples.
+A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
+unconditional branch the engine's CFG reads, which otherwise would be a context the model has never seen.
 The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
 
 Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
@@ -81,6 +83,7 @@ class Config:
     final_lr: float = 0.1  # fraction of lr at the end (sft: 0)
     weight_decay: float = 0.05
     gen_share: float = 0.5  # share of generation samples
+    cond_drop: float = 0.1  # share of generation samples without their prompt (CFG's unconditional branch)
     turns: int = 3  # question/answer turns per understanding sample
     save_every: int = 100
     eval_every: int = 250
@@ -166,12 +169,16 @@ def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
 
 
 def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], rows: int, cols: int,
-                 rng: random.Random, gen_share: float, turns: int = 3, max_len: int = 10**9) -> Sample:
+                 rng: random.Random, gen_share: float, turns: int = 3, max_len: int = 10**9,
+                 cond_drop: float = 0.0) -> Sample:
     """One training sample: language only (phase text), a generation sample (a prompt at some level of detail,
-    then the image), or an understanding conversation (the image, then up to `turns` questions or the caption)."""
+    then the image; with probability `cond_drop` no prompt at all, the unconditional branch CFG samples from), or
+    an understanding conversation (the image, then up to `turns` questions or the caption)."""
     if phase == "text":
         return text_sample(fmt, scene, rng)
     if rng.random() < gen_share:
+        if cond_drop and rng.random() < cond_drop:
+            return fmt.generation(None, codes, rows, cols)
         levels = prompts(scene)
         level = "dense" if phase in ("pretrain1", "pretrain2") and rng.random() < 0.5 else rng.choice(list(levels))
         return fmt.generation(levels[level], codes, rows, cols)
@@ -329,7 +336,7 @@ def main(cfg: Config) -> dict:
             scene = make_scene(scene_world, split, int(idx[j]))
             rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{k}")  # sample k's task: the same whichever rank takes it
             samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share,
-                                        cfg.turns, cfg.seq_len))
+                                        cfg.turns, cfg.seq_len, cfg.cond_drop))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
 
         for group in opt.param_groups:
