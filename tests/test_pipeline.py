@@ -84,12 +84,17 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
 
     def cfg(out, steps):
         return train_grpo.Config(checkpoint=str(checkpoint), out=str(out), steps=steps, prompts_per_step=2,
-                                 rollouts=2, updates=2, decoder_steps=1, save_every=1, lr=1e-3, reward_workers=0)
+                                 rollouts=2, updates=2, decoder_steps=1, save_every=1, lr=1e-3, reward_workers=0,
+                                 probe_prompts=2, probe_every=2)
 
     metrics = train_grpo.main(cfg(tmp_path / "a", 2))
     rows = [json.loads(x) for x in (tmp_path / "a" / "grpo_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2] and 0 <= metrics["reward"] <= 1
-    assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(rows[-1])
+    steps = [r for r in rows if "probe_reward" not in r]
+    probes = [r for r in rows if "probe_reward" in r]
+    assert [r["step"] for r in steps] == [1, 2] and 0 <= metrics["reward"] <= 1
+    assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(steps[-1])
+    assert [r["step"] for r in probes] == [0, 2]  # the starting model, then every probe_every steps
+    assert all(0 <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2 for r in probes)
     train_grpo.main(cfg(tmp_path / "b", 1))
     train_grpo.main(cfg(tmp_path / "b", 2))  # resumes at step 1
     a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()
@@ -102,7 +107,7 @@ def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(ch
 
     cfg = train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1, prompts_per_step=2,
                             rollouts=2, updates=1, decoder_steps=1, lr=1e-3, chunks=2, reward_workers=1,
-                            eval_every=1, eval_suites="synth-text-en", eval_n=2)
+                            eval_every=1, eval_suites="synth-text-en", eval_n=2, probe_prompts=0)
     train_grpo.main(cfg)
     rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]
     assert rows[0]["failed_chunks"] == 0 and rows[0]["excluded"] == 0 and "judge_wait" in rows[0]["seconds"]
@@ -137,3 +142,22 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
     assert text["cfg"] == 1.5 and text["min_p"] == 0.03  # the sampler is part of the result
     vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))
     assert vqa["judge"] == "unified-model"
+
+
+def test_rl_prompts_come_from_training_scenes_in_their_proportions():
+    """GRPO's prompts never reuse what the held-out suites reserve: training-split scenes only, no reserved colour
+    and shape pair or word; text_share of them ask for text (half short, half long); every level is drawn."""
+    from xomni.data.world import is_reserved_combo, is_reserved_word, prompts
+    from xomni.stages.train_grpo import rl_prompts
+
+    pairs = [p for step in range(40) for p in rl_prompts(step, 4, 0.5, seed=0)]
+    levels = set()
+    for scene, prompt in pairs:
+        assert scene.split == "train"
+        assert not any(is_reserved_combo(g.color, g.shape) for g in scene.groups)
+        if scene.text is not None and scene.text.lang == "en":
+            assert not any(is_reserved_word(w) for w in scene.text.text.split())
+        levels.add(next(k for k, v in prompts(scene).items() if v == prompt))
+    kinds = [scene.text.length if scene.text is not None else None for scene, _ in pairs]
+    assert kinds.count("short") == kinds.count("long") == kinds.count(None) // 2 == 40
+    assert levels == {"short", "medium", "dense", "photo"}

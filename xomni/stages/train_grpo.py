@@ -4,7 +4,7 @@
 
 Each step, for P prompts from the world's training split (`rl_prompts`: `text_share` ask for text, half of those
 short and half long; the rest general scenes; each prompt at a random level of detail):
-1. G rollouts per prompt from the current policy with the engine (temperature 1, min-p 0.03, no CFG by default),
+1. G rollouts per prompt from the current policy with the engine (temperature 1, no min-p filter, no CFG by default),
    decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps). The step's prompts are
    sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
    samples (xomni/rewards/pool.py, `reward_workers` processes);
@@ -18,9 +18,12 @@ short and half long; the rest general scenes; each prompt at a random level of d
        L = mean_tokens[ -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * k3(pi, pi_ref) ]
 
    with rho = pi / pi_old. pi_old and pi_ref are recomputed by training forwards (the sampler's log-probs are not
-   trusted), all three over the image head's full softmax at temperature 1: the objective's distribution, while the
-   sampler draws from its min-p-filtered version of the same softmax (the usual approximation; with CFG the sampled
-   distribution would differ further, so CFG rollouts are refused here).
+   trusted), all three over the image head's full softmax at temperature 1, which is exactly what the sampler draws
+   from by default (`min_p` 0). X-Omni samples with min-p 0.03; `--min-p 0.03` does so here too, and then the
+   objective's distribution is the unfiltered version of the sampled one (the usual approximation). The tiny model
+   is why the default is 0: its image head is diffuse, and min-p 0.03 cuts every object's first code, so every
+   rollout is a bare background and every group has equal rewards (docs/unified.md, "Sampling"). With CFG the
+   sampled distribution would differ further, so CFG rollouts are refused here.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
@@ -33,6 +36,7 @@ OUT/eval/step_NNNN/, and their scores go into the log.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import random
@@ -64,7 +68,7 @@ class Config:
     beta: float = 0.01
     eps_low: float = 0.2
     eps_high: float = 0.28
-    min_p: float = 0.03
+    min_p: float = 0.0  # of the rollouts (X-Omni: 0.03); 0 samples exactly the distribution the objective trains
     decoder_steps: int = 8
     text_share: float = 0.5  # share of prompts asking for text
     w_ocr: float = 1.0
@@ -79,6 +83,8 @@ class Config:
     w_unified: float = 1.0
     chunks: int = 2  # sampling batches per step; the judges score one while the next samples
     reward_workers: int = 1  # judge processes (0: judge in this process, no overlap)
+    probe_prompts: int = 16  # fixed prompts scored every probe_every steps and at step 0 (0: no probe)
+    probe_every: int = 10
     eval_every: int = 0  # held-out suites every this many steps (0: never)
     eval_suites: str = "synth-text-en,synth-text-zh,synth-geneval"
     eval_n: int = 48
@@ -90,7 +96,7 @@ class Config:
 def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
     """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite): `text_share`
     of them ask for text, half of those short texts and half long ones; the rest are general scenes without text.
-    Each prompt is one of the scene's three levels of detail, drawn at random."""
+    Each prompt is one of the scene's levels of detail (`prompts`), drawn at random."""
     rng = random.Random(f"grpo/{seed}/{step}")
     n_text = round(text_share * n)
     want = ["short"] * (n_text - n_text // 2) + ["long"] * (n_text // 2) + [None] * (n - n_text)
@@ -100,7 +106,8 @@ def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
             scene = make_scene(WorldConfig(), "train", rng.randrange(10**7))
             if (scene.text.length if scene.text is not None else None) == kind:
                 break
-        out.append((scene, prompts(scene)[rng.choice(["short", "medium", "dense"])]))
+        levels = prompts(scene)
+        out.append((scene, levels[rng.choice(sorted(levels))]))
     return out
 
 
@@ -121,6 +128,63 @@ def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: 
     logp = logp_all.gather(-1, codes[..., None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def seed_of(*parts) -> int:
+    """A generator seed fixed by `parts` in every process (Python's own hash of a str is not)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
+
+
+def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Sampling, decoder_steps: int,
+                      pool: RewardPool, chunks: int, seed: tuple) -> tuple[list, torch.Tensor, list, float, float]:
+    """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
+    reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
+    rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling and decoding."""
+    rows, cols = 8, 8
+    prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
+    was_training = pipe.model.training
+    pipe.model.eval()
+    tokens, pending = [], []
+    t_sample = t_decode = 0.0
+    per_chunk = math.ceil(len(pairs) / max(1, chunks)) * G
+    for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
+        ts = time.time()
+        gen = torch.Generator().manual_seed(seed_of(*seed, "sample", c))
+        rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling, gen)
+        chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
+        t_sample += time.time() - ts
+        ts = time.time()
+        gen = torch.Generator().manual_seed(seed_of(*seed, "decode", c))
+        pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=decoder_steps, generator=gen)
+        reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
+        images = [to_image(x) for x in pixels]
+        t_decode += time.time() - ts
+        pending.append(pool.submit([
+            Rollout(pairs[(start + i) // G][0], images[i], chunk_codes[i].tolist(), reread[i].tolist(),
+                    pairs[(start + i) // G][1])
+            for i in range(len(images))]))  # judged while the next chunk samples
+        tokens.append(rollout.tokens)
+    pipe.model.train(was_training)
+    return prompt_ids, torch.cat(tokens), pending, t_sample, t_decode
+
+
+def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling) -> dict:
+    """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
+    each with fixed seeds: the mean reward and the mean over prompts of the best of G. At step 0 this is the
+    starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake."""
+    pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
+    _, _, pending, _, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool, cfg.chunks,
+                                            seed=(cfg.seed, "probe"))
+    parts, _ = pool.gather(pending)
+    rewards, _ = combine(parts, weights)
+    r = torch.tensor(rewards).reshape(-1, cfg.rollouts)
+    ok = torch.isfinite(r).all(1)
+    out = {"probe_reward": float(r[ok].mean()), "probe_best_of_g": float(r[ok].max(1).values.mean()),
+           "probe_groups": int(ok.sum())}
+    for k, vals in parts.items():
+        v = [x for x in vals if x is not None and math.isfinite(x)]
+        out[f"probe_{k}"] = sum(v) / len(v) if v else None
+    return out
 
 
 def main(cfg: Config) -> dict:
@@ -158,33 +222,16 @@ def main(cfg: Config) -> dict:
     log = open(out / "grpo_log.jsonl", "a")
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
+    if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
+        record = {"step": 0, **probe(pipe, cfg, rewards_pool, weights, sampling)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        tqdm.write(json.dumps(record))
     while step < cfg.steps:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
-        scenes = [scene for scene, _ in pairs]
-        prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
-        policy.eval()
-        tokens, pending = [], []
-        t_sample = t_decode = 0.0
-        per_chunk = math.ceil(len(pairs) / max(1, cfg.chunks)) * G
-        for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
-            ts = time.time()
-            rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling,
-                                                 torch.Generator().manual_seed(cfg.seed * 100_003 + step * 101 + c))
-            chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
-            t_sample += time.time() - ts
-            ts = time.time()
-            gen = torch.Generator().manual_seed(step * 101 + c)
-            pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=cfg.decoder_steps, generator=gen)
-            reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
-            images = [to_image(x) for x in pixels]
-            t_decode += time.time() - ts
-            pending.append(rewards_pool.submit([
-                Rollout(scenes[(start + i) // G], images[i], chunk_codes[i].tolist(), reread[i].tolist(),
-                        pairs[(start + i) // G][1])
-                for i in range(len(images))]))  # judged while the next chunk samples
-            tokens.append(rollout.tokens)
-        tokens = torch.cat(tokens)
+        prompt_ids, tokens, pending, t_sample, t_decode = sample_and_submit(
+            pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step))
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
         t2 = time.time()
@@ -193,7 +240,6 @@ def main(cfg: Config) -> dict:
         t_judge = time.time() - t2  # what judging added after sampling: the part not overlapped
         r = torch.tensor(rewards).reshape(-1, G)
         valid = torch.isfinite(r).all(1)  # a group with a failed reward is dropped whole
-        t_judge = time.time() - t2
 
         t3 = time.time()
         stats: dict = {}
@@ -237,6 +283,11 @@ def main(cfg: Config) -> dict:
         bar.set_postfix(reward=f"{record['reward']:.3f}")
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
+        if cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
+            record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            tqdm.write(json.dumps(record))
         if cfg.eval_every and step % cfg.eval_every == 0:
             scores = evaluate_suites(out, step, cfg)
             log.write(json.dumps({"step": step, **scores}) + "\n")
