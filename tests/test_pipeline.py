@@ -95,6 +95,7 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(steps[-1])
     assert [r["step"] for r in probes] == [0, 2]  # the starting model, then every probe_every steps
     assert all(0 <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2 for r in probes)
+    assert Image.open(tmp_path / "a" / "grpo_samples_0002.png").size == (2 * 128, 2 * 128)  # 2 prompts x G 2
     train_grpo.main(cfg(tmp_path / "b", 1))
     train_grpo.main(cfg(tmp_path / "b", 2))  # resumes at step 1
     a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 SAMPLES_PER_SUITE = 8
 CURVE_KEYS = ("loss", "lm", "dense", "glyph", "vq", "vqa_accuracy", "glyph_accuracy_zh", "glyph_accuracy_en",
-              "psnr_heldout", "reward", "kl")
+              "psnr_heldout", "reward", "kl", "probe_reward", "probe_best_of_g")
 
 
 @dataclass

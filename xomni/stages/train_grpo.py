@@ -21,16 +21,18 @@ short and half long; the rest general scenes; each prompt at a random level of d
    trusted), all three over the image head's full softmax at temperature 1, which is exactly what the sampler draws
    from by default (`min_p` 0). X-Omni samples with min-p 0.03; `--min-p 0.03` does so here too, and then the
    objective's distribution is the unfiltered version of the sampled one (the usual approximation). The tiny model
-   is why the default is 0: its image head is diffuse, and min-p 0.03 cuts every object's first code, so every
-   rollout is a bare background and every group has equal rewards (docs/unified.md, "Sampling"). With CFG the
-   sampled distribution would differ further, so CFG rollouts are refused here.
+   is why the default is 0: its image head is diffuse, and min-p 0.03 cuts the first code of nearly every object,
+   so rollouts are bare backgrounds and a group's rewards hardly differ (docs/unified.md, "Sampling: min-p"). With
+   CFG the sampled distribution would differ further, so CFG rollouts are refused here.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
 The run folder is itself a checkpoint folder (text tokenizer, tokenizer and decoder linked from `--checkpoint`, the
 policy in `ar/`), so `xomni generate --checkpoint OUT` and `xomni eval ... --checkpoint OUT` use the RL model; every
 `eval_every` steps the held-out suites in `eval_suites` run on it (`eval_n` items each, no CFG) into
-OUT/eval/step_NNNN/, and their scores go into the log.
+OUT/eval/step_NNNN/, and their scores go into the log. At step 0 and every `probe_every` steps, `probe` scores a
+fixed set of prompts (G rollouts each, fixed seeds): the log's `probe_reward` against the starting model's
+`probe_best_of_g` is the paper's Figure 2b, and `grpo_samples_STEP.png` shows those rollouts over the run.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from xomni.checkpoint import load_train_state, save_component, save_train_state
@@ -136,10 +139,12 @@ def seed_of(*parts) -> int:
 
 
 def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Sampling, decoder_steps: int,
-                      pool: RewardPool, chunks: int, seed: tuple) -> tuple[list, torch.Tensor, list, float, float]:
+                      pool: RewardPool, chunks: int, seed: tuple, keep_images: list | None = None
+                      ) -> tuple[list, torch.Tensor, list, float, float]:
     """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
     reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
-    rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling and decoding."""
+    rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling and decoding;
+    the decoded images are appended to `keep_images` when given."""
     rows, cols = 8, 8
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
     was_training = pipe.model.training
@@ -159,6 +164,8 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
         reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
         images = [to_image(x) for x in pixels]
         t_decode += time.time() - ts
+        if keep_images is not None:
+            keep_images += images
         pending.append(pool.submit([
             Rollout(pairs[(start + i) // G][0], images[i], chunk_codes[i].tolist(), reread[i].tolist(),
                     pairs[(start + i) // G][1])
@@ -168,13 +175,23 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     return prompt_ids, torch.cat(tokens), pending, t_sample, t_decode
 
 
-def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling) -> dict:
+def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
+          grid: Path | None = None) -> dict:
     """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
     each with fixed seeds: the mean reward and the mean over prompts of the best of G. At step 0 this is the
-    starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake."""
+    starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
+    grid: where to save the rollouts of the first 8 prompts, one row each (the report shows these over steps)."""
     pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
+    images: list = []
     _, _, pending, _, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool, cfg.chunks,
-                                            seed=(cfg.seed, "probe"))
+                                            seed=(cfg.seed, "probe"), keep_images=images)
+    if grid is not None:
+        rows = min(8, len(pairs))
+        W, H = images[0].size
+        sheet = Image.new("RGB", (W * cfg.rollouts, H * rows))
+        for i, im in enumerate(images[: rows * cfg.rollouts]):
+            sheet.paste(im, (W * (i % cfg.rollouts), H * (i // cfg.rollouts)))
+        sheet.save(grid)
     parts, _ = pool.gather(pending)
     rewards, _ = combine(parts, weights)
     r = torch.tensor(rewards).reshape(-1, cfg.rollouts)
@@ -223,7 +240,7 @@ def main(cfg: Config) -> dict:
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
     if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
-        record = {"step": 0, **probe(pipe, cfg, rewards_pool, weights, sampling)}
+        record = {"step": 0, **probe(pipe, cfg, rewards_pool, weights, sampling, out / "grpo_samples_0000.png")}
         log.write(json.dumps(record) + "\n")
         log.flush()
         tqdm.write(json.dumps(record))
@@ -284,7 +301,8 @@ def main(cfg: Config) -> dict:
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
         if cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
-            record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling)}
+            record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
+                                            out / f"grpo_samples_{step:04d}.png")}
             log.write(json.dumps(record) + "\n")
             log.flush()
             tqdm.write(json.dumps(record))
