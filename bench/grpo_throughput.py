@@ -37,6 +37,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = train_grpo.Config(checkpoint=args.checkpoint, out=str(Path(tmp) / "grpo"), steps=args.steps,
                                     prompts_per_step=args.prompts, rollouts=args.rollouts, save_every=10**6,
+                                    probe_prompts=0,
                                     **change)
             train_grpo.main(cfg)
             rows = [json.loads(x) for x in (Path(cfg.out) / "grpo_log.jsonl").read_text().splitlines()]
