@@ -38,6 +38,19 @@ def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
     blank = render(s).copy()
     blank.paste((248, 248, 246), (0, 0, blank.width, blank.height))
     assert alignment([Rollout(s, blank)], judge) == [0.0]  # no objects: entities fail, children cascade
+    # a judge that finds every asked-for object and as many unasked-for ones: every yes/no question passes, and
+    # half of what was drawn is clutter
+    from xomni.eval.scene_judge import SceneObject
+
+    asked = {o.shape for o in s.objects}
+    extra = [SceneObject(shape, "green", (0, 0, 30, 30), 1.0) for shape in ("star", "cross", "diamond", "hexagon")
+             if shape not in asked][: len(s.objects)]
+
+    class Cluttered:
+        def objects(self, image):
+            return [SceneObject(o.shape, o.color, o.box, 1.0) for o in s.objects] + extra
+
+    assert alignment([Rollout(s, render(s))], Cluttered()) == [0.5]
 
 
 def test_token_consistency_and_combination():

@@ -9,6 +9,7 @@ their weights renormalised over what applied, excludes failures and counts them;
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -48,7 +49,10 @@ def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
 
 def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[float | None]:
     """Prompt-image alignment: the share of the prompt's dependent yes/no questions (synth-dpg's) the judges answer
-    yes, with DPG's cascade (the role of the paper's VLM judge)."""
+    yes, with DPG's cascade (the role of the paper's VLM judge), times the share of the objects the scene judge
+    finds that the prompt asked for (shape and colour; 1 when it finds none). Yes/no questions alone never say no
+    to clutter: a policy trained on them alone learned to fill the canvas with green plates, in which the judge
+    finds some object of every shape (docs/unified.md, "GRPO run 5")."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
@@ -62,7 +66,10 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
                               q["category"]) for q in qs]
         raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
         scores = cascade(questions, raw)
-        out.append(sum(scores.values()) / len(scores) if scores else None)
+        asked = Counter((o.shape, o.color) for o in r.scene.objects)
+        found = Counter((o.shape, o.color) for o in objects)
+        precision = sum((asked & found).values()) / sum(found.values()) if objects else 1.0
+        out.append(precision * sum(scores.values()) / len(scores) if scores else None)
     return out
 
 

@@ -9,8 +9,10 @@ short and half long; the rest general scenes; each prompt at a random level of d
    sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
    samples (xomni/rewards/pool.py, `reward_workers` processes);
 2. rewards (xomni/rewards): OCR accuracy of the asked-for text (two engines when `ocr` names two), prompt alignment
-   by the scene judge, token consistency (the tokenizer's reading of the decoded image against the sampled codes),
-   summed with the configured weights; a rollout whose reward failed is dropped with its whole group (counted);
+   by the scene judge, token consistency (the tokenizer's reading of the decoded image against the sampled codes;
+   weight 0 by default: rewarded at 0.5, the tiny policy filled its canvases with one plate colour, which re-reads
+   exactly), summed with the configured weights; a rollout whose reward failed is dropped with its whole group
+   (counted);
 3. advantages within each group, (r - mean) / (std + 1e-4); a group with equal rewards gets zero advantages
    (counted), so it contributes only the KL term;
 4. `updates` optimiser steps on the clipped token-level objective over the image tokens (xomni/rl/grpo.py):
@@ -76,7 +78,7 @@ class Config:
     text_share: float = 0.5  # share of prompts asking for text
     w_ocr: float = 1.0
     w_alignment: float = 1.0
-    w_consistency: float = 0.5
+    w_consistency: float = 0.0  # off: at 0.5 the policy learned uniform fills the tokenizer re-reads exactly
     ocr: str = "rapidocr"  # comma-separated OCR engines averaged by the OCR reward
     hps: str = ""  # local HPSv2 folder (transformers CLIPModel layout): the human-preference reward
     vlm: str = ""  # local Qwen2.5-VL folder: alignment answered by the VLM (the paper's alignment judge)
