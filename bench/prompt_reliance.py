@@ -5,8 +5,9 @@ with another scene's, split by what each cell shows.
 
 For the first --n scenes of each split that have objects, the scene's tokens (the tokenizer's reading of its render)
 are scored as the image of a generation sample whose prompt is the scene's own (`prompts(scene)[level]`) or the
-next scene's. Cells are grouped by the ground truth: `object` (the 16 px cell overlaps an object's box), `text`
-(overlaps the text element's box), `background` (neither). Printed per split and group: mean NLL of the true code
+next scene's. Cells are grouped by the ground truth: `object, first cell` (the first cell in raster order that an object's
+box overlaps: where the model must decide to start it), `object` (the other cells an object's box overlaps),
+`text` (overlaps the text element's box), `background` (neither). Printed per split and group: mean NLL of the true code
 with the own prompt and with the other prompt, and their difference (nats per code). A model that draws from the
 prompt has a large gap on object and text cells; one that ignores it has none, whatever its loss.
 """
@@ -21,7 +22,7 @@ from xomni.data.sequences import pack
 from xomni.data.world import WorldConfig, make_scene, prompts, render
 from xomni.pipeline import Pipeline
 
-GROUPS = ("object", "text", "background")
+GROUPS = ("object, first cell", "object", "text", "background")
 
 
 def cell_groups(scene, rows: int, cols: int) -> list[str]:
@@ -32,10 +33,14 @@ def cell_groups(scene, rows: int, cols: int) -> list[str]:
         x0, y0, x1, y1 = box
         return x0 < (c + 1) * cw and x1 > c * cw and y0 < (r + 1) * ch and y1 > r * ch
 
-    out = []
+    out, started = [], set()
     for r in range(rows):
         for c in range(cols):
-            if any(hits(o.box, r, c) for o in scene.objects):
+            mine = [k for k, o in enumerate(scene.objects) if hits(o.box, r, c)]
+            if mine and not started.issuperset(mine):  # the first cell of some object in raster order
+                out.append("object, first cell")
+                started.update(mine)
+            elif mine:
                 out.append("object")
             elif scene.text is not None and hits(scene.text.box, r, c):
                 out.append("text")
