@@ -40,6 +40,8 @@ $X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3
 $X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_sft/model" --command "bash runs/cpu_tiny.sh"
 for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt
     $X eval "$suite" --checkpoint "$OUT/candidate" --source model --out "$OUT/eval_$suite"
+    # X-Omni's min-p 0.03 cuts the tiny model's object starts (docs/unified.md, "Sampling: min-p"): also the full softmax
+    $X eval "$suite" --checkpoint "$OUT/candidate" --source model --min-p 0 --out "$OUT/eval_${suite}_minp0"
 done
 for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
     $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
