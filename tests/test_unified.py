@@ -100,6 +100,24 @@ def test_text_after_an_image_reads_it_and_its_loss_reaches_exactly_the_image_cod
     assert torch.equal(rows.nonzero().flatten(), (ids[0, 5:14] - CFG.text_vocab_size).unique())
 
 
+def test_image_codes_read_the_prompt_and_their_loss_reaches_exactly_the_prompts_embeddings():
+    """The generation direction: image logits depend on the text before the image, and an image code's loss
+    sends gradient to the prompt tokens' embeddings (and no others)."""
+    model = _model()
+    ids = _mixed_ids(B=1)  # text 0-4, image 5-13, text after
+    other = ids.clone()
+    other[0, 2] = (int(ids[0, 2]) + 1) % CFG.text_vocab_size
+    with torch.no_grad():
+        a, b = model(ids, head="image"), model(other, head="image")
+    assert torch.equal(a[0, :2], b[0, :2]) and not torch.allclose(a[0, 4:13], b[0, 4:13])
+    model.train()
+    labels = torch.full_like(ids, -100)
+    labels[0, 4] = ids[0, 5]  # the first image code, predicted from the prompt alone
+    loss_on(model(ids), labels).backward()
+    rows = model.embed_tokens.weight.grad.abs().sum(-1) > 0
+    assert torch.equal(rows.nonzero().flatten(), ids[0, :5].unique())
+
+
 def test_out_of_range_ids_and_overlong_sequences_are_refused():
     model = _model()
     with pytest.raises(ValueError, match="token ids"):
