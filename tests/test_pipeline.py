@@ -11,6 +11,7 @@ from xomni.cli import main as cli
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.model.unified import UnifiedConfig, UnifiedModel
 from xomni.pipeline import Pipeline, check_generation_size
+from xomni.rewards import CLUTTER_PENALTY
 from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 from xomni.tokenizer.text import TextTokenizer
 
@@ -91,10 +92,11 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "a" / "grpo_log.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "probe_reward" not in r]
     probes = [r for r in rows if "probe_reward" in r]
-    assert [r["step"] for r in steps] == [1, 2] and 0 <= metrics["reward"] <= 1
+    assert [r["step"] for r in steps] == [1, 2] and -CLUTTER_PENALTY <= metrics["reward"] <= 1
     assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(steps[-1])
     assert [r["step"] for r in probes] == [0, 2]  # the starting model, then every probe_every steps
-    assert all(0 <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2 for r in probes)
+    assert all(-CLUTTER_PENALTY <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2
+               for r in probes)
     assert Image.open(tmp_path / "a" / "grpo_samples_0002.png").size == (2 * 128, 2 * 128)  # 2 prompts x G 2
     train_grpo.main(cfg(tmp_path / "b", 1))
     train_grpo.main(cfg(tmp_path / "b", 2))  # resumes at step 1

@@ -4,7 +4,7 @@ import math
 
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.eval.scene_judge import SceneJudge
-from xomni.rewards import Rollout, alignment, combine, ocr_accuracy, token_consistency
+from xomni.rewards import CLUTTER_PENALTY, Rollout, alignment, combine, ocr_accuracy, token_consistency
 
 
 class Reads:
@@ -50,7 +50,13 @@ def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
         def objects(self, image):
             return [SceneObject(o.shape, o.color, o.box, 1.0) for o in s.objects] + extra
 
-    assert alignment([Rollout(s, render(s))], Cluttered()) == [0.5]
+    assert alignment([Rollout(s, render(s))], Cluttered()) == [1 - CLUTTER_PENALTY * 0.5]
+
+    class OnlyClutter:
+        def objects(self, image):
+            return extra
+
+    assert alignment([Rollout(s, render(s))], OnlyClutter()) == [-CLUTTER_PENALTY]  # below the blank's 0
 
 
 def test_token_consistency_and_combination():

@@ -19,6 +19,9 @@ from xomni.eval import longtext
 from xomni.eval.suites import answer_dpg, dpg_questions
 
 
+CLUTTER_PENALTY = 0.5  # alignment's cost of an image whose every judged object is one the prompt did not ask for
+
+
 @dataclass
 class Rollout:
     scene: Scene  # the prompt's spec: what was asked for
@@ -49,10 +52,12 @@ def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
 
 def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[float | None]:
     """Prompt-image alignment: the share of the prompt's dependent yes/no questions (synth-dpg's) the judges answer
-    yes, with DPG's cascade (the role of the paper's VLM judge), times the share of the objects the scene judge
-    finds that the prompt asked for (shape and colour; 1 when it finds none). Yes/no questions alone never say no
-    to clutter: a policy trained on them alone learned to fill the canvas with green plates, in which the judge
-    finds some object of every shape (docs/unified.md, "GRPO run 5")."""
+    yes, with DPG's cascade (the role of the paper's VLM judge), minus `CLUTTER_PENALTY` times the share of the
+    objects the scene judge finds that the prompt did not ask for (shape and colour; 0 when it finds none): in
+    [-CLUTTER_PENALTY, 1]. Yes/no questions alone never say no to clutter: a policy trained on them learned to fill
+    the canvas with green plates, in which the judge finds some object of every shape (docs/unified.md, "GRPO run
+    5"). The penalty is subtracted rather than multiplied so that an image with clutter and no asked-for object
+    still ranks below an empty one: multiplied, almost every rollout of the tiny SFT model scored 0 (GRPO run 6)."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
@@ -68,8 +73,8 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
         scores = cascade(questions, raw)
         asked = Counter((o.shape, o.color) for o in r.scene.objects)
         found = Counter((o.shape, o.color) for o in objects)
-        precision = sum((asked & found).values()) / sum(found.values()) if objects else 1.0
-        out.append(precision * sum(scores.values()) / len(scores) if scores else None)
+        clutter = 1 - sum((asked & found).values()) / sum(found.values()) if objects else 0.0
+        out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter if scores else None)
     return out
 
 
