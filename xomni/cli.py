@@ -68,6 +68,8 @@ HELP = {
     "seed": "random seed (sampling noise; the world's scenes are fixed by split and index)",
     "sizes": "comma-separated HxW training sizes, one per batch, cycled",
     "cond_drop": "probability of dropping the semantic condition (enables decoder-side guidance)",
+    "train_ar.cond_drop": "share of generation samples without their prompt: the image prefix alone, the context "
+                          "the engine's CFG reads as its unconditional branch",
     "warmup": "linear warm-up steps",
     "weight_decay": "AdamW weight decay",
     "dense_weight": "weight of each dense semantic head's loss (tiny-scale stand-in for SigLIP2 pretraining)",
@@ -128,7 +130,9 @@ def field_comments(config_cls) -> dict[str, str]:
 
 def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | None = None) -> None:
     """One flag per field of the Config dataclass; `fixed` fields take a set value and get no flag. The help text is
-    HELP's entry, else the comment on the field's line, else the field's name."""
+    HELP's entry for "stage.field" (a field whose name means something else in another stage), else for "field",
+    else the comment on the field's line, else the field's name."""
+    stage = config_cls.__module__.rsplit(".", 1)[-1]
     hints = typing.get_type_hints(config_cls)
     comments = field_comments(config_cls)
     fixed = fixed or {}
@@ -138,10 +142,10 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
             continue
         kind = hints[f.name]
         convert = _bool if kind is bool else kind if kind in (int, float, str) else str
+        text = HELP.get(f"{stage}.{f.name}") or HELP.get(f.name) or comments.get(f.name) or f.name.replace("_", " ")
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=convert, default=f.default,
                             metavar=kind.__name__.upper() if hasattr(kind, "__name__") else "VALUE",
-                            help=f"{HELP.get(f.name) or comments.get(f.name) or f.name.replace('_', ' ')} "
-                                 f"(default: {f.default})")
+                            help=f"{text} (default: {f.default})")
 
 
 def _stage_command(subparsers, name: str, help: str, module, fixed: dict | None = None) -> None:

@@ -89,7 +89,7 @@ class Config:
     chunks: int = 2  # sampling batches per step; the judges score one while the next samples
     reward_workers: int = 1  # judge processes (0: judge in this process, no overlap)
     probe_prompts: int = 16  # fixed prompts scored every probe_every steps and at step 0 (0: no probe)
-    probe_every: int = 10
+    probe_every: int = 10  # steps between probes of the policy
     eval_every: int = 0  # held-out suites every this many steps (0: never)
     eval_suites: str = "synth-text-en,synth-text-zh,synth-geneval"
     eval_n: int = 48
