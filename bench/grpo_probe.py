@@ -22,7 +22,8 @@ from xomni.stages.train_grpo import Config, probe
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoints", required=True, help="comma-separated checkpoint folders (a GRPO run folder is one)")
+    ap.add_argument("--checkpoints", required=True,
+                    help="comma-separated checkpoint folders (a GRPO run folder is one)")
     ap.add_argument("--prompts", type=int, default=Config.probe_prompts)
     ap.add_argument("--rollouts", type=int, default=Config.rollouts)
     ap.add_argument("--min-p", type=float, default=Config.min_p)

@@ -5,7 +5,8 @@ against judges in a worker process overlapped with sampling (xomni/rewards/pool.
 
 Runs `xomni train grpo` for --steps steps in each arrangement (fresh temporary folders, same seed, same prompts) and
 prints a markdown table of means over the steps after the first (the first pays for start-up): seconds sampling,
-decoding, waiting for judges after the last chunk sampled, updating, and rollouts per second.
+decoding, judging that was not overlapped (in this process, or waiting for the worker after the last chunk),
+updating, and rollouts per second.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ with another scene's, split by what each cell shows.
 
 For the first --n scenes of each split that have objects, the scene's tokens (the tokenizer's reading of its render)
 are scored as the image of a generation sample whose prompt is the scene's own (`prompts(scene)[level]`) or the
-next scene's. Cells are grouped by the ground truth: `object, first cell` (the first cell in raster order that an object's
-box overlaps: where the model must decide to start it), `object` (the other cells an object's box overlaps),
-`text` (overlaps the text element's box), `background` (neither). Printed per split and group: mean NLL of the true code
-with the own prompt and with the other prompt, and their difference (nats per code). A model that draws from the
-prompt has a large gap on object and text cells; one that ignores it has none, whatever its loss.
+next scene's. Cells are grouped by the ground truth: `object, first cell` (the first cell in raster order that an
+object's box overlaps: where the model must decide to start it), `object` (the other cells an object's box
+overlaps), `text` (overlaps the text element's box), `background` (neither). Printed per split and group: mean NLL
+of the true code with the own prompt and with the other prompt, and their difference (nats per code). A model that
+draws from the prompt has a large gap on object and text cells; one that ignores it has none, whatever its loss.
 """
 
 from __future__ import annotations

@@ -142,39 +142,42 @@ def seed_of(*parts) -> int:
 
 def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Sampling, decoder_steps: int,
                       pool: RewardPool, chunks: int, seed: tuple, keep_images: list | None = None
-                      ) -> tuple[list, torch.Tensor, list, float, float]:
+                      ) -> tuple[list, torch.Tensor, list, dict]:
     """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
     reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
-    rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling and decoding;
-    the decoded images are appended to `keep_images` when given."""
+    rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling, decoding and
+    judging in this process (a pool without workers judges inside `submit`); the decoded images are appended to
+    `keep_images` when given."""
     rows, cols = 8, 8
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
     was_training = pipe.model.training
     pipe.model.eval()
     tokens, pending = [], []
-    t_sample = t_decode = 0.0
+    seconds = {"sample": 0.0, "decode": 0.0, "judge_inline": 0.0}
     per_chunk = math.ceil(len(pairs) / max(1, chunks)) * G
     for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
         ts = time.time()
         gen = torch.Generator().manual_seed(seed_of(*seed, "sample", c))
         rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling, gen)
         chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
-        t_sample += time.time() - ts
+        seconds["sample"] += time.time() - ts
         ts = time.time()
         gen = torch.Generator().manual_seed(seed_of(*seed, "decode", c))
         pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=decoder_steps, generator=gen)
         reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
         images = [to_image(x) for x in pixels]
-        t_decode += time.time() - ts
+        seconds["decode"] += time.time() - ts
         if keep_images is not None:
             keep_images += images
+        ts = time.time()
         pending.append(pool.submit([
             Rollout(pairs[(start + i) // G][0], images[i], chunk_codes[i].tolist(), reread[i].tolist(),
                     pairs[(start + i) // G][1])
-            for i in range(len(images))]))  # judged while the next chunk samples
+            for i in range(len(images))]))  # judged while the next chunk samples (with workers)
+        seconds["judge_inline"] += time.time() - ts
         tokens.append(rollout.tokens)
     pipe.model.train(was_training)
-    return prompt_ids, torch.cat(tokens), pending, t_sample, t_decode
+    return prompt_ids, torch.cat(tokens), pending, seconds
 
 
 def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
@@ -185,7 +188,7 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     grid: where to save the rollouts of the first 8 prompts, one row each (the report shows these over steps)."""
     pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
     images: list = []
-    _, _, pending, _, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool, cfg.chunks,
+    _, _, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool, cfg.chunks,
                                             seed=(cfg.seed, "probe"), keep_images=images)
     if grid is not None:
         rows = min(8, len(pairs))
@@ -198,6 +201,8 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     rewards, _ = combine(parts, weights)
     r = torch.tensor(rewards).reshape(-1, cfg.rollouts)
     ok = torch.isfinite(r).all(1)
+    if not ok.any():  # every group had a failed reward: nothing to report, and no NaN in the log
+        return {"probe_reward": None, "probe_best_of_g": None, "probe_groups": 0}
     out = {"probe_reward": float(r[ok].mean()), "probe_best_of_g": float(r[ok].max(1).values.mean()),
            "probe_groups": int(ok.sum())}
     for k, vals in parts.items():
@@ -249,14 +254,15 @@ def main(cfg: Config) -> dict:
     while step < cfg.steps:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
-        prompt_ids, tokens, pending, t_sample, t_decode = sample_and_submit(
+        prompt_ids, tokens, pending, seconds = sample_and_submit(
             pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step))
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
         t2 = time.time()
         parts, failed_chunks = rewards_pool.gather(pending)
         rewards, reward_stats = combine(parts, weights)
-        t_judge = time.time() - t2  # what judging added after sampling: the part not overlapped
+        # what judging added to the step: waiting after the last chunk, plus judging done in this process
+        t_judge = time.time() - t2 + seconds["judge_inline"]
         r = torch.tensor(rewards).reshape(-1, G)
         valid = torch.isfinite(r).all(1)  # a group with a failed reward is dropped whole
 
@@ -293,7 +299,7 @@ def main(cfg: Config) -> dict:
                                      else None) for k, vals in parts.items()},
                   "dropped_groups": int((~valid).sum()), "failed_chunks": failed_chunks, **reward_stats, **stats,
                   "rollouts_per_s": round(len(prompt_ids) / (time.time() - t0), 3),
-                  "seconds": {"sample": round(t_sample, 2), "decode": round(t_decode, 2),
+                  "seconds": {"sample": round(seconds["sample"], 2), "decode": round(seconds["decode"], 2),
                               "judge_wait": round(t_judge, 2), "update": round(t_update, 2)}}
         log.write(json.dumps(record) + "\n")
         log.flush()
