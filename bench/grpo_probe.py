@@ -17,7 +17,7 @@ from pathlib import Path
 from xomni.engine import Sampling
 from xomni.pipeline import Pipeline
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import Config, probe
+from xomni.stages.train_grpo import Config, probe, reward_weights
 
 
 def main() -> None:
@@ -32,22 +32,18 @@ def main() -> None:
     cfg = Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = {"ocr": cfg.w_ocr, "alignment": cfg.w_alignment, "consistency": cfg.w_consistency}
-    print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, min-p {cfg.min_p}, "
-          f"weights {weights}")
-    print("| checkpoint | mean reward | best of G | alignment | OCR | consistency |")
-    print("|---|---|---|---|---|---|")
     with RewardPool(tuple(cfg.ocr.split(",")), 0) as pool:
+        weights = reward_weights(cfg, pool.components)
+        print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, min-p {cfg.min_p}, weights {weights}")
+        print("| checkpoint | mean reward | best of G | alignment | OCR | consistency |")
+        print("|---|---|---|---|---|---|")
         for path in args.checkpoints.split(","):
             pipe = Pipeline.from_pretrained(path)
             name = Path(path).name
             r = probe(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p), out / f"probe_{name}.png")
-
-            def f(k):
-                return "-" if r.get(k) is None else f"{r[k]:.3f}"
-
-            print(f"| {path} | {f('probe_reward')} | {f('probe_best_of_g')} | {f('probe_alignment')} | "
-                  f"{f('probe_ocr')} | {f('probe_consistency')} |")
+            cells = ["-" if r.get(f"probe_{k}") is None else f"{r[f'probe_{k}']:.3f}"
+                     for k in ("reward", "best_of_g", "alignment", "ocr", "consistency")]
+            print(f"| {path} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

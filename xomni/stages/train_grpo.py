@@ -135,6 +135,16 @@ def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: 
     return logp, entropy
 
 
+GRID = (8, 8)  # rows, cols of every rollout's image (tiny: 128 x 128 px)
+
+
+def reward_weights(cfg: Config, components: tuple[str, ...]) -> dict[str, float]:
+    """The configured weight of each reward component the pool computes."""
+    weights = {"ocr": cfg.w_ocr, "alignment": cfg.w_alignment, "consistency": cfg.w_consistency,
+               "hps": cfg.w_hps, "vlm_alignment": cfg.w_vlm, "unified": cfg.w_unified}
+    return {k: v for k, v in weights.items() if k in components}
+
+
 def seed_of(*parts) -> int:
     """A generator seed fixed by `parts` in every process (Python's own hash of a str is not)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
@@ -148,7 +158,7 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling, decoding and
     judging in this process (a pool without workers judges inside `submit`); the decoded images are appended to
     `keep_images` when given."""
-    rows, cols = 8, 8
+    rows, cols = GRID
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
     was_training = pipe.model.training
     pipe.model.eval()
@@ -231,11 +241,9 @@ def main(cfg: Config) -> dict:
     models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm), ("unified", cfg.unified_reward))
               if path}
     rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models)
-    weights = {"ocr": cfg.w_ocr, "alignment": cfg.w_alignment, "consistency": cfg.w_consistency,
-               "hps": cfg.w_hps, "vlm_alignment": cfg.w_vlm, "unified": cfg.w_unified}
-    weights = {k: v for k, v in weights.items() if k in rewards_pool.components}
+    weights = reward_weights(cfg, rewards_pool.components)
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
-    rows, cols = 8, 8
+    rows, cols = GRID
     N, G = rows * cols, cfg.rollouts
 
     def checkpoint(metrics: dict) -> None:
@@ -246,11 +254,15 @@ def main(cfg: Config) -> dict:
     log = open(out / "grpo_log.jsonl", "a")
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
-    if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
-        record = {"step": 0, **probe(pipe, cfg, rewards_pool, weights, sampling, out / "grpo_samples_0000.png")}
+    def log_probe() -> None:
+        record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
+                                        out / f"grpo_samples_{step:04d}.png")}
         log.write(json.dumps(record) + "\n")
         log.flush()
         tqdm.write(json.dumps(record))
+
+    if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
+        log_probe()
     while step < cfg.steps:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
@@ -309,11 +321,7 @@ def main(cfg: Config) -> dict:
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
         if cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
-            record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
-                                            out / f"grpo_samples_{step:04d}.png")}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            tqdm.write(json.dumps(record))
+            log_probe()
         if cfg.eval_every and step % cfg.eval_every == 0:
             scores = evaluate_suites(out, step, cfg)
             log.write(json.dumps({"step": step, **scores}) + "\n")
