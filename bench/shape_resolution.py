@@ -1,6 +1,6 @@
 """How fine must a decoder draw for the scene judge to see the world's shapes? The ceiling the token grid sets.
 
-    .venv/bin/python bench/shape_resolution.py [--n 96] [--blocks 2,4,8,16]
+    .venv/bin/python bench/shape_resolution.py [--n 96] [--blocks 2,4,8,16] [--object-size MIN,MAX]
 
 The first --n held-out scenes are rendered, then redrawn as if every k x k pixel block were known only as one colour:
 each block takes the colour most of its pixels have (a mode filter, so colours stay the world's own and only
@@ -56,9 +56,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--blocks", default="2,4,8,16")
+    ap.add_argument("--object-size", default=None, metavar="MIN,MAX",
+                    help="draw objects MIN-MAX px wide instead of the world's default (what a larger-object world buys)")
     args = ap.parse_args()
     judge = SceneJudge()
-    scenes = [make_scene(WorldConfig(), "heldout", i) for i in range(args.n)]
+    cfg = WorldConfig()
+    if args.object_size:
+        lo, hi = (int(x) for x in args.object_size.split(","))
+        cfg = WorldConfig(object_min=lo, object_max=hi)
+    print(f"objects {cfg.object_min}-{cfg.object_max} px on {cfg.width}x{cfg.height}, {args.n} held-out scenes")
+    scenes = [make_scene(cfg, "heldout", i) for i in range(args.n)]
     images = [render(s) for s in scenes]
     print("| drawn at | scenes exact | objects found (shape and colour) |")
     print("|---|---|---|")

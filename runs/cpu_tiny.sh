@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tiny recipe from nothing on this CPU:
-#   tokenizer -> token shards -> alignment LM on the shards -> decoder -> eval reconstruction
-#   -> unified AR model: pretrain1, pretrain2, pretrain3, sft -> eval suites -> checkpoints/tiny
+#   tokenizer -> token shards -> { decoder -> eval reconstruction } beside { alignment LM on the shards
+#   -> unified AR model: pretrain1, pretrain2, pretrain3, sft } -> eval suites -> checkpoints/tiny
 # Every stage resumes from $OUT (default out/tiny) if interrupted; rerun the script to continue (a finished stage
 # returns at once). Prints how long each stage took. IMAGE_ONLY=1 stops after the image side.
 set -euo pipefail
@@ -16,26 +16,37 @@ $X train tokenizer --preset tiny --out "$OUT"; stamp tokenizer
 $X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 16384
 $X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 16384 --dense-text true; stamp tokenize
 SHARDS="$OUT/shards/train_128x128,$OUT/shards/train-dense_128x128"
-# the alignment LM on the frozen codes (read from the shards, no encoder); the AR's LLM starts from it
-$X train tokenizer --preset tiny --out "$OUT" --lm-only true --shards "$SHARDS" --steps 3500; stamp "alignment LM"
-# the decoder, then its patch prior re-fitted alone and the transformer trained on what it leaves (docs/image_side.md)
-$X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS"
-$X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT/decoder_v5" --shards "$SHARDS" \
-    --init "$OUT/decoder" --prior-flow-grad false --prior-first 2000 --steps 3600; stamp decoder
-DEC=(--decoder "$OUT/decoder_v5/decoder")
+DEC=(--decoder "$OUT/decoder")
+AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --shards "$SHARDS")
+
+# From here two jobs read only the shards, one core each, side by side:
+#  (a) the decoder: its patch prior fitted alone first, then the transformer on what it leaves (recipe v5,
+#      docs/image_side.md);
+#  (b) the alignment LM on the frozen codes (no encoder), then the unified AR model in the paper's phases, each
+#      starting from the previous one's weights. The tiny LLM starts from the alignment LM (a Qwen2 of its shape that
+#      reads the tokens), where the paper's starts from Qwen2.5 (see xomni/stages/train_ar.py).
+image_decoder() {
+    $X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS" \
+        --prior-flow-grad false --prior-first 2000 --steps 5500; stamp decoder
+}
+language_side() {
+    $X train tokenizer --preset tiny --out "$OUT" --lm-only true --shards "$SHARDS" --steps 3500; stamp "alignment LM"
+    if [ "${IMAGE_ONLY:-0}" = 1 ]; then return; fi
+    $X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --llm-init "$OUT/alignment_lm" --steps 200 --lr 1e-3
+    $X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 1000 --lr 5e-4
+    $X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
+    $X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 300 --lr 3e-4 \
+        --final-lr 0; stamp "AR phases"
+}
+export OMP_NUM_THREADS=1
+image_decoder > "$OUT/decoder.out" 2>&1 & decoder_job=$!
+language_side
+wait $decoder_job || { echo "[cpu_tiny] the decoder job failed: see $OUT/decoder.out"; exit 1; }
+unset OMP_NUM_THREADS
+# the image side's numbers (issue 2): reconstructions through the tokens, and the alignment LM's answers
 $X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --command "bash runs/cpu_tiny.sh"
 $X eval reconstruction --checkpoint "$OUT/candidate" --out "$OUT/eval" --n 256; stamp "eval reconstruction"
 if [ "${IMAGE_ONLY:-0}" = 1 ]; then exit 0; fi
-
-# the unified AR model in the paper's phases (issue 4); each phase starts from the previous one's weights
-AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --shards "$SHARDS")
-# the tiny LLM starts from the alignment LM (a Qwen2 of its shape that reads the tokens), where the paper's starts
-# from Qwen2.5; phase `text` (a random LLM on the world's language) is the other stand-in, see xomni/stages/train_ar.py
-$X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --llm-init "$OUT/alignment_lm" --steps 200 --lr 1e-3
-$X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 1000 --lr 5e-4
-$X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
-$X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 300 --lr 3e-4 \
-    --final-lr 0; stamp "AR phases"
 
 $X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_sft/model" --command "bash runs/cpu_tiny.sh"
 for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt

@@ -105,6 +105,9 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
                                           n=4, height=64, width=64, dense_text=True))
     assert dense.name == "train-dense_64x64" and tokenize.shard_world(dense)[1].dense_text
     assert tokenize.shard_world(shards) == ("train", WorldConfig(width=64, height=64))
+    with monkeypatch.context() as m, pytest.raises(ValueError, match="split v3"):
+        m.setattr(tokenize, "SPLIT_VERSION", "v0")  # shards of another world version name other scenes
+        tokenize.load_shards(shards)
 
     def dec_cfg(out):
         return train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=f"{shards},{dense}",

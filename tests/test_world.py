@@ -68,7 +68,7 @@ def test_training_split_never_holds_reserved_items_and_heldout_always_does():
             assert any(is_reserved_bigram(a, b) for a, b in zip(t, t[1:]))
             novel = True
         assert novel
-    assert SPLIT_VERSION == "v2"
+    assert SPLIT_VERSION == "v3"
 
 
 def test_language_matches_ground_truth():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -81,6 +82,12 @@ def load_shards(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     files = sorted(Path(folder).glob("shard_*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no token shards in {folder}; run `xomni tokenize` first")
+    for f in files:  # a shard holds scene indices: under another split version they name other scenes
+        with safe_open(str(f), "pt") as h:
+            version = (h.metadata() or {}).get("split_version")
+        if version != SPLIT_VERSION:
+            raise ValueError(f"{f} was tokenized from world split {version}, this xomni renders {SPLIT_VERSION}: its "
+                             "indices name other scenes; run `xomni tokenize` again")
     parts = [load_file(str(f)) for f in files]
     return torch.cat([p["indices"] for p in parts]), torch.cat([p["codes"] for p in parts]).long()
 
