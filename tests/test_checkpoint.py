@@ -3,7 +3,10 @@ import json
 import pytest
 import torch
 
-from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from safetensors.torch import load_file
+
+from xomni.checkpoint import (INT8_SCALE, dequantize_int8, export_component, load_component, load_train_state,
+                              quantize_int8, save_component, save_train_state)
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 
@@ -21,6 +24,33 @@ def test_save_load_round_trip(tmp_path):
     meta = json.loads((tmp_path / "tok" / "meta.json").read_text())
     assert meta["stage"] == "test" and meta["step"] == 3 and "git_revision" in meta
     assert json.loads((tmp_path / "tok" / "config.json").read_text())["codebook_size"] == 16
+
+
+def test_int8_rows_are_within_half_a_step_of_the_weights():
+    w = torch.tensor([[0.5, -1.27, 0.0, 0.3], [2.0, 1.0, -0.004, 0.0]])
+    q = quantize_int8({"w": w, "b": torch.ones(4), "small": torch.ones(1, 2)}, min_numel=8)
+    assert q["w"].dtype == torch.int8 and q["w"][0].tolist() == [50, -127, 0, 30] and q["w"][1].tolist() == [127, 64, 0, 0]
+    assert q["b"].dtype == torch.float32 and q["small"].dtype == torch.float32  # vectors and small matrices stay
+    back = dequantize_int8(q)
+    assert set(back) == {"w", "b", "small"}
+    scale = q["w" + INT8_SCALE].float()[:, None]
+    assert torch.allclose(scale.squeeze(1), torch.tensor([0.01, 2 / 127]), rtol=1e-3)
+    assert ((back["w"] - w).abs() <= scale / 2 + 1e-6).all()
+
+
+def test_an_int8_export_loads_back_close_and_smaller(tmp_path):
+    torch.manual_seed(0)
+    vq = SiglipVQ(SMALL)
+    save_component(tmp_path / "tok", SMALL, vq)
+    export_component(tmp_path / "tok", tmp_path / "fp16")
+    export_component(tmp_path / "tok", tmp_path / "int8", int8_min=256)
+    stored = load_file(str(tmp_path / "int8" / "model.safetensors"))
+    assert any(v.dtype == torch.int8 for v in stored.values())
+    assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (tmp_path / "fp16" / "model.safetensors").stat().st_size
+    again = load_component(tmp_path / "int8", SiglipVQConfig, SiglipVQ)
+    for k, v in vq.state_dict().items():
+        got = again.state_dict()[k]
+        assert got.dtype == v.dtype and torch.allclose(got, v, atol=v.abs().max().item() / 127 + 1e-3), k
 
 
 def test_tied_embeddings_survive_the_round_trip(tmp_path):

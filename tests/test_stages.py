@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from xomni.checkpoint import load_component
 from xomni.data.world import WorldConfig
@@ -149,6 +150,16 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
     publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship"), decoder=str(tmp_path / "b" / "decoder")))
     shipped = load_component(tmp_path / "ship" / "decoder", DecoderConfig, SemanticFlux).state_dict()
     assert all(torch.equal(shipped[k], after[k].half().float()) for k in after)
+    monkeypatch.setattr(publish, "INT8_MIN", 64)  # the test decoder's matrices are small
+    publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship8"), decoder=str(tmp_path / "b" / "decoder"),
+                 int8=True))
+    tok8 = load_file(str(tmp_path / "ship8" / "tokenizer" / "model.safetensors"))
+    dec8 = load_file(str(tmp_path / "ship8" / "decoder" / "model.safetensors"))
+    assert not any(v.dtype == torch.int8 for v in tok8.values())  # the codes stay the vocabulary's
+    assert any(v.dtype == torch.int8 for v in dec8.values())
+    assert "int8" in json.loads((tmp_path / "ship8" / "decoder" / "meta.json").read_text())["weights_dtype"]
+    shipped8 = load_component(tmp_path / "ship8" / "decoder", DecoderConfig, SemanticFlux).state_dict()
+    assert all(torch.allclose(shipped8[k], after[k], atol=after[k].abs().max().item() / 127 + 1e-3) for k in after)
     monkeypatch.setitem(train_decoder.PRESETS, "other", DecoderConfig(**{**DEC.__dict__, "patch_prior": 8}))
     with pytest.raises(ValueError, match="different decoder"):
         train_decoder.main(dec_cfg(tmp_path / "c", preset="other", init=str(tmp_path / "a" / "decoder")))

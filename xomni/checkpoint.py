@@ -8,6 +8,9 @@ A stage's resumable state (optimiser, step, RNG) is `train_state.pt` in the stag
 Writes go to a temporary sibling that is renamed into place, so a killed process leaves the old checkpoint whole.
 Loading builds the model from `config.json` and loads the weights strictly, so a config that does not match its
 weights fails loudly with the offending keys and shapes.
+
+A shipped copy (`export_component`) may keep its large matrices as int8 with one fp16 scale per row (symmetric,
+weight-only: the model computes in fp32 after loading); `load_component` reads either form.
 """
 
 from __future__ import annotations
@@ -105,6 +108,36 @@ def tied_aliases(model: torch.nn.Module | dict) -> set[str]:
     return aliases
 
 
+INT8_SCALE = ".int8_row_scale"  # key suffix of the per-row scales of an int8-stored matrix
+
+
+def quantize_int8(state: dict[str, torch.Tensor], min_numel: int) -> dict[str, torch.Tensor]:
+    """Floating weights of two or more dimensions (matrices, convolution kernels) and at least `min_numel` values ->
+    int8 with an fp16 scale per row (per output channel: max |w| / 127, so every value is within half a step of its
+    scale); everything else as it was."""
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel:
+            w = v.float().flatten(1)
+            scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-12).half()
+            out[k] = (w / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8).view(v.shape)
+            out[k + INT8_SCALE] = scale
+        else:
+            out[k] = v
+    return out
+
+
+def dequantize_int8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `quantize_int8` (fp32 for the int8 matrices, the rest untouched)."""
+    out = {k: v for k, v in state.items() if not k.endswith(INT8_SCALE)}
+    for k in state:
+        if k.endswith(INT8_SCALE):
+            base = k[: -len(INT8_SCALE)]
+            q = out[base]
+            out[base] = (q.float().flatten(1) * state[k].float()[:, None]).view(q.shape)
+    return out
+
+
 def load_config(path: str | Path, config_cls: type) -> Any:
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -125,7 +158,8 @@ def load_component(path: str | Path, config_cls: type, model_cls: type, map_loca
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights), device=str(map_location)).items()}
+    state = dequantize_int8(load_file(str(weights), device=str(map_location)))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     expected = {k: v for k, v in model.state_dict().items() if k not in tied_aliases(model)}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
@@ -137,15 +171,17 @@ def load_component(path: str | Path, config_cls: type, model_cls: type, map_loca
     return model
 
 
-def export_component(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Copy a component checkpoint with its floating weights cast to `dtype` (for shipping), atomically."""
+def export_component(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16, int8_min: int = 0) -> Path:
+    """Copy a component checkpoint with its floating weights cast to `dtype` (for shipping), atomically; with
+    `int8_min`, matrices of at least that many values are stored as int8 rows (`quantize_int8`)."""
     src, dst = Path(src), Path(dst)
     if not (src / "model.safetensors").is_file():
         raise FileNotFoundError(f"no checkpoint at {src}")
     tmp = _atomic_dir(dst)
     try:
-        state = load_file(str(src / "model.safetensors"))
-        save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, str(tmp / "model.safetensors"))
+        state = dequantize_int8(load_file(str(src / "model.safetensors")))
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        save_file(quantize_int8(state, int8_min) if int8_min else state, str(tmp / "model.safetensors"))
         for name in ("config.json", "meta.json"):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)

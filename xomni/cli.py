@@ -107,6 +107,8 @@ HELP = {
     "dest": "destination checkpoint folder",
     "metrics": "an eval metrics.json to record in meta.json",
     "fp16": "store weights as float16",
+    "int8": "store the decoder's, AR model's and alignment LM's matrices of >= 65,536 values as int8 rows with an fp16 "
+            "scale each (weight-only; loaded back to fp32): about half their fp16 size. The tokenizer stays fp16",
 }
 
 

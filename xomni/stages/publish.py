@@ -20,6 +20,10 @@ import torch
 from xomni.checkpoint import export_component
 
 REQUIRED = ("tokenizer", "decoder")
+INT8_MIN = 65536  # with --int8: the matrices stored as int8 (embeddings, heads, attention and MLP weights)
+# The tokenizer stays in fp16 under --int8: its codes are the vocabulary every other part was trained on, and int8
+# encoder weights change 1.6% of them (bench/int8_weights.py, docs/unified.md).
+INT8_EXEMPT = ("tokenizer",)
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Config:
     metrics: str = ""  # an eval metrics.json to record in every component's meta.json
     command: str = "bash runs/cpu_tiny.sh"
     fp16: bool = True
+    int8: bool = False  # store the decoder's, AR's and LM's large matrices as int8 rows + fp16 scales (not the tokenizer's)
     ar: str = ""  # the unified model's folder (e.g. out/tiny/ar_sft/model), shipped as ar/
     decoder: str = ""  # a decoder folder to ship instead of RUN/decoder (a decoder trained in another --out)
     alignment_lm: bool = True  # ship the alignment LM too
@@ -48,11 +53,12 @@ def main(cfg: Config) -> dict:
     metrics = json.loads(Path(cfg.metrics).read_text()) if cfg.metrics else None
     sizes = {}
     for c, source in sources.items():
-        export_component(source, dest / c, torch.float16 if cfg.fp16 else torch.float32)
+        int8 = cfg.int8 and c not in INT8_EXEMPT
+        export_component(source, dest / c, torch.float16 if cfg.fp16 else torch.float32, INT8_MIN if int8 else 0)
         meta_path = dest / c / "meta.json"
         meta = json.loads(meta_path.read_text())
         meta["rebuild_command"] = cfg.command
-        meta["weights_dtype"] = "float16" if cfg.fp16 else "float32"
+        meta["weights_dtype"] = ("int8 rows + " if int8 else "") + ("float16" if cfg.fp16 else "float32")
         if metrics is not None:
             meta["eval_reconstruction"] = metrics
         meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
