@@ -2,7 +2,7 @@
 
 X-Omni trains on ~200M captioned images; this world stands in for them at tiny scale. A scene is a small, fully
 known spec (background, 1-4 coloured shapes with counts and relations, optional text element in English or Chinese)
-that renders deterministically to pixels and to language: a dense caption, text-to-image prompts at three levels of
+that renders deterministically to pixels and to language: a dense caption, text-to-image prompts at four levels of
 detail, understanding questions with answers, and per-cell semantic labels for the token grid.
 
 Text is laid on a grid of token-sized cells (`WorldConfig.cell`, 16 px like X-Omni's tokens): an English letter
