@@ -147,6 +147,31 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
     assert vqa["judge"] == "unified-model"
 
 
+def test_claims_stage_scores_sft_and_rl_and_reuses_its_evaluations(checkpoint, tmp_path):
+    from xomni.stages import eval_claims, train_grpo
+
+    train_grpo.main(train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=2, prompts_per_step=2,
+                                      rollouts=2, updates=1, decoder_steps=1, reward_workers=0, probe_prompts=2,
+                                      probe_every=2))
+    cfg = eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), out=str(tmp_path / "c"), n=2,
+                             cfg_scales="1,1.5", steps=1)
+    result = eval_claims.main(cfg)
+    report = json.loads((tmp_path / "c" / "claims.json").read_text())
+    assert set(report["scores"]) == {"sft", "rl_g"}
+    assert set(report["scores"]["sft"]) == {f"{s}@{c}" for s in ("synth-geneval", "synth-text-en", "synth-text-zh")
+                                            for c in ("1", "1.5")} | {"synth-vqa@1"}
+    assert result["claims"] == len(report["claims"]) == 8  # Fig. 2b, three deltas, three CFG gaps, VQA
+    assert (tmp_path / "c" / "figure2b.svg").read_text().startswith("<svg")
+    image = tmp_path / "c" / "rl_g" / "synth-geneval_cfg1.5" / "images" / "0000.png"
+    before, table = image.stat().st_mtime_ns, (tmp_path / "c" / "claims.md").read_text()
+    eval_claims.main(cfg)  # a rerun reuses every evaluation
+    assert image.stat().st_mtime_ns == before and (tmp_path / "c" / "claims.md").read_text() == table
+    with pytest.raises(ValueError, match="include 1"):
+        eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), cfg_scales="1.5,3"))
+    with pytest.raises(FileNotFoundError, match="GRPO log"):
+        eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(checkpoint)))
+
+
 def test_rl_prompts_come_from_training_scenes_in_their_proportions():
     """GRPO's prompts never reuse what the held-out suites reserve: training-split scenes only, no reserved colour
     and shape pair or word; text_share of them ask for text (half short, half long); every level is drawn."""

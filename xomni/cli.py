@@ -12,6 +12,7 @@
     xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
                                              synth-vqa, synth-pope) on renders, reconstructions or the model
     xomni eval longtext --images DIR         score a folder on an official benchmark (also oneig, geneval, dpg)
+    xomni eval claims --sft DIR --rl DIRS    the paper's RL claims measured: SFT model vs its GRPO runs
     xomni report RUN_DIR...                  offline HTML + markdown: metric tables, sample grids, curves
     xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16), the default of every command
 """
@@ -68,6 +69,10 @@ HELP = {
     "seed": "random seed (sampling noise; the world's scenes are fixed by split and index)",
     "sizes": "comma-separated HxW training sizes, one per batch, cycled",
     "cond_drop": "probability of dropping the semantic condition (enables decoder-side guidance)",
+    "eval_claims.n": "held-out items per suite, for every model and CFG scale",
+    "eval_claims.steps": "decoder sampling steps of every generated image",
+    "eval_claims.seed": "sampling seed of every generation suite (the same for every model)",
+    "eval_claims.out": "output folder: claims.md, claims.json, figure2b.svg and every evaluation (reused on a rerun)",
     "train_ar.cond_drop": "share of generation samples without their prompt: the image prefix alone, the context "
                           "the engine's CFG reads as its unconditional branch",
     "warmup": "linear warm-up steps",
@@ -161,7 +166,7 @@ def _stage_command(subparsers, name: str, help: str, module, fixed: dict | None 
 def build_parser() -> argparse.ArgumentParser:
     from xomni.eval import report
     from xomni.eval.suites import SUITES
-    from xomni.stages import (eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_ar,
+    from xomni.stages import (eval_claims, eval_official, eval_reconstruction, eval_suite, publish, tokenize, train_ar,
                               train_decoder, train_grpo, train_tokenizer)
     from xomni.stages.eval_official import BENCHMARKS
 
@@ -216,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
     _stage_command(ev, "reconstruction", "held-out reconstructions scored by the judges", eval_reconstruction)
+    _stage_command(ev, "claims", "the paper's RL claims: an SFT model against its GRPO runs", eval_claims)
     for bench in BENCHMARKS:
         _stage_command(ev, bench, f"score a folder of images on the official {bench} prompts", eval_official,
                        fixed={"benchmark": bench})

@@ -106,18 +106,33 @@ def collect_curves(run: Path) -> list[tuple[str, str, list[tuple[float, float]]]
     return curves
 
 
+COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
+
+
 def svg_curve(points: list[tuple[float, float]], width: int = 320, height: int = 140) -> str:
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return svg_curves([("", points)], width, height)
+
+
+def svg_curves(series: list[tuple[str, list[tuple[float, float]]]], width: int = 320, height: int = 140) -> str:
+    """One SVG plot of several (label, [(x, y)]) series on shared axes; labels (when given) form a legend."""
+    pts = [p for _, points in series for p in points]
+    if not pts:
+        raise ValueError("nothing to plot")
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     sx = (width - 50) / ((x1 - x0) or 1)
     sy = (height - 30) / ((y1 - y0) or 1)
-    path = " ".join(f"{40 + (x - x0) * sx:.1f},{height - 20 - (y - y0) * sy:.1f}" for x, y in points)
-    return (f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
-            f'<rect x="40" y="10" width="{width - 50}" height="{height - 30}" fill="#fafafa" stroke="#ccc"/>'
-            f'<polyline fill="none" stroke="#2563eb" stroke-width="1.5" points="{path}"/>'
-            f'<text x="2" y="16" font-size="10">{_fmt(y1)}</text><text x="2" y="{height - 20}" font-size="10">{_fmt(y0)}</text>'
-            f'<text x="40" y="{height - 4}" font-size="10">{_fmt(x0)}</text>'
-            f'<text x="{width - 40}" y="{height - 4}" font-size="10">{_fmt(x1)}</text></svg>')
+    body = [f'<rect x="40" y="10" width="{width - 50}" height="{height - 30}" fill="#fafafa" stroke="#ccc"/>']
+    for i, (label, points) in enumerate(series):
+        colour = COLOURS[i % len(COLOURS)]
+        path = " ".join(f"{40 + (x - x0) * sx:.1f},{height - 20 - (y - y0) * sy:.1f}" for x, y in points)
+        body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
+        if label:
+            body.append(f'<text x="{46}" y="{22 + 12 * i}" font-size="10" fill="{colour}">{html.escape(label)}</text>')
+    body.append(f'<text x="2" y="16" font-size="10">{_fmt(y1)}</text><text x="2" y="{height - 20}" '
+                f'font-size="10">{_fmt(y0)}</text><text x="40" y="{height - 4}" font-size="10">{_fmt(x0)}</text>'
+                f'<text x="{width - 40}" y="{height - 4}" font-size="10">{_fmt(x1)}</text>')
+    return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{"".join(body)}</svg>'
 
 
 def summary_table(metrics: dict[str, dict[str, dict]]) -> tuple[str, str]:

@@ -1,0 +1,41 @@
+"""The paper's RL claims as checks (xomni/eval/claims.py), on hand-made scores."""
+
+import pytest
+
+from xomni.eval import claims as C
+
+
+def test_overtaking_step_and_the_trend_after_it():
+    curve = [(0, 0.1), (10, 0.15), (20, 0.3), (30, 0.35)]
+    cross, slope = C.overtaking(curve, best_of_g=0.2)
+    assert cross == 20 and slope == pytest.approx(0.5)  # (0.35 - 0.30) over 10 steps, per 100
+    assert C.overtaking(curve, best_of_g=0.4) == (None, 0.0)
+    assert C.overtaking(curve, best_of_g=0.2, within=10) == (None, 0.0)  # too late
+    assert C.probe_curve([{"step": 10, "probe_reward": 0.2}, {"step": 0, "probe_reward": 0.1, "probe_best_of_g": 0.3},
+                          {"step": 5, "reward": 0.9}]) == ([(0, 0.1), (10, 0.2)], 0.3)
+
+
+def test_claims_from_scores():
+    k = C.key
+    sft = {k("synth-text-en"): 0.10, k("synth-text-zh"): 0.05, k("synth-geneval"): 0.20, k("synth-geneval", 1.5): 0.30,
+           k("synth-geneval", 3): 0.25, k("synth-vqa"): 0.80}
+    rl = [{k("synth-text-en"): 0.30, k("synth-text-zh"): 0.10, k("synth-geneval"): 0.25, k("synth-geneval", 1.5): 0.26,
+           k("synth-geneval", 3): 0.20, k("synth-vqa"): 0.78},
+          {k("synth-text-en"): 0.40, k("synth-text-zh"): 0.10, k("synth-geneval"): 0.25, k("synth-geneval", 1.5): 0.25,
+           k("synth-geneval", 3): 0.24, k("synth-vqa"): 0.80}]
+    probes = [[{"step": 0, "probe_reward": 0.1, "probe_best_of_g": 0.2}, {"step": 10, "probe_reward": 0.25},
+               {"step": 20, "probe_reward": 0.3}],
+              [{"step": 0, "probe_reward": 0.1, "probe_best_of_g": 0.2}, {"step": 10, "probe_reward": 0.15}]]
+    table = {c.claim.split(":")[0]: c for c in C.check(sft, rl, probes, [1.0, 1.5, 3.0])}
+    assert not table["Fig. 2b"].met and "not overtaken" in table["Fig. 2b"].measured  # the second seed never does
+    assert table["synth-text-en without CFG"].met and "+0.250 ± 0.071 (n=2)" in table["synth-text-en without CFG"].measured
+    assert not table["synth-text-zh without CFG"].met  # +0.05 against +0.15
+    assert not table["synth-geneval without CFG"].met  # +0.05 against +0.10
+    gap = next(c for c in C.check(sft, rl, probes, [1.0, 1.5, 3.0]) if c.claim.startswith("synth-geneval: best CFG"))
+    assert gap.met and gap.measured.startswith("SFT +0.100; RL +0.005")  # gaps 0.01 and 0.00
+    assert table["synth-vqa"].met  # -0.02 and 0.00: mean -0.01
+    assert "| claim | measured | bar | met |" in C.markdown(list(table.values()))
+    with pytest.raises(ValueError, match="no RL model"):
+        C.check(sft, [], probes, [1.0])
+    with pytest.raises(ValueError, match="probe"):
+        C.check(sft, rl, [[{"step": 1, "reward": 0.3}]], [1.0])
