@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The RL part of the tiny recipe, after runs/cpu_tiny.sh: GRPO from its SFT model with three seeds, then the paper's
+# claims measured (xomni eval claims), then the first seed's policy shipped as checkpoints/tiny.
+#   OUT     the recipe's run folder (default out/tiny): its candidate/ is the SFT model, and the GRPO runs go in it
+#   SEEDS   GRPO seeds (default "0 1 2"); STEPS per run (default 100)
+# Every stage resumes if interrupted; rerun the script to continue. Prints how long each part took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+X=".venv/bin/xomni"
+OUT=${OUT:-out/tiny}
+SEEDS=${SEEDS:-0 1 2}
+STEPS=${STEPS:-100}
+SFT="$OUT/candidate"
+t0=$(date +%s)
+stamp() { echo "[cpu_tiny_rl] $1 done after $(( $(date +%s) - t0 )) s"; }
+[ -d "$SFT/ar" ] || { echo "no SFT model in $SFT: run runs/cpu_tiny.sh first (OUT=$OUT)"; exit 1; }
+
+RUNS=()
+for seed in $SEEDS; do
+    # rewards: OCR of the asked-for text + scene-judge alignment with its clutter penalty (docs/unified.md)
+    $X train grpo --checkpoint "$SFT" --out "$OUT/grpo_s$seed" --seed "$seed" --steps "$STEPS"; stamp "GRPO seed $seed"
+    RUNS+=("$OUT/grpo_s$seed")
+done
+RL=$(IFS=,; echo "${RUNS[*]}")
+$X eval claims --sft "$SFT" --rl "$RL" --out "$OUT/claims" --n 100 --cfg-scales 1,1.5,3 --min-p 0; stamp claims
+first=${RUNS[0]}  # the first seed, whatever it scored: no pick of the best
+$X publish --run "$OUT" --dest checkpoints/tiny --decoder "$OUT/decoder" --ar "$first/ar" --alignment-lm false \
+    --int8 true --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"
+stamp "RL recipe"
