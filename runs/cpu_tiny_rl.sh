@@ -17,8 +17,10 @@ stamp() { echo "[cpu_tiny_rl] $1 done after $(( $(date +%s) - t0 )) s"; }
 
 RUNS=()
 for seed in $SEEDS; do
-    # rewards: OCR of the asked-for text + scene-judge alignment with its clutter penalty (docs/unified.md)
-    $X train grpo --checkpoint "$SFT" --out "$OUT/grpo_s$seed" --seed "$seed" --steps "$STEPS"; stamp "GRPO seed $seed"
+    # rewards: OCR of the asked-for text + scene-judge alignment with its clutter penalty (docs/unified.md);
+    # the held-out suites every 50 steps go into the run's log
+    $X train grpo --checkpoint "$SFT" --out "$OUT/grpo_s$seed" --seed "$seed" --steps "$STEPS" --eval-every 50
+    stamp "GRPO seed $seed"
     RUNS+=("$OUT/grpo_s$seed")
 done
 RL=$(IFS=,; echo "${RUNS[*]}")
