@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from xomni.data.world import (GLYPH_INDEX, SPLIT_VERSION, WorldConfig, cell_labels, caption, is_reserved_bigram,
+from xomni.data.world import (GLYPH_INDEX, OBJECT_INSET, SPLIT_VERSION, WorldConfig, cell_labels, caption, is_reserved_bigram,
                               is_reserved_combo, is_reserved_word, make_scene, prompts, questions, relation_of, render,
                               COLORS, SHAPES, WORDS_EN, CHARS_ZH, Scene, object_masks)
 
@@ -40,6 +40,27 @@ def test_bad_canvas_is_refused():
         WorldConfig(width=130)
     with pytest.raises(ValueError, match="below"):
         WorldConfig(width=32, height=32)
+    with pytest.raises(ValueError, match="no whole"):
+        WorldConfig(object_min=20, object_max=12)
+
+
+@pytest.mark.parametrize("size,cells", [((128, 128), {2, 3}), ((64, 64), {1}), ((192, 128), {2, 3})])
+def test_objects_sit_on_the_token_grid_apart(size, cells):
+    cfg = WorldConfig(width=size[0], height=size[1])
+    seen = set()
+    for split in ("train", "heldout"):
+        for i in range(60):
+            s = make_scene(cfg, split, i)
+            boxes = [(o.box[0] - OBJECT_INSET, o.box[1] - OBJECT_INSET, o.box[2] + OBJECT_INSET, o.box[3] + OBJECT_INSET)
+                     for o in s.objects]  # the cell boxes the objects are drawn inside
+            for b in boxes:
+                assert all(v % cfg.cell == 0 for v in b) and b[2] - b[0] == b[3] - b[1]
+                seen.add((b[2] - b[0]) // cfg.cell)
+            others = boxes + ([s.text.box] if s.text else [])
+            for j, a in enumerate(boxes):  # no object's cells overlap another's or the text's
+                assert all(a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+                           for k, b in enumerate(others) if k != j)
+    assert seen == cells
 
 
 def test_vocabularies_are_large_enough():
