@@ -58,6 +58,8 @@ def main(cfg: Config) -> dict:
         raise ValueError("--cfg-scales must include 1 (no CFG): every claim compares against it")
     out = Path(cfg.out)
     names = ["sft"] + [f"rl_{run.name}" for run in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--rl folders need distinct names (their evaluations go to OUT/rl_NAME): {cfg.rl}")
     scores: dict[str, dict[str, float]] = {}
     for name, folder in zip(names, [Path(cfg.sft), *runs]):
         scores[name] = {}
