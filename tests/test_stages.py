@@ -106,9 +106,18 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
                                           n=4, height=64, width=64, dense_text=True))
     assert dense.name == "train-dense_64x64" and tokenize.shard_world(dense)[1].dense_text
     assert tokenize.shard_world(shards) == ("train", WorldConfig(width=64, height=64))
-    with monkeypatch.context() as m, pytest.raises(ValueError, match="split v3"):
+    with monkeypatch.context() as m:
         m.setattr(tokenize, "SPLIT_VERSION", "v0")  # shards of another world version name other scenes
+        with pytest.raises(ValueError, match="split v3"):
+            tokenize.load_shards(shards)
+        tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
+                                      n=10, shard_size=4, height=64, width=64))  # rewrites them
+        assert tokenize.load_shards(shards)[0].tolist() == list(range(10))
+    with pytest.raises(ValueError, match="split v0"):
         tokenize.load_shards(shards)
+    tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=10,
+                                  shard_size=4, height=64, width=64))
+    assert torch.equal(tokenize.load_shards(shards)[1], codes)
 
     def dec_cfg(out):
         return train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=f"{shards},{dense}",

@@ -59,8 +59,8 @@ def main(cfg: Config) -> Path:
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
     for s in tqdm(range(n_shards), desc=f"tokenize {cfg.split} {cfg.height}x{cfg.width}", dynamic_ncols=True):
         path = folder / f"shard_{s:05d}.safetensors"
-        if path.is_file():
-            continue
+        if path.is_file() and shard_version(path) == SPLIT_VERSION:
+            continue  # done; a shard of another world version is written again
         lo = cfg.start + s * cfg.shard_size
         hi = min(cfg.start + cfg.n, lo + cfg.shard_size)
         codes = []
@@ -77,17 +77,21 @@ def main(cfg: Config) -> Path:
     return folder
 
 
+def shard_version(path: Path) -> str | None:
+    """The world split version a shard was tokenized from (its metadata)."""
+    with safe_open(str(path), "pt") as h:
+        return (h.metadata() or {}).get("split_version")
+
+
 def load_shards(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """All shards of a folder -> (indices (N,), codes (N, h, w) long)."""
     files = sorted(Path(folder).glob("shard_*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no token shards in {folder}; run `xomni tokenize` first")
     for f in files:  # a shard holds scene indices: under another split version they name other scenes
-        with safe_open(str(f), "pt") as h:
-            version = (h.metadata() or {}).get("split_version")
-        if version != SPLIT_VERSION:
+        if (version := shard_version(f)) != SPLIT_VERSION:
             raise ValueError(f"{f} was tokenized from world split {version}, this xomni renders {SPLIT_VERSION}: its "
-                             "indices name other scenes; run `xomni tokenize` again")
+                             "indices name other scenes; run `xomni tokenize` again (it rewrites such shards)")
     parts = [load_file(str(f)) for f in files]
     return torch.cat([p["indices"] for p in parts]), torch.cat([p["codes"] for p in parts]).long()
 
