@@ -72,9 +72,10 @@ def check(sft: dict[str, float], rl: list[dict[str, float]], probes: list[list[d
     for rows in probes:
         curve, start = probe_curve(rows)
         if start is None or not curve:
-            raise ValueError("a GRPO log without probe rows: run `xomni train grpo` with probe_every > 0")
+            raise ValueError("a GRPO log without a scored step-0 probe (the SFT model's best-of-G): run `xomni train "
+                             "grpo` with probe_prompts > 0")
         crossings.append((start, *overtaking(curve, start), curve[-1][1]))
-    if crossings:
+    if crossings:  # no GRPO logs given: no Fig. 2b row (never a vacuous "met")
         met = all(c is not None and slope > 0 for _, c, slope, _ in crossings)
         out.append(Claim(
             "Fig. 2b: GRPO's mean probe reward overtakes the SFT model's best-of-G within 100 steps, and keeps improving",
