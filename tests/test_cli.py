@@ -5,7 +5,7 @@ from xomni.cli import build_parser, main
 
 
 @pytest.mark.parametrize("argv", [["train", "tokenizer"], ["train", "decoder"], ["tokenize"], ["reconstruct"],
-                                  ["eval", "reconstruction"], ["publish"], ["train", "ar"], ["generate"], ["understand"],
+                                  ["eval", "reconstruction"], ["publish"], ["train", "ar"], ["generate"], ["understand"], ["render"],
                                   ["eval", "synth-geneval"], ["eval", "longtext"], ["report"]])
 def test_every_command_explains_itself(argv, capsys):
     with pytest.raises(SystemExit) as e:
@@ -40,3 +40,17 @@ def test_bad_image_is_a_clear_error_not_a_traceback(tmp_path, capsys):
 def test_publish_flags_do_not_shadow_the_command(tmp_path, capsys):
     assert main(["publish", "--run", str(tmp_path / "nothing"), "--dest", str(tmp_path / "d")]) == 2
     assert "train every stage first" in capsys.readouterr().err
+
+
+def test_render_writes_the_scene_and_its_ground_truth(tmp_path, capsys):
+    import json
+
+    from xomni.data.world import WorldConfig, make_scene, questions
+
+    assert main(["render", "--out", str(tmp_path / "s.png"), "--index", "3", "--size", "128x64"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    scene = make_scene(WorldConfig(width=128, height=64), "heldout", 3)
+    assert got["questions"] == [[q.question, q.answer] for q in questions(scene)]
+    assert Image.open(tmp_path / "s.png").size == (128, 64)
+    assert main(["render", "--out", str(tmp_path / "t.png"), "--size", "100x90"]) == 2  # not whole cells
+    assert "multiple of the cell size" in capsys.readouterr().err and not (tmp_path / "t.png").exists()

@@ -8,13 +8,14 @@
     xomni generate --prompt TEXT --out DIR   text -> image (AR model -> tokens -> decoder)
     xomni understand --image P --question Q  image + question -> answer
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
+    xomni render --out PNG [--index N]       a held-out world scene, with its prompts and questions' answers
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
     xomni eval synth-text-en --out DIR       a synthetic suite (also synth-text-zh, synth-geneval, synth-dpg,
                                              synth-vqa, synth-pope) on renders, reconstructions or the model
     xomni eval longtext --images DIR         score a folder on an official benchmark (also oneig, geneval, dpg)
     xomni eval claims --sft DIR --rl DIRS    the paper's RL claims measured: SFT model vs its GRPO runs
     xomni report RUN_DIR...                  offline HTML + markdown: metric tables, sample grids, curves
-    xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16), the default of every command
+    xomni publish --run out/tiny             a trained run -> checkpoints/tiny (fp16 or int8), every command's default
 """
 
 from __future__ import annotations
@@ -193,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.set_defaults(handler=_reconstruct)
 
+    p = sub.add_parser("render", help="a scene of the synthetic world, with its ground truth",
+                       description="Render one scene of the synthetic world (xomni/data/world.py) to a PNG and print "
+                                   "its prompts, caption and questions with their exact answers.")
+    p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--split", default="heldout", choices=("train", "heldout"), help="split (default: heldout)")
+    p.add_argument("--index", type=int, default=0, help="scene index within the split (default: 0)")
+    p.add_argument("--size", default="128x128", help="WIDTHxHEIGHT in pixels (default: 128x128)")
+    p.set_defaults(handler=_render)
+
     p = sub.add_parser("generate", help="text -> image with the unified model (PNG files + manifest.jsonl)",
                        description="Generate images from a prompt: AR model -> semantic tokens -> diffusion decoder. "
                                    "X-Omni samples with temperature 1.0 and min-p 0.03 and no classifier-free guidance.")
@@ -253,16 +263,37 @@ def _reconstruct(args) -> dict:
     return {"out": args.out, "size": list(out.size)}
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must be WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
+
+
+def _render(args) -> dict:
+    from pathlib import Path
+
+    from xomni.data.world import WorldConfig, caption, make_scene, prompts, questions, render
+
+    if args.index < 0:
+        raise ValueError("--index must be >= 0")
+    width, height = _size(args.size)
+    scene = make_scene(WorldConfig(width=width, height=height), args.split, args.index)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render(scene).save(out)
+    return {"out": str(out), "split": args.split, "index": args.index, "prompts": prompts(scene),
+            "caption": caption(scene), "questions": [[q.question, q.answer] for q in questions(scene)]}
+
+
 def _generate(args) -> dict:
     from pathlib import Path
 
     from xomni.engine import Sampling
     from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size
 
-    try:
-        width, height = (int(x) for x in args.size.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must be WIDTHxHEIGHT, got {args.size!r}") from None
+    width, height = _size(args.size)
     check_generation_size(width, height)  # before any weights load
     if not args.prompt.strip():
         raise ValueError("the prompt is empty")
