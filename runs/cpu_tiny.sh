@@ -57,6 +57,6 @@ done
 for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
     $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
 done; stamp "eval suites"
-$X publish --run "$OUT" --dest checkpoints/tiny "${DEC[@]}" --ar "$OUT/ar_sft/model" --alignment-lm false --int8 true \
+$X publish --run "$OUT" --dest checkpoints/tiny "${DEC[@]}" --ar "$OUT/ar_sft/model" --int8 true \
     --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh"
 stamp "recipe"

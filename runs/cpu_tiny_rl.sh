@@ -26,6 +26,6 @@ done
 RL=$(IFS=,; echo "${RUNS[*]}")
 $X eval claims --sft "$SFT" --rl "$RL" --out "$OUT/claims" --n 100 --cfg-scales 1,1.5,3 --min-p 0; stamp claims
 first=${RUNS[0]}  # the first seed, whatever it scored: no pick of the best
-$X publish --run "$OUT" --dest checkpoints/tiny --decoder "$OUT/decoder" --ar "$first/ar" --alignment-lm false \
+$X publish --run "$OUT" --dest checkpoints/tiny --decoder "$OUT/decoder" --ar "$first/ar" \
     --int8 true --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"
 stamp "RL recipe"

@@ -88,8 +88,15 @@ def test_eval_suite_resumes_judging_after_an_interruption(tmp_path, monkeypatch)
 
 
 def test_eval_cli_errors_are_clear(tmp_path, capsys):
-    assert cli(["eval", "synth-text-en", "--out", str(tmp_path), "--n", "2", "--source", "model"]) == 2
-    assert "unified AR model" in capsys.readouterr().err  # no ar/ in the default checkpoint
+    from xomni.pipeline import DEFAULT_CHECKPOINT
+
+    image_only = tmp_path / "image_only"  # the shipped image side without its ar/
+    image_only.mkdir()
+    for part in ("text_tokenizer.json", "tokenizer", "decoder"):
+        (image_only / part).symlink_to(DEFAULT_CHECKPOINT / part)
+    assert cli(["eval", "synth-text-en", "--out", str(tmp_path), "--n", "2", "--source", "model",
+                "--checkpoint", str(image_only)]) == 2
+    assert "unified AR model" in capsys.readouterr().err
     assert cli(["eval", "synth-vqa", "--out", str(tmp_path / "v"), "--n", "2", "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "missing" in capsys.readouterr().err
     assert cli(["eval", "synth-text-en", "--out", str(tmp_path / "o"), "--n", "2", "--source", "paintings"]) == 2
