@@ -14,8 +14,11 @@ PROMPT=${PROMPT:-"a yellow hexagon, and a poster that says \"body space\""}
 [ -f checkpoints/tiny/ar/model.safetensors ] || {
     echo "no shipped checkpoint in checkpoints/tiny: build one with bash runs/cpu_tiny.sh"; exit 1; }
 
-$X render --split heldout --index "$INDEX" --out "$OUT/scene.png"
-for q in "What color is the hexagon?" "How many hexagons are there?" "What does the poster say?"; do
+mkdir -p "$OUT"
+$X render --split heldout --index "$INDEX" --out "$OUT/scene.png" | tee "$OUT/scene.json"
+# the scene's own questions (their true answers are in scene.json), answered by the AR model from the image alone
+.venv/bin/python -c 'import json, sys; print("\n".join(q for q, _ in json.load(open(sys.argv[1]))["questions"]))' \
+    "$OUT/scene.json" | while IFS= read -r q; do
     $X understand --image "$OUT/scene.png" --question "$q"
 done
 $X generate --prompt "$PROMPT" --out "$OUT/generate" --n 4 --seed 0
