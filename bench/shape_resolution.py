@@ -1,6 +1,7 @@
 """How fine must a decoder draw for the scene judge to see the world's shapes? The ceiling the token grid sets.
 
-    .venv/bin/python bench/shape_resolution.py [--n 96] [--blocks 2,4,8,16] [--object-size MIN,MAX]
+    .venv/bin/python bench/shape_resolution.py [--n 96] [--blocks 2,4,8,16] [--object-size MIN,MAX] \
+        [--checkpoint checkpoints/tiny [--steps 20]]
 
 The first --n held-out scenes are rendered, then redrawn as if every k x k pixel block were known only as one colour:
 each block takes the colour most of its pixels have (a mode filter, so colours stay the world's own and only
@@ -8,7 +9,8 @@ outlines coarsen). The scene judge (xomni/eval/scene_judge.py) scores the origin
 of scenes it gets exactly (every object's shape and colour, boxes overlapping) and the share of objects it finds with
 the right shape and colour. The tiny tokens are 16 px; the tokenizer's silhouette head reads object cells at 4 px
 sub-squares (0.92 right, docs/image_side.md): a decoder that drew those sub-squares perfectly would score about the
-k = 4 row, one that drew a colour per token the k = 16 row.
+k = 4 row, one that drew a colour per token the k = 16 row. With --checkpoint, one more row: the scenes drawn through
+that checkpoint's tokens and decoder (`--steps` sampling steps, seed 0), what the trained image side achieves.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 from PIL import Image
 
+from xomni.data.batches import pixels_of
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.eval.scene_judge import SceneJudge, exact
 
@@ -58,6 +62,8 @@ def main() -> None:
     ap.add_argument("--blocks", default="2,4,8,16")
     ap.add_argument("--object-size", default=None, metavar="MIN,MAX",
                     help="draw objects MIN-MAX px wide instead of the world's default (what a larger-object world buys)")
+    ap.add_argument("--checkpoint", default=None, help="also score reconstructions through this checkpoint's tokens")
+    ap.add_argument("--steps", type=int, default=20, help="decoder sampling steps for --checkpoint (default: 20)")
     args = ap.parse_args()
     judge = SceneJudge()
     cfg = WorldConfig()
@@ -69,12 +75,23 @@ def main() -> None:
     images = [render(s) for s in scenes]
     print("| drawn at | scenes exact | objects found (shape and colour) |")
     print("|---|---|---|")
-    for k in [1] + [int(x) for x in args.blocks.split(",")]:
-        drawn = images if k == 1 else [mode_blocks(im, k) for im in images]
+    rows = [("original", images)] + [(f"{k} px blocks", [mode_blocks(im, k) for im in images])
+                                     for k in (int(x) for x in args.blocks.split(","))]
+    if args.checkpoint:
+        from xomni.pipeline import ImagePipeline, to_image
+
+        pipe = ImagePipeline.from_pretrained(args.checkpoint)
+        drawn = []
+        for i in range(0, len(images), 32):
+            codes = pipe.encode(pixels_of(images[i : i + 32]))
+            out = pipe.decode(codes, steps=args.steps, generator=torch.Generator().manual_seed(0))
+            drawn += [to_image(x) for x in out]
+        rows.append((f"{args.checkpoint}, {args.steps} decoder steps", drawn))
+    for name, drawn in rows:
         right = sum(exact(judge.objects(im), s) for s, im in zip(scenes, drawn))
         hits = [found(judge, im, s) for s, im in zip(scenes, drawn)]
         objects = sum(h for h, _ in hits) / max(1, sum(n for _, n in hits))
-        print(f"| {'original' if k == 1 else f'{k} px blocks'} | {right / len(scenes):.3f} | {objects:.3f} |")
+        print(f"| {name} | {right / len(scenes):.3f} | {objects:.3f} |")
 
 
 if __name__ == "__main__":
