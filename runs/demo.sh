@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the shipped tiny checkpoint (checkpoints/tiny), about a minute on a 2-core CPU:
+# The main job on the shipped tiny checkpoint (checkpoints/tiny), about 90 s on a 2-core CPU:
 #   1. image -> text: a held-out scene of the synthetic world (its ground truth printed by `xomni render`), and the
 #      AR model's answers to questions about it;
 #   2. text -> image: the AR model draws 4 images for a prompt (semantic tokens -> diffusion decoder);
