@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the shipped tiny checkpoint (checkpoints/tiny), about 90 s on a 2-core CPU:
+# The main job on the shipped tiny checkpoint (checkpoints/tiny), about 45 s on a 2-core CPU:
 #   1. image -> text: a held-out scene of the synthetic world (its ground truth printed by `xomni render`), and the
 #      AR model's answers to questions about it;
 #   2. text -> image: the AR model draws 4 images for a prompt (semantic tokens -> diffusion decoder);
@@ -17,10 +17,10 @@ PROMPT=${PROMPT:-"a yellow hexagon, and a poster that says \"body space\""}
 mkdir -p "$OUT"
 $X render --split heldout --index "$INDEX" --out "$OUT/scene.png" | tee "$OUT/scene.json"
 # the scene's own questions (their true answers are in scene.json), answered by the AR model from the image alone
-.venv/bin/python -c 'import json, sys; print("\n".join(q for q, _ in json.load(open(sys.argv[1]))["questions"]))' \
-    "$OUT/scene.json" | while IFS= read -r q; do
-    $X understand --image "$OUT/scene.png" --question "$q"
-done
+mapfile -t QUESTIONS < <(.venv/bin/python -c \
+    'import json, sys; print("\n".join("--question\n" + q for q, _ in json.load(open(sys.argv[1]))["questions"]))' \
+    "$OUT/scene.json")
+$X understand --image "$OUT/scene.png" "${QUESTIONS[@]}"
 $X generate --prompt "$PROMPT" --out "$OUT/generate" --n 4 --seed 0
 echo "drew 4 images for '$PROMPT': $OUT/generate/0000.png ... 0003.png"
 $X eval reconstruction --n 16 --utilization-n 256 --out "$OUT/reconstruction"

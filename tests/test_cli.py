@@ -5,7 +5,8 @@ from xomni.cli import build_parser, main
 
 
 @pytest.mark.parametrize("argv", [["train", "tokenizer"], ["train", "decoder"], ["tokenize"], ["reconstruct"],
-                                  ["eval", "reconstruction"], ["publish"], ["train", "ar"], ["generate"], ["understand"], ["render"],
+                                  ["eval", "reconstruction"], ["publish"], ["train", "ar"], ["generate"], ["understand"],
+                                  ["render"],
                                   ["eval", "synth-geneval"], ["eval", "longtext"], ["report"]])
 def test_every_command_explains_itself(argv, capsys):
     with pytest.raises(SystemExit) as e:

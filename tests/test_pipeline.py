@@ -73,9 +73,14 @@ def test_generate_and_understand_commands(checkpoint, tmp_path, capsys):
     assert [r["file"] for r in rows] == ["0000.png", "0001.png"] and (tmp_path / "g" / "0001.png").is_file()
     capsys.readouterr()
     Image.new("RGB", (128, 128), (200, 30, 30)).save(tmp_path / "red.png")
-    assert cli(["understand", "--image", str(tmp_path / "red.png"), "--question", "what color?",
-                "--max-new-tokens", "3", "--checkpoint", str(checkpoint)]) == 0
-    assert '"answer"' in capsys.readouterr().out
+    assert cli(["understand", "--image", str(tmp_path / "red.png"), "--question", "what color?", "--question",
+                "how many?", "--max-new-tokens", "3", "--checkpoint", str(checkpoint)]) == 0
+    answers = json.loads(capsys.readouterr().out)["answers"]
+    assert [a["question"] for a in answers] == ["what color?", "how many?"]
+    assert all(isinstance(a["answer"], str) for a in answers)
+    assert cli(["understand", "--image", str(tmp_path / "red.png"), "--question", "q", "--question", " ",
+                "--checkpoint", str(checkpoint)]) == 2
+    assert "empty" in capsys.readouterr().err
     assert cli(["understand", "--image", str(tmp_path / "nope.png"), "--question", "q", "--checkpoint", str(checkpoint)]) == 2
 
 

@@ -6,7 +6,7 @@
     xomni train ar --phase pretrain2         the unified AR model, one training phase per run
     xomni train grpo --checkpoint DIR        GRPO with the reward system
     xomni generate --prompt TEXT --out DIR   text -> image (AR model -> tokens -> decoder)
-    xomni understand --image P --question Q  image + question -> answer
+    xomni understand --image P --question Q  image + question(s) -> answers
     xomni reconstruct IMAGE --out PNG        image -> tokens -> decoder -> image
     xomni render --out PNG [--index N]       a held-out world scene, with its prompts and questions' answers
     xomni eval reconstruction --out DIR      held-out scenes through the tokens, scored (metrics.json + grid.png)
@@ -219,10 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
     p.set_defaults(handler=_generate)
 
-    p = sub.add_parser("understand", help="image + question -> answer with the unified model",
-                       description="Answer a question about an image: tokenizer -> AR model (greedy).")
+    p = sub.add_parser("understand", help="image + question(s) -> answers with the unified model",
+                       description="Answer questions about an image: tokenizer -> AR model (greedy). Each question is "
+                                   "asked on its own (not as a conversation); the weights load once.")
     p.add_argument("--image", required=True, help="image file (converted to RGB, resized by the preset's rule)")
-    p.add_argument("--question", required=True, help="the question")
+    p.add_argument("--question", required=True, action="append", help="a question; repeat the flag to ask several")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64, help="answer length limit")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
     p.set_defaults(handler=_understand)
@@ -321,11 +322,12 @@ def _understand(args) -> dict:
     from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline
     from xomni.tokenizer.preprocess import load_image, prepare_image
 
-    if not args.question.strip():
-        raise ValueError("the question is empty")
+    if not all(q.strip() for q in args.question):
+        raise ValueError("a question is empty")
     image = prepare_image(load_image(args.image), "tiny")  # validate before loading any weights
     pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
-    return {"question": args.question, "answer": pipe.understand(image, args.question, args.max_new_tokens)}
+    return {"image": args.image, "answers": [{"question": q, "answer": pipe.understand(image, q, args.max_new_tokens)}
+                                             for q in args.question]}
 
 
 def main(argv: list[str] | None = None) -> int:
