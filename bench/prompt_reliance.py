@@ -5,10 +5,9 @@ with another scene's, split by what each cell shows.
 
 For the first --n scenes of each split that have objects, the scene's tokens (the tokenizer's reading of its render)
 are scored as the image of a generation sample whose prompt is the scene's own (`prompts(scene)[level]`) or the
-next scene's. Cells are grouped by the ground truth: `object, first cell` (the first cell in raster order that an
-object's box overlaps: where the model must decide to start it), `object` (the other cells an object's box
-overlaps), `text` (overlaps the text element's box), `background` (neither). Printed per split and group: mean NLL
-of the true code with the own prompt and with the other prompt, and their difference (nats per code). A model that
+next scene's. Cells are grouped by the ground truth's roles (`cell_roles` in xomni/data/world.py: an object's first
+cell in raster order, its other cells, text, background). Printed per split and group: mean NLL of the true code
+with the own prompt and with the other prompt, and their difference (nats per code). A model that
 draws from the prompt has a large gap on object and text cells; one that ignores it has none, whatever its loss.
 """
 
@@ -19,35 +18,8 @@ import argparse
 import torch
 
 from xomni.data.sequences import pack
-from xomni.data.world import WorldConfig, make_scene, prompts, render
+from xomni.data.world import CELL_ROLES, WorldConfig, cell_roles, make_scene, prompts, render
 from xomni.pipeline import Pipeline
-
-GROUPS = ("object, first cell", "object", "text", "background")
-
-
-def cell_groups(scene, rows: int, cols: int) -> list[str]:
-    """Row-major group of each cell of the scene's token grid."""
-    ch, cw = scene.height / rows, scene.width / cols
-
-    def hits(box, r, c) -> bool:
-        x0, y0, x1, y1 = box
-        return x0 < (c + 1) * cw and x1 > c * cw and y0 < (r + 1) * ch and y1 > r * ch
-
-    out, started = [], set()
-    for r in range(rows):
-        for c in range(cols):
-            mine = [k for k, o in enumerate(scene.objects) if hits(o.box, r, c)]
-            if mine and not started.issuperset(mine):  # the first cell of some object in raster order
-                out.append("object, first cell")
-                started.update(mine)
-            elif mine:
-                out.append("object")
-            elif scene.text is not None and hits(scene.text.box, r, c):
-                out.append("text")
-            else:
-                out.append("background")
-    return out
-
 
 @torch.no_grad()
 def code_nll(pipe: Pipeline, prompt: str, codes: torch.Tensor) -> torch.Tensor:
@@ -78,16 +50,16 @@ def main() -> None:
             i += 1
             if scene.objects:
                 items.append((scene, pipe.codes_of(render(scene))))
-        sums = {g: [0.0, 0.0, 0] for g in GROUPS}
+        sums = {g: [0.0, 0.0, 0] for g in CELL_ROLES}
         for k in range(args.n):
             scene, codes = items[k]
             own = code_nll(pipe, prompts(scene)[args.level], codes)
             other = code_nll(pipe, prompts(items[k + 1][0])[args.level], codes)
-            for g, a, b in zip(cell_groups(scene, *codes.shape), own.tolist(), other.tolist()):
+            for g, a, b in zip(cell_roles(scene, *codes.shape), own.tolist(), other.tolist()):
                 sums[g][0] += a
                 sums[g][1] += b
                 sums[g][2] += 1
-        for g in GROUPS:
+        for g in CELL_ROLES:
             a, b, m = sums[g]
             if m:
                 print(f"| {split} | {g} | {m} | {a / m:.3f} | {b / m:.3f} | {b / m - a / m:+.3f} |")

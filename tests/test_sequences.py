@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xomni.data.sequences import IGNORE, Formatter, pack
+from xomni.data.sequences import IGNORE, Formatter, pack, pack_weights
 from xomni.tokenizer.text import TextTokenizer
 
 
@@ -70,3 +70,20 @@ def test_pack_keeps_samples_whole_and_apart(fmt):
     with pytest.raises(ValueError, match="does not fit"):
         pack(samples, 5, 0)
     assert torch.equal(pack(samples, 200, 0)[0][0, : len(samples[0].ids)], torch.tensor(samples[0].ids))
+
+
+def test_cell_weights_sit_on_their_codes_targets_and_pack_as_the_samples_do(fmt):
+    weighted = fmt.generation("a red circle", list(range(6)), 2, 3, cell_weights=[1, 8, 1, 1, 1, 2])
+    V = fmt.vocab.text_vocab_size
+    by_code = {lab - V: w for lab, w in zip(weighted.labels, weighted.weights) if lab != IGNORE}
+    assert by_code == {0: 1, 1: 8, 2: 1, 3: 1, 4: 1, 5: 2}
+    assert all(w == 1.0 for lab, w in zip(weighted.labels, weighted.weights) if lab == IGNORE)
+    plain = fmt.understanding([1] * 4, 2, 2, "what", "red")
+    samples = [plain, weighted, plain]
+    ids, labels, segments, _ = pack(samples, len(plain.ids) + len(weighted.ids), fmt.vocab.pad_id)
+    weights = pack_weights(samples, len(plain.ids) + len(weighted.ids))
+    assert weights.shape == ids.shape
+    assert sorted(weights[labels >= V].tolist()) == [1, 1, 1, 1, 2, 8]
+    assert bool((weights[segments == 0] == 0).all()) and bool((weights[(segments > 0) & (labels < V)] == 1).all())
+    with pytest.raises(ValueError, match="cell weights"):
+        fmt.generation("a red circle", list(range(6)), 2, 3, cell_weights=[1.0] * 5)

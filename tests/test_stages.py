@@ -246,7 +246,8 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     vq = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
     torch.testing.assert_close(started, train_ar.tokenizer_image_embeddings(vq, before["embed_tokens.weight"]))
 
-    metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2"))
+    weighted = dict(first_cell_weight=4.0, text_cell_weight=2.0)  # the resume below holds with per-cell weights too
+    metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2", **weighted))
     assert set(metrics) == {"heldout_loss_image", "heldout_loss_text"}
     real = train_ar.make_scene
     calls = {"n": 0}
@@ -259,12 +260,35 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
 
     monkeypatch.setattr(train_ar, "make_scene", dies)
     with pytest.raises(Crash):
-        train_ar.main(ar_cfg(tmp_path / "b", phase="pretrain2"))
+        train_ar.main(ar_cfg(tmp_path / "b", phase="pretrain2", **weighted))
     monkeypatch.setattr(train_ar, "make_scene", real)
-    train_ar.main(ar_cfg(tmp_path / "b", phase="pretrain2"))
+    train_ar.main(ar_cfg(tmp_path / "b", phase="pretrain2", **weighted))
     a = load_component(tmp_path / "a" / "model", UnifiedConfig, UnifiedModel)
     b = load_component(tmp_path / "b" / "model", UnifiedConfig, UnifiedModel)
     assert _same_weights(a, b)
+
+
+def test_split_loss_weights_each_target_and_counts_the_whole_step():
+    from xomni.model.unified import UnifiedConfig, UnifiedModel
+    from xomni.stages.train_ar import split_loss, target_counts
+
+    torch.manual_seed(0)
+    model = UnifiedModel(UnifiedConfig(**AR))
+    V = model.config.text_vocab_size
+    hidden = torch.randn(1, 5, model.config.hidden_size)
+    labels = torch.tensor([[V + 3, V + 1, 7, -100, V + 2]])
+    weights = torch.tensor([[1.0, 4.0, 1.0, 0.0, 0.5]])
+    img = torch.nn.functional.cross_entropy(model.mm_head(hidden[0, [0, 1, 4]]), torch.tensor([3, 1, 2]),
+                                            reduction="none")
+    txt = torch.nn.functional.cross_entropy(model.lm_head(hidden[0, [2]]), torch.tensor([7]))
+    assert target_counts(labels, V, weights).tolist() == [5.5, 1.0]
+    loss, parts = split_loss(model, hidden, labels, weights=weights)
+    torch.testing.assert_close(parts["image"], ((img * torch.tensor([1.0, 4.0, 0.5])).sum() / 5.5).item())
+    torch.testing.assert_close(loss, (img * torch.tensor([1.0, 4.0, 0.5])).sum() / 5.5 + txt)
+    torch.testing.assert_close(split_loss(model, hidden, labels)[0], img.mean() + txt)  # no weights: plain means
+    # a step's totals from elsewhere (other ranks): each term is divided by them, not by this batch's
+    torch.testing.assert_close(split_loss(model, hidden, labels, {"image": 11.0, "text": 2.0}, weights)[0],
+                               (img * torch.tensor([1.0, 4.0, 0.5])).sum() / 11.0 + txt / 2)
 
 
 def test_alignment_sequences_supervise_every_answer_and_nothing_else():
@@ -339,3 +363,26 @@ def test_llm_init_refuses_what_would_overwrite_it(tmp_path):
         with pytest.raises(ValueError, match="llm_init"):
             train_ar.main(cfg)
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_photo_text_free_keeps_genevals_register_off_scenes_with_text():
+    import random
+
+    from xomni.data.sequences import Formatter
+    from xomni.data.world import make_scene, prompts
+    from xomni.stages.train_ar import world_sample
+    from xomni.tokenizer.text import TextTokenizer
+
+    scene = next(s for s in (make_scene(WorldConfig(), "train", i) for i in range(100)) if s.text and s.groups)
+    plain = next(s for s in (make_scene(WorldConfig(), "train", i) for i in range(100)) if not s.text and s.groups)
+    tok = TextTokenizer.train_bpe([p for s in (scene, plain) for p in prompts(s).values()], 300)
+    fmt = Formatter(tok, 16)
+
+    def photo_drawn(s, free: bool) -> int:
+        photo = fmt.generation_prompt(prompts(s)["photo"])
+        drawn = [world_sample(fmt, "sft", s, [0] * 64, 8, 8, random.Random(k), 1.0, photo_text_free=free).ids
+                 for k in range(40)]
+        return sum(ids[: len(photo)] == photo for ids in drawn)
+
+    assert photo_drawn(scene, False) > 0 and photo_drawn(scene, True) == 0
+    assert photo_drawn(plain, True) > 0  # a scene without text keeps its photo prompt

@@ -4,7 +4,7 @@ import pytest
 
 from xomni.data.world import (GLYPH_INDEX, OBJECT_INSET, SPLIT_VERSION, WorldConfig, cell_labels, caption, is_reserved_bigram,
                               is_reserved_combo, is_reserved_word, make_scene, prompts, questions, relation_of, render,
-                              COLORS, SHAPES, WORDS_EN, CHARS_ZH, Scene, object_masks)
+                              COLORS, SHAPES, WORDS_EN, CHARS_ZH, Scene, object_masks, cell_roles, Obj, TextElement)
 
 
 def _digest(image) -> str:
@@ -180,3 +180,17 @@ def test_photo_prompts_speak_genevals_templates():
                 seen += 1
                 assert meta["prompt"] in {photo_prompt(s, c, r) for c in (True, False) for r in (True, False)}
     assert seen > 100 and colored == {True, False}
+
+
+def test_cell_roles_mark_where_each_object_starts_in_raster_order():
+    s = make_scene(WorldConfig(), "train", 0)
+    s.objects = [Obj("circle", "red", (18, 34, 46, 62)), Obj("square", "blue", (66, 2, 94, 46))]  # cells c1-2 r2-3; c4-5 r0-2
+    s.text = TextElement("en", "sign", s.text.plate if s.text else "white", ["ab"], "short", (0, 96, 32, 128),
+                         [(0, 96, 32, 128)])
+    roles = cell_roles(s, 8, 8)
+    grid = [roles[r * 8 : (r + 1) * 8] for r in range(8)]
+    assert [(r, c) for r in range(8) for c in range(8) if grid[r][c] == "object, first cell"] == [(0, 4), (2, 1)]
+    assert {(r, c) for r in range(8) for c in range(8) if grid[r][c] == "object"} == (
+        {(0, 5), (1, 4), (1, 5), (2, 4), (2, 5), (2, 2), (3, 1), (3, 2)})
+    assert {(r, c) for r in range(8) for c in range(8) if grid[r][c] == "text"} == {(6, 0), (6, 1), (7, 0), (7, 1)}
+    assert roles.count("background") == 64 - 2 - 8 - 4

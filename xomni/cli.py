@@ -76,6 +76,11 @@ HELP = {
     "eval_claims.out": "output folder: claims.md, claims.json, figure2b.svg and every evaluation (reused on a rerun)",
     "train_ar.cond_drop": "share of generation samples without their prompt: the image prefix alone, the context "
                           "the engine's CFG reads as its unconditional branch",
+    "first_cell_weight": "loss weight of an object's first cell (raster order) in a prompted generation sample: the "
+                         "code the prompt decides and the cells before it do not",
+    "text_cell_weight": "loss weight of the text element's cells in a prompted generation sample",
+    "photo_text_free": "give the photo prompt level (GenEval's register, which never names text) only to scenes "
+                       "without text",
     "warmup": "linear warm-up steps",
     "weight_decay": "AdamW weight decay",
     "dense_weight": "weight of each dense semantic head's loss (tiny-scale stand-in for SigLIP2 pretraining)",

@@ -27,6 +27,7 @@ IGNORE = -100
 class Sample:
     ids: list[int]
     labels: list[int]  # same length as ids
+    weights: list[float] | None = None  # per target, same length (None: every target weighs 1)
 
 
 class Formatter:
@@ -60,9 +61,11 @@ class Formatter:
     def understanding_prompt(self, codes: list[int], rows: int, cols: int, question: str) -> list[int]:
         return self.image_turn(codes, rows, cols) + self.question_turn(question, open_turn=True)
 
-    def generation(self, prompt: str | None, codes: list[int], rows: int, cols: int) -> Sample:
+    def generation(self, prompt: str | None, codes: list[int], rows: int, cols: int,
+                   cell_weights: list[float] | None = None) -> Sample:
         """Prompt, then the image; only the image codes are supervised. prompt None: the unconditional sample, the
-        image prefix alone before the codes, exactly the engine's unconditional branch under CFG."""
+        image prefix alone before the codes, exactly the engine's unconditional branch under CFG. cell_weights
+        (rows*cols, row-major): each code's weight in the loss (default 1)."""
         context = self.generation_prompt(prompt) if prompt is not None else []
         image = self.image(codes, rows, cols)
         ids = context + image + [self.vocab.eos_id]
@@ -70,7 +73,13 @@ class Formatter:
         first = len(context) + len(self.tok.image_prefix(rows, cols))
         for t in range(first, first + rows * cols):  # position t - 1 predicts code t
             targets[t - 1] = ids[t]
-        return Sample(ids, targets)
+        if cell_weights is None:
+            return Sample(ids, targets)
+        if len(cell_weights) != rows * cols:
+            raise ValueError(f"{len(cell_weights)} cell weights for a {rows}x{cols} grid")
+        weights = [1.0] * len(ids)
+        weights[first - 1 : first - 1 + rows * cols] = [float(w) for w in cell_weights]
+        return Sample(ids, targets, weights)
 
     def understanding(self, codes: list[int], rows: int, cols: int, question: str, answer: str) -> Sample:
         return self.conversation(codes, rows, cols, [(question, answer)])
@@ -91,9 +100,8 @@ class Formatter:
         return Sample(ids, [nxt if y else IGNORE for nxt, y in zip(ids[1:], learn[1:])] + [IGNORE])
 
 
-def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Samples in order, first fit into rows of seq_len -> ids, labels, segments (0 = padding, 1.. per sample) and
-    positions (restarting per sample), each (N, seq_len)."""
+def _layout(samples: list[Sample], seq_len: int) -> list[list[Sample]]:
+    """First fit, in order: the samples of each row."""
     rows: list[list[Sample]] = []
     used: list[int] = []
     for s in samples:
@@ -107,6 +115,13 @@ def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor
         else:
             rows.append([s])
             used.append(len(s.ids))
+    return rows
+
+
+def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Samples in order, first fit into rows of seq_len -> ids, labels, segments (0 = padding, 1.. per sample) and
+    positions (restarting per sample), each (N, seq_len)."""
+    rows = _layout(samples, seq_len)
     ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), seq_len), IGNORE, dtype=torch.long)
     segments = torch.zeros((len(rows), seq_len), dtype=torch.long)
@@ -121,3 +136,17 @@ def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor
             positions[r, at : at + n] = torch.arange(n)
             at += n
     return ids, labels, segments, positions
+
+
+def pack_weights(samples: list[Sample], seq_len: int) -> torch.Tensor:
+    """(N, seq_len) float: each target's weight in the loss, laid out exactly as `pack` lays out the same samples
+    (1 where a sample has no weights, 0 on padding)."""
+    rows = _layout(samples, seq_len)
+    weights = torch.zeros((len(rows), seq_len))
+    for r, row in enumerate(rows):
+        at = 0
+        for s in row:
+            n = len(s.ids)
+            weights[r, at : at + n] = torch.tensor(s.weights) if s.weights is not None else 1.0
+            at += n
+    return weights

@@ -514,6 +514,36 @@ def object_masks(scene: Scene) -> np.ndarray:
 # Per-cell semantic labels (the dense understanding targets for the tokenizer)
 # ---------------------------------------------------------------------------------------------------------------
 
+CELL_ROLES = ("object, first cell", "object", "text", "background")
+
+
+def cell_roles(scene: Scene, rows: int, cols: int) -> list[str]:
+    """Row-major role of each cell of a rows x cols token grid over the scene: "object, first cell" (the first cell in
+    raster order that an object's box overlaps: where a model drawing the scene must decide to start that object, so
+    its code is decided by the prompt rather than by the cells already drawn), "object" (the other cells an object's
+    box overlaps), "text" (overlaps the text element's box) or "background" (neither)."""
+    ch, cw = scene.height / rows, scene.width / cols
+
+    def hits(box, r, c) -> bool:
+        x0, y0, x1, y1 = box
+        return x0 < (c + 1) * cw and x1 > c * cw and y0 < (r + 1) * ch and y1 > r * ch
+
+    out, started = [], set()
+    for r in range(rows):
+        for c in range(cols):
+            mine = [k for k, o in enumerate(scene.objects) if hits(o.box, r, c)]
+            if mine and not started.issuperset(mine):
+                out.append("object, first cell")
+                started.update(mine)
+            elif mine:
+                out.append("object")
+            elif scene.text is not None and hits(scene.text.box, r, c):
+                out.append("text")
+            else:
+                out.append("background")
+    return out
+
+
 ZH_QUADRANTS = "abcd"  # top-left, top-right, bottom-left, bottom-right cell of a character
 GLYPHS = (["<none>", "<space>"] + [f"{ch}{half}" for ch in LETTERS for half in "tb"]
           + [f"{ch}{q}" for ch in CHARS_ZH for q in ZH_QUADRANTS])

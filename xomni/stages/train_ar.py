@@ -54,9 +54,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
-from xomni.data.sequences import IGNORE, Formatter, Sample, pack
+from xomni.data.sequences import IGNORE, Formatter, Sample, pack, pack_weights
 from xomni.data.batches import scene_batch, understanding_pairs
-from xomni.data.world import Scene, WorldConfig, caption, make_scene, prompts, questions
+from xomni.data.world import Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
@@ -85,6 +85,9 @@ class Config:
     gen_share: float = 0.5  # share of generation samples
     cond_drop: float = 0.1  # share of generation samples without their prompt (CFG's unconditional branch)
     turns: int = 3  # question/answer turns per understanding sample
+    first_cell_weight: float = 1.0  # loss weight of an object's first cell in a prompted generation sample
+    text_cell_weight: float = 1.0  # loss weight of the text element's cells in a prompted generation sample
+    photo_text_free: bool = False  # the `photo` prompt level only for scenes without text (it never names the text)
     save_every: int = 100
     eval_every: int = 250
     eval_n: int = 64
@@ -170,18 +173,27 @@ def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
 
 def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], rows: int, cols: int,
                  rng: random.Random, gen_share: float, turns: int = 3, max_len: int = 10**9,
-                 cond_drop: float = 0.0) -> Sample:
+                 cond_drop: float = 0.0, role_weights: dict[str, float] | None = None,
+                 photo_text_free: bool = False) -> Sample:
     """One training sample: language only (phase text), a generation sample (a prompt at some level of detail,
     then the image; with probability `cond_drop` no prompt at all, the unconditional branch CFG samples from), or
-    an understanding conversation (the image, then up to `turns` questions or the caption)."""
+    an understanding conversation (the image, then up to `turns` questions or the caption). role_weights: the loss
+    weight of a prompted generation sample's cells by their role (`cell_roles`; a role not named weighs 1).
+    photo_text_free: a scene with text never gets the `photo` level, which names its objects and not its text, so
+    that GenEval's register ("a photo of a hexagon") is never followed by text nobody asked for."""
     if phase == "text":
         return text_sample(fmt, scene, rng)
     if rng.random() < gen_share:
         if cond_drop and rng.random() < cond_drop:
             return fmt.generation(None, codes, rows, cols)
         levels = prompts(scene)
+        if photo_text_free and scene.text is not None:
+            levels.pop("photo", None)
         level = "dense" if phase in ("pretrain1", "pretrain2") and rng.random() < 0.5 else rng.choice(list(levels))
-        return fmt.generation(levels[level], codes, rows, cols)
+        weights = None
+        if role_weights and any(w != 1.0 for w in role_weights.values()):
+            weights = [role_weights.get(role, 1.0) for role in cell_roles(scene, rows, cols)]
+        return fmt.generation(levels[level], codes, rows, cols, weights)
     pairs = understanding_pairs(scene, rng, turns, caption_prob=0.3 if phase != "sft" else 0.1)
     sample = fmt.conversation(codes, rows, cols, pairs)
     while len(sample.ids) > max_len and len(pairs) > 1:  # fewer turns rather than a sample no row can hold
@@ -191,36 +203,42 @@ def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], row
 
 
 def split_loss(model: UnifiedModel, hidden: torch.Tensor, labels: torch.Tensor,
-               counts: dict[str, float] | None = None) -> tuple[torch.Tensor, dict]:
+               counts: dict[str, float] | None = None, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Mean CE over supervised image targets + mean CE over supervised text targets. hidden (N, L, D): the model's
-    normalised final states (`head="hidden"`).
+    normalised final states (`head="hidden"`). weights (N, L): each target's weight (`pack_weights`); the means
+    are then weighted means (each CE times its weight, over the weights' sum).
 
     Each head runs only where its targets are: image targets are scored by `mm_head` over the K codes, text targets
     by `lm_head` over the text vocabulary. Those are exactly the distributions the engine samples from (image mode
     computes only the image head, text mode only the text head), and the prompts and padding, most of a packed
     row, get no head at all (bench/ar_step.py measures the saving).
 
-    counts: how many image / text targets the whole step has (all ranks together); by default this batch's. Each
-    term is its CE sum divided by that count, so ranks' losses add up to the single-process loss exactly."""
+    counts: the image / text targets' total weight over the whole step (all ranks together, `target_counts`); by
+    default this batch's. Each term is its weighted CE sum divided by that total, so ranks' losses add up to the
+    single-process loss exactly."""
     V = model.config.text_vocab_size
     flat, x = labels.flatten(), hidden.flatten(0, 1)
+    w = weights.flatten().float() if weights is not None else torch.ones(flat.shape, device=flat.device)
     masks = {"image": flat >= V, "text": (flat != IGNORE) & (flat < V)}
-    counts = counts or {k: float(m.sum()) for k, m in masks.items()}
+    counts = counts or {k: float(w[m].sum()) for k, m in masks.items()}
     loss = hidden.new_zeros(())
     parts = {}
     for name, sel in masks.items():  # both heads always run (on no rows if need be): DDP wants every gradient
         head, target = (model.mm_head, flat[sel] - V) if name == "image" else (model.lm_head, flat[sel])
-        term = F.cross_entropy(head(x[sel]).float(), target, reduction="sum") / max(counts[name], 1.0)
+        ce = F.cross_entropy(head(x[sel]).float(), target, reduction="none")
+        term = (ce * w[sel]).sum() / (counts[name] if counts[name] > 0 else 1.0)
         loss = loss + term
         if counts[name] > 0:
             parts[name] = term
     return loss, {k: v.item() for k, v in parts.items()}
 
 
-def target_counts(labels: torch.Tensor, text_vocab_size: int) -> torch.Tensor:
-    """(2,) float: supervised image targets, supervised text targets."""
-    image = (labels >= text_vocab_size).sum()
-    return torch.stack([image, (labels != IGNORE).sum() - image]).float()
+def target_counts(labels: torch.Tensor, text_vocab_size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(2,) float: the supervised image targets' total weight, the supervised text targets' (each target weighs 1
+    without `weights`)."""
+    w = weights.float() if weights is not None else torch.ones(labels.shape, device=labels.device)
+    image = labels >= text_vocab_size
+    return torch.stack([w[image].sum(), w[(labels != IGNORE) & ~image].sum()])
 
 
 @torch.no_grad()
@@ -308,6 +326,7 @@ def main(cfg: Config) -> dict:
         if lead:
             print(f"resumed from {state_path} at step {step}")
     n_train = sum(p.numel() for p in params) / 1e6
+    role_weights = {"object, first cell": cfg.first_cell_weight, "text": cfg.text_cell_weight}
     print(f"unified model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {n_train:.2f}M training "
           f"(phase {cfg.phase}); {len(order)} tokenized scenes")
 
@@ -336,17 +355,19 @@ def main(cfg: Config) -> dict:
             scene = make_scene(scene_world, split, int(idx[j]))
             rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{k}")  # sample k's task: the same whichever rank takes it
             samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share,
-                                        cfg.turns, cfg.seq_len, cfg.cond_drop))
+                                        cfg.turns, cfg.seq_len, cfg.cond_drop, role_weights, cfg.photo_text_free))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
+        weights = pack_weights(samples, cfg.seq_len)
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        counts = target_counts(labels, mcfg.text_vocab_size)
+        counts = target_counts(labels, mcfg.text_vocab_size, weights)
         if world > 1:
             dist.all_reduce(counts)
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             hidden = net(ids, positions=positions, segments=segments, head="hidden")
-            loss, parts = split_loss(model, hidden, labels, {"image": float(counts[0]), "text": float(counts[1])})
+            loss, parts = split_loss(model, hidden, labels, {"image": float(counts[0]), "text": float(counts[1])},
+                                     weights)
         opt.zero_grad(set_to_none=True)
         (loss * world).backward()  # DDP averages gradients over ranks; the step's loss is the ranks' sum
         if world > 1:
