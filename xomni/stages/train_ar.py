@@ -23,6 +23,10 @@ Data: token shards from `xomni tokenize` (the encoder never runs here), scenes r
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
 mean over supervised image tokens plus the mean over supervised text tokens, so neither kind drowns the other; each
 kind is scored by its own head over its own vocabulary (image codes / text), the distributions the engine samples.
+Deviation (tiny scale; opt-in, on in runs/cpu_tiny.sh): `first_cell_weight` weighs the loss of each object's first
+cell in raster order (`cell_roles`), the one code per object that its prompt decides rather than the cells before
+it; without it the tiny model learned to draw with the prompt ignored (docs/unified.md, "Reading the prompt").
+`photo_text_free` keeps GenEval's "a photo of ..." register, which never names text, off scenes with text.
 A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
 unconditional branch the engine's CFG reads, which otherwise would be a context the model has never seen.
 The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
