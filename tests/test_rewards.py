@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
+from PIL import Image
+
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.eval.scene_judge import SceneJudge
-from xomni.rewards import CLUTTER_PENALTY, Rollout, alignment, combine, ocr_accuracy, token_consistency
+from xomni.rewards import CLUTTER_PENALTY, Rollout, alignment, combine, ocr_accuracy, stray_ink, token_consistency
 
 
 class Reads:
@@ -59,6 +62,39 @@ def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
             return extra
 
     assert alignment([Rollout(s, render(s))], OnlyClutter()) == [-CLUTTER_PENALTY]  # below the blank's 0
+
+
+def test_stray_ink_is_the_ink_no_found_object_or_asked_text_explains():
+    img = Image.new("RGB", (40, 20), (248, 248, 246))  # pale background: no ink at all
+    assert stray_ink(img, []) == 0.0
+    img.paste((20, 20, 20), (0, 0, 10, 10))  # 100 px of dark ink
+    img.paste((220, 40, 40), (20, 0, 30, 10))  # 100 px of red
+    assert stray_ink(img, []) == 1.0
+    assert stray_ink(img, [(20, 0, 30, 10)], margin=0) == 0.5  # the red is an object the judge found
+    assert stray_ink(img, [(20, 0, 30, 10)], [((255, 255, 255), (20, 20, 20))], margin=0) == 0.0  # asked text's ink
+    img.paste((137, 137, 137), (0, 10, 10, 20))  # an antialiased blend of white plate and dark ink: kept too
+    assert stray_ink(img, [(20, 0, 30, 10)], [((255, 255, 255), (20, 20, 20))], margin=0) == 0.0
+    # a navy plate with white ink: the grey blend is near its edge colours, the black is not
+    assert stray_ink(img, [(20, 0, 30, 10)], [((25, 40, 110), (255, 255, 255))], margin=0) == 1 / 3
+
+
+def test_alignment_charges_ink_the_judge_cannot_name():
+    s = _scene(False)
+    judge = SceneJudge()
+    assert alignment([Rollout(s, render(s))], judge) == [1.0]
+    blank = Image.new("RGB", (s.width, s.height), (248, 248, 246))
+    glyphs = blank.copy()  # glyph-like strokes over the whole canvas, no object among them
+    for x in range(0, glyphs.width, 4):
+        glyphs.paste((20, 20, 20), (x, 0, x + 2, glyphs.height))
+    smeared = render(s)
+    smeared.paste(glyphs.crop((0, 0, 8, s.height)), (0, 0))  # the asked-for scene with two strokes beside it
+    assert alignment([Rollout(s, blank)], judge) == [0.0]
+    # nothing found: all ink is stray but for the missed objects' areas, and the image ranks below the blank
+    ink = glyphs.width // 2 * glyphs.height
+    allowed = sum((o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) for o in s.objects)
+    assert allowed < ink
+    assert alignment([Rollout(s, glyphs)], judge) == [pytest.approx(-CLUTTER_PENALTY * (ink - allowed) / ink)]
+    assert 0 < alignment([Rollout(s, smeared)], judge)[0] < 1.0
 
 
 def test_token_consistency_and_combination():

@@ -246,7 +246,7 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     vq = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
     torch.testing.assert_close(started, train_ar.tokenizer_image_embeddings(vq, before["embed_tokens.weight"]))
 
-    weighted = dict(first_cell_weight=4.0, text_cell_weight=2.0)  # the resume below holds with per-cell weights too
+    weighted = dict(first_cell_weight=4.0, object_cell_weight=3.0, text_cell_weight=2.0)  # resume holds with weights
     metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2", **weighted))
     assert set(metrics) == {"heldout_loss_image", "heldout_loss_text"}
     real = train_ar.make_scene
@@ -386,3 +386,21 @@ def test_photo_text_free_keeps_genevals_register_off_scenes_with_text():
 
     assert photo_drawn(scene, False) > 0 and photo_drawn(scene, True) == 0
     assert photo_drawn(plain, True) > 0  # a scene without text keeps its photo prompt
+
+
+def test_generation_samples_weigh_each_cell_by_its_role():
+    import random
+
+    from xomni.data.sequences import IGNORE, Formatter
+    from xomni.data.world import cell_roles, make_scene, prompts
+    from xomni.stages.train_ar import world_sample
+    from xomni.tokenizer.text import TextTokenizer
+
+    scene = next(s for s in (make_scene(WorldConfig(), "train", i) for i in range(100)) if s.text and s.groups)
+    tok = TextTokenizer.train_bpe(list(prompts(scene).values()), 300)
+    fmt = Formatter(tok, 16)
+    roles = {"object, first cell": 16.0, "object": 4.0, "text": 3.0}
+    sample = world_sample(fmt, "sft", scene, list(range(64)), 8, 8, random.Random(0), 1.0, role_weights=roles)
+    image = [(lab, w) for lab, w in zip(sample.labels, sample.weights) if lab != IGNORE and lab >= tok.vocab_size]
+    expected = [roles.get(r, 1.0) for r in cell_roles(scene, 8, 8)]
+    assert [w for _, w in image] == expected and {1.0, 3.0, 4.0, 16.0} <= set(expected)

@@ -21,6 +21,16 @@ def test_items_are_fixed_and_held_out():
     assert [it["metadata"]["tag"] for it in a] == [t for t in geneval.TAGS for _ in range(2)]
 
 
+def test_train_split_builds_the_same_kinds_of_items_from_training_scenes():
+    items = suites.build("synth-geneval", 12, split="train")
+    assert [it["metadata"]["tag"] for it in items] == [t for t in geneval.TAGS for _ in range(2)]
+    for it in items:
+        s = Scene.from_dict(it["scene"])
+        assert s.split == "train" and not any(is_reserved_combo(g.color, g.shape) for g in s.groups)
+    with pytest.raises(ValueError, match="unknown split"):
+        suites.build("synth-geneval", 12, split="test")
+
+
 def test_text_suite_is_balanced_over_category_and_length():
     items = suites.build("synth-text-zh", 24)
     assert {(it["category"], it["length"]) for it in items} == {(c, n) for c in suites.CATEGORIES for n in suites.LENGTHS}

@@ -70,6 +70,8 @@ HELP = {
     "seed": "random seed (sampling noise; the world's scenes are fixed by split and index)",
     "sizes": "comma-separated HxW training sizes, one per batch, cycled",
     "cond_drop": "probability of dropping the semantic condition (enables decoder-side guidance)",
+    "eval_suite.split": "build the suite from heldout scenes (the benchmark) or from train scenes: the same items' "
+                        "kinds over scenes a model was trained on, to read memory against generalisation",
     "eval_claims.n": "held-out items per suite, for every model and CFG scale",
     "eval_claims.steps": "decoder sampling steps of every generated image",
     "eval_claims.seed": "sampling seed of every generation suite (the same for every model)",
@@ -78,6 +80,8 @@ HELP = {
                           "the engine's CFG reads as its unconditional branch",
     "first_cell_weight": "loss weight of an object's first cell (raster order) in a prompted generation sample: the "
                          "code the prompt decides and the cells before it do not",
+    "object_cell_weight": "loss weight of an object's cells after its first in a prompted generation sample (its "
+                          "shape spans 2-3 cells per side, so those codes still depend on the prompt)",
     "text_cell_weight": "loss weight of the text element's cells in a prompted generation sample",
     "photo_text_free": "give the photo prompt level (GenEval's register, which never names text) only to scenes "
                        "without text",

@@ -22,7 +22,7 @@ import random
 import re
 from collections import Counter
 
-from xomni.data.world import (CATEGORIES, COLORS, SHAPES, SPLIT_VERSION, Scene, WorldConfig, make_scene,
+from xomni.data.world import (CATEGORIES, COLORS, SHAPES, SPLIT_VERSION, SPLITS, Scene, WorldConfig, make_scene,
                               prompts, questions)
 from xomni.eval import dpg, geneval, longtext
 
@@ -37,26 +37,26 @@ def version() -> str:
     return f"{SUITE_VERSION}/{SPLIT_VERSION}"
 
 
-def _scenes(world: WorldConfig):
+def _scenes(world: WorldConfig, split: str):
     for index in range(MAX_SCAN):
-        yield index, make_scene(world, "heldout", index)
+        yield index, make_scene(world, split, index)
 
 
 def _item(suite: str, k: int, index: int, scene: Scene, prompt: str, **truth) -> dict:
     return {"id": f"{suite}/{k:04d}", "index": index, "prompt": prompt, "scene": scene.to_dict(), **truth}
 
 
-def _balanced(n: int, keys: list, key_of, world: WorldConfig):
+def _balanced(n: int, keys: list, key_of, world: WorldConfig, split: str):
     """The first held-out scenes filling an equal quota per key (the first keys take the remainder)."""
     quota = {k: n // len(keys) + (i < n % len(keys)) for i, k in enumerate(keys)}
-    for index, scene in _scenes(world):
+    for index, scene in _scenes(world, split):
         k = key_of(scene)
         if k is not None and quota.get(k, 0) > 0:
             quota[k] -= 1
             yield index, scene, k
             if not any(quota.values()):
                 return
-    raise RuntimeError(f"held-out split too small for {n} items over {keys}")
+    raise RuntimeError(f"{split} split too small for {n} items over {keys}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def _balanced(n: int, keys: list, key_of, world: WorldConfig):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def build_text(suite: str, n: int, world: WorldConfig) -> list[dict]:
+def build_text(suite: str, n: int, world: WorldConfig, split: str) -> list[dict]:
     lang = TEXT_SUITES[suite]
     keys = [(c, length) for c in CATEGORIES for length in LENGTHS]
 
@@ -73,7 +73,7 @@ def build_text(suite: str, n: int, world: WorldConfig) -> list[dict]:
 
     return [_item(suite, k, index, scene, prompts(scene)["dense"], text=[scene.text.text], lang=lang,
                   category=cat, length=length)
-            for k, (index, scene, (cat, length)) in enumerate(_balanced(n, keys, key_of, world))]
+            for k, (index, scene, (cat, length)) in enumerate(_balanced(n, keys, key_of, world, split))]
 
 
 def _a(shape: str) -> str:
@@ -112,12 +112,12 @@ def geneval_metadata(scene: Scene, tag: str) -> dict | None:
     return None
 
 
-def build_geneval(n: int, world: WorldConfig) -> list[dict]:
+def build_geneval(n: int, world: WorldConfig, split: str) -> list[dict]:
     items = []
     for tag in geneval.TAGS:
         quota = n // len(geneval.TAGS) + (geneval.TAGS.index(tag) < n % len(geneval.TAGS))
         found = 0
-        for index, scene in _scenes(world):
+        for index, scene in _scenes(world, split):
             if found == quota:
                 break
             meta = geneval_metadata(scene, tag)
@@ -156,9 +156,9 @@ def dpg_questions(scene: Scene) -> list[dict]:
     return qs
 
 
-def build_dpg(n: int, world: WorldConfig) -> list[dict]:
+def build_dpg(n: int, world: WorldConfig, split: str) -> list[dict]:
     items = []
-    for index, scene in _scenes(world):
+    for index, scene in _scenes(world, split):
         if len(items) == n:
             break
         if scene.text is None and scene.relation is None and all(g.count == 1 for g in scene.groups):
@@ -170,9 +170,9 @@ def build_dpg(n: int, world: WorldConfig) -> list[dict]:
 VQA_KINDS = ("color", "count", "position", "text")
 
 
-def build_vqa(n: int, world: WorldConfig) -> list[dict]:
+def build_vqa(n: int, world: WorldConfig, split: str) -> list[dict]:
     items = []
-    for index, scene in _scenes(world):
+    for index, scene in _scenes(world, split):
         if len(items) == n:
             break
         kind = VQA_KINDS[len(items) % len(VQA_KINDS)]
@@ -186,14 +186,14 @@ def build_vqa(n: int, world: WorldConfig) -> list[dict]:
 POPE_SETTINGS = ("random", "popular", "adversarial")
 
 
-def build_pope(n: int, world: WorldConfig) -> list[dict]:
+def build_pope(n: int, world: WorldConfig, split: str) -> list[dict]:
     """Pairs per scene: a present (colour, shape) -> "yes", an absent one -> "no". Absent ones are drawn at random,
     from the most frequent training combinations (popular), or sharing the shape or the colour of a present object
     (adversarial), as POPE's three settings."""
     popular = [c for c, _ in Counter((g.color, g.shape) for i in range(2000)
                                      for g in make_scene(world, "train", i).groups).most_common(10)]
     items = []
-    for index, scene in _scenes(world):
+    for index, scene in _scenes(world, split):
         if len(items) >= n:
             break
         rng = random.Random(f"pope/{SUITE_VERSION}/{index}")
@@ -216,16 +216,21 @@ def build_pope(n: int, world: WorldConfig) -> list[dict]:
     return items[:n]
 
 
-def build(suite: str, n: int, world: WorldConfig | None = None) -> list[dict]:
+def build(suite: str, n: int, world: WorldConfig | None = None, split: str = "heldout") -> list[dict]:
+    """A suite's first `n` items. `split="train"` builds the same items from training scenes instead: not a
+    benchmark number (a model has seen those prompts' attributes together), but read beside the held-out one it
+    separates what a model memorised from what it generalises to."""
     world = world or WorldConfig()
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if suite in TEXT_SUITES:
-        return build_text(suite, n, world)
+        return build_text(suite, n, world, split)
     builders = {"synth-geneval": build_geneval, "synth-dpg": build_dpg, "synth-vqa": build_vqa, "synth-pope": build_pope}
     if suite not in builders:
         raise ValueError(f"unknown suite {suite!r}; choose one of {SUITES}")
-    return builders[suite](n, world)
+    return builders[suite](n, world, split)
 
 
 # ---------------------------------------------------------------------------------------------------------------

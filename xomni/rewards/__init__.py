@@ -12,14 +12,16 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 from PIL import Image
 
-from xomni.data.world import Scene
+from xomni.data.world import PLATES, Scene
 from xomni.eval import longtext
 from xomni.eval.suites import answer_dpg, dpg_questions
 
 
 CLUTTER_PENALTY = 0.5  # alignment's cost of an image whose every judged object is one the prompt did not ask for
+PALE = 190  # a pixel whose every channel is at least this is background (the world's backgrounds are >= 210)
 
 
 @dataclass
@@ -50,14 +52,40 @@ def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
     return out
 
 
+def stray_ink(image: Image.Image, keep_boxes, keep_blends=(), allowance: float = 0.0, margin: int = 2,
+              max_color_distance: float = 60.0) -> float:
+    """Share of the image's ink (pixels that are not pale background) lying outside every box in `keep_boxes` (grown
+    by `margin` pixels for the decoder's soft edges) and farther than `max_color_distance` (RGB) from every blend of
+    each colour pair in `keep_blends` (a text element's plate and ink, antialiased edges included), less `allowance`
+    pixels of it; 0 for an image without ink. What the scene judge cannot name (glyph fragments, smears, shapes too
+    broken to fit) is ink all the same."""
+    arr = np.asarray(image.convert("RGB"), np.float32)
+    stray = arr.min(-1) < PALE
+    ink = int(stray.sum())
+    if ink == 0:
+        return 0.0
+    for x0, y0, x1, y1 in keep_boxes:
+        stray[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = False
+    for a, b in keep_blends:  # distance to the segment a-b in RGB
+        a, d = np.asarray(a, np.float32), np.asarray(b, np.float32) - np.asarray(a, np.float32)
+        t = np.clip(((arr - a) @ d) / max(float(d @ d), 1e-6), 0, 1)
+        stray &= np.linalg.norm(arr - a - t[..., None] * d, axis=-1) > max_color_distance
+    return max(0.0, float(stray.sum()) - allowance) / ink
+
+
 def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[float | None]:
     """Prompt-image alignment: the share of the prompt's dependent yes/no questions (synth-dpg's) the judges answer
     yes, with DPG's cascade (the role of the paper's VLM judge), minus `CLUTTER_PENALTY` times the share of the
-    objects the scene judge finds that the prompt did not ask for (shape and colour; 0 when it finds none): in
-    [-CLUTTER_PENALTY, 1]. Yes/no questions alone never say no to clutter: a policy trained on them learned to fill
-    the canvas with green plates, in which the judge finds some object of every shape (docs/unified.md, "GRPO run
-    5"). The penalty is subtracted rather than multiplied so that an image with clutter and no asked-for object
-    still ranks below an empty one: multiplied, almost every rollout of the tiny SFT model scored 0 (GRPO run 6)."""
+    objects the scene judge finds that the prompt did not ask for (shape and colour; 0 when it finds none) or, if
+    larger, times the share of the image's ink that is no object it finds (`stray_ink`; the text element's plate
+    and ink colours are not stray when the prompt asks for text, nor the area of asked-for objects it misses): in
+    [-CLUTTER_PENALTY, 1].
+    Yes/no questions alone never say no to clutter: a policy trained on them learned to fill the canvas with green
+    plates, in which the judge finds some object of every shape (docs/unified.md, "GRPO run 5"). The penalty is
+    subtracted rather than multiplied so that an image with clutter and no asked-for object still ranks below an
+    empty one: multiplied, almost every rollout of the tiny SFT model scored 0 (GRPO run 6). Counting objects alone
+    was hacked too: a policy drew glyph fragments, in which the judge finds no object at all ("GRPO on run 7's SFT
+    model"), hence the ink."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
@@ -74,6 +102,15 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
         asked = Counter((o.shape, o.color) for o in r.scene.objects)
         found = Counter((o.shape, o.color) for o in objects)
         clutter = 1 - sum((asked & found).values()) / sum(found.values()) if objects else 0.0
+        # an asked-for object the judge misses may be drawn too loosely to fit a shape: its area is not stray, so a
+        # loose attempt never ranks below a blank canvas
+        missing, allowance = asked - found, 0
+        for o in r.scene.objects:
+            if missing[(o.shape, o.color)] > 0:
+                missing[(o.shape, o.color)] -= 1
+                allowance += (o.box[2] - o.box[0]) * (o.box[3] - o.box[1])
+        plate = [PLATES[r.scene.text.plate][:2]] if r.scene.text is not None else []
+        clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], plate, allowance))
         out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter if scores else None)
     return out
 

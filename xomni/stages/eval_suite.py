@@ -55,12 +55,14 @@ class Config:
     min_p: float = 0.03  # the sampler's min-p for --source model
     batch_size: int = 32
     seed: int = 0
+    split: str = "heldout"  # train: the suite built from training scenes (memory, not a benchmark number)
 
 
 def _manifest_header(cfg: Config) -> dict:
     return {"suite": cfg.suite, "version": suites.version(), "n": cfg.n, "source": cfg.source,
             "checkpoint": cfg.checkpoint if cfg.source != "renders" or cfg.suite in UNDERSTANDING else None,
-            "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p}
+            "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p,
+            "split": cfg.split}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -211,12 +213,12 @@ def main(cfg: Config) -> dict:
             for p in (out / "images").glob("*.png"):
                 p.unlink()
             (out / "judged.jsonl").unlink(missing_ok=True)
-    items = suites.build(cfg.suite, cfg.n)
+    items = suites.build(cfg.suite, cfg.n, split=cfg.split)
     manifest.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *items]), encoding="utf-8")
     paths = make_images(cfg, items, out / "images")
     judged, judge_name = judge_items(cfg, items, paths, out / "judged.jsonl")
     metrics = {"suite": cfg.suite, **score(cfg.suite, items, judged), "n": len(items), "judge": judge_name,
-               "source": cfg.source, "version": suites.version(),
+               "source": cfg.source, "split": cfg.split, "version": suites.version(),
                "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1),
                **({"cfg": cfg.cfg, "min_p": cfg.min_p} if cfg.source == "model" else {})}
     metrics = {"suite": metrics.pop("suite"), "score": metrics.pop("score"), **metrics}

@@ -26,6 +26,7 @@ kind is scored by its own head over its own vocabulary (image codes / text), the
 Deviation (tiny scale; opt-in, on in runs/cpu_tiny.sh): `first_cell_weight` weighs the loss of each object's first
 cell in raster order (`cell_roles`), the one code per object that its prompt decides rather than the cells before
 it; without it the tiny model learned to draw with the prompt ignored (docs/unified.md, "Reading the prompt").
+`object_cell_weight` does the same for an object's other cells, which carry the rest of its shape.
 `photo_text_free` keeps GenEval's "a photo of ..." register, which never names text, off scenes with text.
 A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
 unconditional branch the engine's CFG reads, which otherwise would be a context the model has never seen.
@@ -90,6 +91,7 @@ class Config:
     cond_drop: float = 0.1  # share of generation samples without their prompt (CFG's unconditional branch)
     turns: int = 3  # question/answer turns per understanding sample
     first_cell_weight: float = 1.0  # loss weight of an object's first cell in a prompted generation sample
+    object_cell_weight: float = 1.0  # loss weight of an object's other cells in a prompted generation sample
     text_cell_weight: float = 1.0  # loss weight of the text element's cells in a prompted generation sample
     photo_text_free: bool = False  # the `photo` prompt level only for scenes without text (it never names the text)
     save_every: int = 100
@@ -330,7 +332,8 @@ def main(cfg: Config) -> dict:
         if lead:
             print(f"resumed from {state_path} at step {step}")
     n_train = sum(p.numel() for p in params) / 1e6
-    role_weights = {"object, first cell": cfg.first_cell_weight, "text": cfg.text_cell_weight}
+    role_weights = {"object, first cell": cfg.first_cell_weight, "object": cfg.object_cell_weight,
+                    "text": cfg.text_cell_weight}
     print(f"unified model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {n_train:.2f}M training "
           f"(phase {cfg.phase}); {len(order)} tokenized scenes")
 
