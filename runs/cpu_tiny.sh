@@ -18,9 +18,9 @@ $X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 1
 SHARDS="$OUT/shards/train_128x128,$OUT/shards/train-dense_128x128"
 DEC=(--decoder "$OUT/decoder")
 AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --shards "$SHARDS")
-# generation samples: an object's first cell weighs 16 in the loss and a text cell 3, and GenEval's "a photo of ..."
-# prompts go only to scenes without text (docs/unified.md, "Reading the prompt")
-AR+=(--first-cell-weight 16 --text-cell-weight 3 --photo-text-free true)
+# generation samples: an object's first cell weighs 32 in the loss, its other cells 8 and a text cell 3, and
+# GenEval's "a photo of ..." prompts go only to scenes without text (docs/unified.md, "Reading the prompt", "Run 8")
+AR+=(--first-cell-weight 32 --object-cell-weight 8 --text-cell-weight 3 --photo-text-free true)
 
 # From here two jobs read only the shards, one core each, side by side:
 #  (a) the decoder: its patch prior fitted alone first, then the transformer on what it leaves (recipe v5,
