@@ -41,7 +41,7 @@ def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
     assert alignment([Rollout(s, render(s))], judge) == [1.0]
     blank = render(s).copy()
     blank.paste((248, 248, 246), (0, 0, blank.width, blank.height))
-    assert alignment([Rollout(s, blank)], judge) == [0.0]  # no objects: entities fail, children cascade
+    assert alignment([Rollout(s, blank)], judge) == [-CLUTTER_PENALTY]  # no objects: every question fails
     # a judge that finds every asked-for object and as many unasked-for ones: every yes/no question passes, and
     # half of what was drawn is clutter
     from xomni.eval.scene_judge import SceneObject
@@ -61,7 +61,7 @@ def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
         def objects(self, image):
             return extra
 
-    assert alignment([Rollout(s, render(s))], OnlyClutter()) == [-CLUTTER_PENALTY]  # below the blank's 0
+    assert alignment([Rollout(s, render(s))], OnlyClutter()) == [-CLUTTER_PENALTY]  # as low as the blank
 
 
 def test_stray_ink_is_the_ink_no_found_object_or_asked_text_explains():
@@ -79,6 +79,10 @@ def test_stray_ink_is_the_ink_no_found_object_or_asked_text_explains():
 
 
 def test_alignment_charges_ink_the_judge_cannot_name():
+    import numpy as np
+
+    from xomni.rewards import PALE
+
     s = _scene(False)
     judge = SceneJudge()
     assert alignment([Rollout(s, render(s))], judge) == [1.0]
@@ -86,15 +90,18 @@ def test_alignment_charges_ink_the_judge_cannot_name():
     glyphs = blank.copy()  # glyph-like strokes over the whole canvas, no object among them
     for x in range(0, glyphs.width, 4):
         glyphs.paste((20, 20, 20), (x, 0, x + 2, glyphs.height))
+    # nothing asked for is there: the blank and the strokes fail alike, below any image with an asked-for object
+    assert alignment([Rollout(s, blank)], judge) == alignment([Rollout(s, glyphs)], judge) == [-CLUTTER_PENALTY]
+    # the asked-for scene with strokes in a band no object's box (grown by the 2 px margin) reaches: every question
+    # passes, and the strokes are the stray share of the ink
+    free = [x for x in range(0, s.width - 6) if all(x + 6 < o.box[0] - 2 or x > o.box[2] + 2 for o in s.objects)]
+    assert free
     smeared = render(s)
-    smeared.paste(glyphs.crop((0, 0, 8, s.height)), (0, 0))  # the asked-for scene with two strokes beside it
-    assert alignment([Rollout(s, blank)], judge) == [0.0]
-    # nothing found: all ink is stray but for the missed objects' areas, and the image ranks below the blank
-    ink = glyphs.width // 2 * glyphs.height
-    allowed = sum((o.box[2] - o.box[0]) * (o.box[3] - o.box[1]) for o in s.objects)
-    assert allowed < ink
-    assert alignment([Rollout(s, glyphs)], judge) == [pytest.approx(-CLUTTER_PENALTY * (ink - allowed) / ink)]
-    assert 0 < alignment([Rollout(s, smeared)], judge)[0] < 1.0
+    smeared.paste((20, 20, 20), (free[0], 0, free[0] + 2, s.height))
+    smeared.paste((20, 20, 20), (free[0] + 4, 0, free[0] + 6, s.height))
+    ink = int((np.asarray(smeared).min(-1) < PALE).sum())
+    expected = 1 - CLUTTER_PENALTY * 4 * s.height / ink
+    assert alignment([Rollout(s, smeared)], judge) == [pytest.approx(expected)] and expected < 1
 
 
 def test_token_consistency_and_combination():

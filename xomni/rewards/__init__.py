@@ -85,7 +85,9 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     subtracted rather than multiplied so that an image with clutter and no asked-for object still ranks below an
     empty one: multiplied, almost every rollout of the tiny SFT model scored 0 (GRPO run 6). Counting objects alone
     was hacked too: a policy drew glyph fragments, in which the judge finds no object at all ("GRPO on run 7's SFT
-    model"), hence the ink."""
+    model"), hence the ink. An image that answers none of the questions of a prompt asking for objects scores
+    -CLUTTER_PENALTY, blank or not: when a blank canvas scored 0, above the average attempt, a policy learned to
+    draw nothing (docs/unified.md, "GRPO on run 8's SFT model")."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
@@ -111,7 +113,12 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
                 allowance += (o.box[2] - o.box[0]) * (o.box[3] - o.box[1])
         plate = [PLATES[r.scene.text.plate][:2]] if r.scene.text is not None else []
         clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], plate, allowance))
-        out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter if scores else None)
+        if not scores:
+            out.append(None)
+        elif asked and not any(scores.values()):  # asked for objects, answered nothing: a failure whatever is drawn
+            out.append(-CLUTTER_PENALTY)
+        else:
+            out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter)
     return out
 
 
