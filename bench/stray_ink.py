@@ -40,7 +40,7 @@ def main() -> None:
         if all(len(v) == args.n for v in kinds.values()):
             break
     judge, pipe = SceneJudge(), ImagePipeline.from_pretrained(args.checkpoint)
-    print(f"| source | scenes | n | stray ink: mean | median | 90th pct | alignment reward: mean |")
+    print("| source | scenes | n | stray ink: mean | median | 90th pct | alignment reward: mean |")
     print("|---|---|---|---|---|---|---|")
     for source in ("renders", "reconstructions"):
         for kind, scenes in kinds.items():

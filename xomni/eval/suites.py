@@ -47,7 +47,7 @@ def _item(suite: str, k: int, index: int, scene: Scene, prompt: str, **truth) ->
 
 
 def _balanced(n: int, keys: list, key_of, world: WorldConfig, split: str):
-    """The first held-out scenes filling an equal quota per key (the first keys take the remainder)."""
+    """The split's first scenes filling an equal quota per key (the first keys take the remainder)."""
     quota = {k: n // len(keys) + (i < n % len(keys)) for i, k in enumerate(keys)}
     for index, scene in _scenes(world, split):
         k = key_of(scene)

@@ -104,8 +104,8 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
         asked = Counter((o.shape, o.color) for o in r.scene.objects)
         found = Counter((o.shape, o.color) for o in objects)
         clutter = 1 - sum((asked & found).values()) / sum(found.values()) if objects else 0.0
-        # an asked-for object the judge misses may be drawn too loosely to fit a shape: its area is not stray, so a
-        # loose attempt never ranks below a blank canvas
+        # an asked-for object the judge misses may be drawn too loosely to fit a shape: its area is not stray (its
+        # questions fail already)
         missing, allowance = asked - found, 0
         for o in r.scene.objects:
             if missing[(o.shape, o.color)] > 0:
