@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from xomni.data.batches import pixels_of
-from xomni.data.world import PLATES, WorldConfig, make_scene, render
+from xomni.data.world import WorldConfig, make_scene, render
 from xomni.eval.scene_judge import SceneJudge
 from xomni.pipeline import ImagePipeline, to_image
-from xomni.rewards import Rollout, alignment, stray_ink
+from xomni.rewards import Rollout, alignment, stray_ink, text_blends
 
 
 def main() -> None:
@@ -49,8 +49,7 @@ def main() -> None:
                 gen = torch.Generator().manual_seed(0)
                 images = [to_image(x) for x in pipe.decode(pipe.encode(pixels_of(images)), steps=args.steps,
                                                            generator=gen)]
-            stray = np.array([stray_ink(im, [o.box for o in judge.objects(im)],
-                                        [PLATES[s.text.plate][:2]] if s.text is not None else [])
+            stray = np.array([stray_ink(im, [o.box for o in judge.objects(im)], text_blends(s))
                               for s, im in zip(scenes, images)])
             reward = alignment([Rollout(s, im) for s, im in zip(scenes, images)], judge)
             print(f"| {source} | {kind} | {len(scenes)} | {stray.mean():.3f} | {np.median(stray):.3f} | "

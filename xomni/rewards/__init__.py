@@ -52,6 +52,11 @@ def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
     return out
 
 
+def text_blends(scene: Scene) -> list[tuple]:
+    """The colour pairs whose blends are not stray ink in an image for `scene`: its text element's plate and ink."""
+    return [PLATES[scene.text.plate][:2]] if scene.text is not None else []
+
+
 def stray_ink(image: Image.Image, keep_boxes, keep_blends=(), allowance: float = 0.0, margin: int = 2,
               max_color_distance: float = 60.0) -> float:
     """Share of the image's ink (pixels that are not pale background) lying outside every box in `keep_boxes` (grown
@@ -102,6 +107,12 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
         raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
         scores = cascade(questions, raw)
         asked = Counter((o.shape, o.color) for o in r.scene.objects)
+        if not scores:
+            out.append(None)
+            continue
+        if asked and not any(scores.values()):  # asked for objects, answered nothing: a failure whatever is drawn
+            out.append(-CLUTTER_PENALTY)
+            continue
         found = Counter((o.shape, o.color) for o in objects)
         clutter = 1 - sum((asked & found).values()) / sum(found.values()) if objects else 0.0
         # an asked-for object the judge misses may be drawn too loosely to fit a shape: its area is not stray (its
@@ -111,14 +122,8 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
             if missing[(o.shape, o.color)] > 0:
                 missing[(o.shape, o.color)] -= 1
                 allowance += (o.box[2] - o.box[0]) * (o.box[3] - o.box[1])
-        plate = [PLATES[r.scene.text.plate][:2]] if r.scene.text is not None else []
-        clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], plate, allowance))
-        if not scores:
-            out.append(None)
-        elif asked and not any(scores.values()):  # asked for objects, answered nothing: a failure whatever is drawn
-            out.append(-CLUTTER_PENALTY)
-        else:
-            out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter)
+        clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene), allowance))
+        out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter)
     return out
 
 
