@@ -44,3 +44,34 @@ def test_save_and_load_keep_ids(tok, tmp_path):
     assert again.joint_vocab(8) == tok.joint_vocab(8)
     with pytest.raises(FileNotFoundError):
         TextTokenizer.from_file(tmp_path / "missing.json")
+
+
+
+def pieces(t, text):
+    return [t.tokenizer.id_to_token(i) for i in t.encode(text)]
+
+
+def test_spelled_quotes_cut_quoted_text_into_characters_and_nothing_else(tok):
+    spelled = tok.with_spelled_quotes()
+    assert not tok.spells_quoted and spelled.spells_quoted and spelled.with_spelled_quotes() is spelled
+    text = 'A red circle says "red circle". A blue square.'
+    assert pieces(tok, text)[10:14] == ["re", "d", "Ġcircle", '"']  # BPE merges inside the quotes
+    before, after = pieces(tok, text), pieces(spelled, text)
+    assert after[:10] == before[:10] and after[-7:] == before[-7:]  # the same cuts outside the quotes
+    assert after[10:20] == ["r", "e", "d", "Ġ", "c", "i", "r", "c", "l", "e"]
+    # Chinese quotes: one piece per character (a character missing from this small vocabulary stays in bytes)
+    zh = pieces(spelled, "标牌上写着“你好世界”。")
+    assert zh[:2] == pieces(tok, "标牌上写着“") and zh[-1] == pieces(tok, "”。")[0]
+    assert [spelled.decode(spelled.encode(c)) for c in "你好世界"] == list("你好世界")
+    assert zh[2:-1] == [p for c in "你好世界" for p in pieces(spelled, c)]
+    assert len(zh) - 3 > len(pieces(tok, "标牌上写着“你好世界”。")) - 3  # 你好世界 was one merged piece
+    for s in [text, "标牌上写着“你好世界”。", 'two "a" and "b c"', 'an open " quote']:
+        assert spelled.decode(spelled.encode(s)) == s
+    assert spelled.joint_vocab(8) == tok.joint_vocab(8)  # the same ids: only the cuts changed
+
+
+def test_spelled_quotes_survive_save_and_training(tok, tmp_path):
+    tok.with_spelled_quotes().save(tmp_path / "tokenizer.json")
+    assert TextTokenizer.from_file(tmp_path).spells_quoted
+    trained = TextTokenizer.train_bpe(['a sign says "lemon" lemon'] * 20, 300, spell_quoted=True)
+    assert pieces(trained, 'says "lemon" lemon')[-7:] == ["l", "e", "m", "o", "n", '"', "Ġlemon"]

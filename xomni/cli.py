@@ -95,6 +95,7 @@ HELP = {
     "eval_every": "steps between held-out evaluations",
     "eval_n": "held-out scenes per evaluation",
     "bpe_vocab": "size of the tiny BPE text vocabulary",
+    "spell_quoted": "the tiny BPE splits quoted text (what a prompt asks to render) into single characters",
     "bpe_scenes": "training scenes whose text trains the BPE",
     "start": "first scene index",
     "height": "image height in pixels",

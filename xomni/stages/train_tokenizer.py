@@ -92,6 +92,7 @@ class Config:
     sizes: str = "128x128,128x128,128x128,128x192,192x128"  # one size per batch, cycled (height x width)
     bpe_vocab: int = 2048
     bpe_scenes: int = 4000
+    spell_quoted: bool = True  # the BPE splits quoted text into characters (xomni/tokenizer/text.py)
     seed: int = 0
     resume: bool = True
     lm_only: bool = False  # keep the tokenizer frozen and train only the alignment LM (and the dense heads)
@@ -264,7 +265,7 @@ def main(cfg: Config) -> dict:
     # text tokenizer: trained once on the training split's text, then fixed for every later stage
     text_path = out / "text_tokenizer.json"
     if not text_path.is_file():
-        TextTokenizer.train_bpe(train_text_corpus(cfg.bpe_scenes), cfg.bpe_vocab).save(text_path)
+        TextTokenizer.train_bpe(train_text_corpus(cfg.bpe_scenes), cfg.bpe_vocab, cfg.spell_quoted).save(text_path)
     tok = TextTokenizer.from_file(text_path)
     eos = tok.token_id("<|im_end|>")
 

@@ -6,20 +6,31 @@ image in a sequence: `<SOM>{rows} {cols}<IMAGE>` + rows*cols image ids (row-majo
 
 Tiny preset: a byte-level BPE trained in-process with `tokenizers` on the world's text (English and Chinese).
 Paper preset: Qwen2.5's `tokenizer.json` from a local path. Both are a `tokenizers.Tokenizer`; the code path is one.
+
+Deviation (tiny, `spell_quoted`): text in quotes ("..." or “...”), the text a prompt asks to render, is split into
+single characters before BPE, so the prompt shows the model the letters it must draw. Qwen2.5 learned how its tokens
+are spelled from its pretraining; the tiny LM has nothing that could teach it that a token it never saw rendered
+spells "l-e-m-o-n", and the held-out suites ask for exactly such words (docs/unified.md, "Spelling the quoted
+text"). The rule lives in the saved `tokenizer.json` (a `Split` pre-tokenizer), so every reader of the file applies it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 SOM, EOM, IMAGE = "<SOM>", "<EOM>", "<IMAGE>"
 PAD, EOS = "<|endoftext|>", "<|im_end|>"
 IM_START = "<|im_start|>"
 SPECIAL_TOKENS = (PAD, IM_START, EOS, SOM, EOM, IMAGE)
+
+# One character inside quotes: before an odd number of ASCII double quotes up to the end of the text, or before a
+# closing Chinese quote with no opening one in between.
+SPELL_QUOTED = r'[^"“”](?=[^"]*"(?:[^"]*"[^"]*")*[^"]*\z)|[^"“”](?=[^“”]*”)'
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,12 @@ class JointVocab:
         return token >= self.text_vocab_size
 
 
+def _spelling(inner):
+    """`inner` (the tokenizer's own pre-tokenizer) after isolating each quoted character."""
+    split = pre_tokenizers.Split(Regex(SPELL_QUOTED), behavior="isolated")
+    return pre_tokenizers.Sequence([split] + ([inner] if inner is not None else []))
+
+
 class TextTokenizer:
     """A `tokenizers.Tokenizer` that is guaranteed to carry X-Omni's special tokens."""
 
@@ -71,10 +88,13 @@ class TextTokenizer:
         return cls(Tokenizer.from_file(str(path)))
 
     @classmethod
-    def train_bpe(cls, texts: Iterable[str], vocab_size: int) -> "TextTokenizer":
-        """Byte-level BPE over `texts`, every byte in the alphabet so any string encodes."""
+    def train_bpe(cls, texts: Iterable[str], vocab_size: int, spell_quoted: bool = False) -> "TextTokenizer":
+        """Byte-level BPE over `texts`, every byte in the alphabet so any string encodes; `spell_quoted` splits
+        quoted text into characters (the module docstring), in training as after it."""
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        if spell_quoted:
+            tok.pre_tokenizer = _spelling(tok.pre_tokenizer)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
@@ -87,6 +107,21 @@ class TextTokenizer:
 
     def save(self, path: str | Path) -> None:
         self.tokenizer.save(str(path))
+
+    @property
+    def spells_quoted(self) -> bool:
+        pre = json.loads(self.tokenizer.to_str()).get("pre_tokenizer") or {}
+        parts = pre.get("pretokenizers", [pre])
+        return any(p.get("type") == "Split" and p.get("pattern") == {"Regex": SPELL_QUOTED} for p in parts)
+
+    def with_spelled_quotes(self) -> "TextTokenizer":
+        """The same vocabulary and merges, with quoted text split into characters before BPE (a tokenizer trained
+        without the rule keeps its ids: only how quoted text is cut changes)."""
+        if self.spells_quoted:
+            return self
+        tok = Tokenizer.from_str(self.tokenizer.to_str())
+        tok.pre_tokenizer = _spelling(tok.pre_tokenizer)
+        return TextTokenizer(tok)
 
     @property
     def vocab_size(self) -> int:
