@@ -173,6 +173,13 @@ def test_claims_stage_scores_sft_and_rl_and_reuses_its_evaluations(checkpoint, t
     assert image.stat().st_mtime_ns == before and (tmp_path / "c" / "claims.md").read_text() == table
     with pytest.raises(ValueError, match="include 1"):
         eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), cfg_scales="1.5,3"))
+    # one suite: its rows reuse the evaluations above, the text claims are named as not measured
+    geneval = eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), out=str(tmp_path / "c"),
+                                                  n=2, cfg_scales="1,1.5", steps=1, suites="synth-geneval"))
+    assert geneval["claims"] == 4 and image.stat().st_mtime_ns == before  # Fig. 2b, GenEval delta and gap, VQA
+    assert "Not measured (left out by --suites): synth-text-en, synth-text-zh." in (tmp_path / "c" / "claims.md").read_text()
+    with pytest.raises(ValueError, match="--suites"):
+        eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), suites="synth-dpg"))
     with pytest.raises(FileNotFoundError, match="GRPO log"):
         eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(checkpoint)))
 
