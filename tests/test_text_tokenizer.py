@@ -46,7 +46,6 @@ def test_save_and_load_keep_ids(tok, tmp_path):
         TextTokenizer.from_file(tmp_path / "missing.json")
 
 
-
 def pieces(t, text):
     return [t.tokenizer.id_to_token(i) for i in t.encode(text)]
 
