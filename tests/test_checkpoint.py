@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from xomni.checkpoint import (INT8_SCALE, dequantize_int8, export_component, load_component, load_train_state,
-                              quantize_int8, save_component, save_train_state)
+                              open_log, quantize_int8, save_component, save_train_state)
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 
@@ -106,3 +106,15 @@ def test_train_state_round_trip(tmp_path):
     state = load_train_state(tmp_path / "s.pt")
     assert state["step"] == 5 and torch.equal(state["x"], torch.arange(3))
     assert load_train_state(tmp_path / "none.pt") is None
+
+
+def test_a_resumed_log_drops_the_steps_after_its_checkpoint(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [{"note": "header"}, *({"step": s} for s in range(1, 6))]))
+    with open_log(path, 3) as log:  # killed after step 5, last checkpoint at step 3
+        log.write(json.dumps({"step": 4, "again": True}) + "\n")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert records == [{"note": "header"}, {"step": 1}, {"step": 2}, {"step": 3}, {"step": 4, "again": True}]
+    with open_log(tmp_path / "new.jsonl", 0) as log:
+        log.write("{}\n")
+    assert (tmp_path / "new.jsonl").read_text() == "{}\n"

@@ -211,6 +211,22 @@ def load_train_state(path: str | Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
 
+def open_log(path: str | Path, step: int):
+    """Open a stage's jsonl log for appending, resuming at `step`: records of later steps (written after the last
+    checkpoint by a run that was then killed) are dropped first, atomically, since the resumed run writes them again.
+    Records without a step are kept."""
+    path = Path(path)
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip() or json.loads(line).get("step", -1) <= step]
+        if len(kept) != len(lines):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, path)
+    return open(path, "a")
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Every tensor of a .safetensors file, or of all the .safetensors files in a folder (sharded checkpoints)."""
     path = Path(path)

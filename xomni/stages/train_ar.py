@@ -58,7 +58,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
 from xomni.data.sequences import IGNORE, Formatter, Sample, pack, pack_weights
 from xomni.data.batches import scene_batch, understanding_pairs
 from xomni.data.world import Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions
@@ -349,7 +349,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "model", mcfg, model, meta, state=weights)
         save_train_state(state_path, {"model": weights, "opt": opt_state, "step": step})
 
-    log = open(out / "ar_log.jsonl", "a") if lead else open(os.devnull, "w")
+    log = open_log(out / "ar_log.jsonl", step) if lead else open(os.devnull, "w")
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True, disable=not lead)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
 from xomni.data.batches import pixels_of, scene_batch
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
@@ -157,7 +157,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "decoder", dec_config, net, meta)
         save_train_state(state_path, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step})
 
-    log = open(out / "decoder_log.jsonl", "a")
+    log = open_log(out / "decoder_log.jsonl", step)
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="decoder", dynamic_ncols=True)
     net.train()

@@ -52,7 +52,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import load_train_state, save_component, save_train_state
+from xomni.checkpoint import load_train_state, open_log, save_component, save_train_state
 from xomni.data.world import WorldConfig, make_scene, prompts
 from xomni.engine import Sampling, left_pad
 from xomni.pipeline import Pipeline, to_image
@@ -251,7 +251,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "ar", policy.config, policy, meta)
         save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step})
 
-    log = open(out / "grpo_log.jsonl", "a")
+    log = open_log(out / "grpo_log.jsonl", step)
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
     def log_probe() -> None:

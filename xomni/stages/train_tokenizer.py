@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
 from xomni.data.batches import label_batch, pixels_of, scene_batch, understanding_pairs
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
                               SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
@@ -307,7 +307,7 @@ def main(cfg: Config) -> dict:
     if cfg.shards and not cfg.lm_only:
         raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
     from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed) if cfg.shards else None
-    log = open(out / "tokenizer_log.jsonl", "a")
+    log = open_log(out / "tokenizer_log.jsonl", step)
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
