@@ -404,3 +404,21 @@ def test_generation_samples_weigh_each_cell_by_its_role():
     image = [(lab, w) for lab, w in zip(sample.labels, sample.weights) if lab != IGNORE and lab >= tok.vocab_size]
     expected = [roles.get(r, 1.0) for r in cell_roles(scene, 8, 8)]
     assert [w for _, w in image] == expected and {1.0, 3.0, 4.0, 16.0} <= set(expected)
+
+
+def test_quoted_text_answers_are_spelled_by_a_spelling_tokenizer():
+    import random
+
+    from xomni.data.batches import understanding_pairs
+    from xomni.data.world import make_scene, questions
+    from xomni.tokenizer.text import TextTokenizer
+
+    scene = next(s for s in (make_scene(WorldConfig(), "train", i) for i in range(200))
+                 if s.text and s.text.lang == "en" and s.text.length == "short")
+    said = next(q.answer for q in questions(scene) if q.kind == "text")
+    pairs = {a: understanding_pairs(scene, random.Random(0), 20, 0.0, quote_text=a) for a in (False, True)}
+    assert [q for q, _ in pairs[False]] == [q for q, _ in pairs[True]]  # the same turns, only the text answer differs
+    changed = [(a, b) for (_, a), (_, b) in zip(pairs[False], pairs[True]) if a != b]
+    assert changed == [(said, f'"{said}"')]
+    tok = TextTokenizer.train_bpe([f"{q} {a}" for q, a in pairs[False]] * 20, 300, spell_quoted=True)
+    assert len(tok.encode(f'"{said}"')) == len(said) + 2 and len(tok.encode(said)) < len(said)

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from xomni.data.world import Scene, WorldConfig, caption, cell_labels, make_scene, questions, render
+from xomni.data.world import Question, Scene, WorldConfig, caption, cell_labels, make_scene, questions, render
 
 CAPTION_QUESTION = "Describe the image."
 
@@ -29,11 +29,19 @@ def label_batch(scenes: list[Scene]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.stack([lab[k] for lab in labels])) for k in labels[0]}
 
 
-def understanding_pairs(scene: Scene, rng: random.Random, k: int, caption_prob: float = 0.25) -> list[tuple[str, str]]:
+def answer_text(q: Question, quote_text: bool) -> str:
+    """A question's answer as the model writes it: with `quote_text`, what a sign says is put in double quotes, so
+    that a tokenizer that spells quoted text (`TextTokenizer.with_spelled_quotes`) spells it. The suites' judge drops
+    the quotes (`normalize_answer`)."""
+    return f'"{q.answer}"' if quote_text and q.kind == "text" else q.answer
+
+
+def understanding_pairs(scene: Scene, rng: random.Random, k: int, caption_prob: float = 0.25,
+                        quote_text: bool = False) -> list[tuple[str, str]]:
     """Up to k (question, answer) turns about one scene, for one sequence: its dense caption first with
-    `caption_prob`, then distinct questions. Several turns per image give the LM k times the supervision for one
-    pass of the encoder."""
+    `caption_prob`, then distinct questions (text answers quoted with `quote_text`: `answer_text`). Several turns
+    per image give the LM k times the supervision for one pass of the encoder."""
     pairs = [(CAPTION_QUESTION, caption(scene))] if rng.random() < caption_prob else []
     qs = questions(scene, rng)
-    pairs += [(q.question, q.answer) for q in rng.sample(qs, min(len(qs), k - len(pairs)))]
+    pairs += [(q.question, answer_text(q, quote_text)) for q in rng.sample(qs, min(len(qs), k - len(pairs)))]
     return pairs

@@ -28,6 +28,8 @@ cell in raster order (`cell_roles`), the one code per object that its prompt dec
 it; without it the tiny model learned to draw with the prompt ignored (docs/unified.md, "Reading the prompt").
 `object_cell_weight` does the same for an object's other cells, which carry the rest of its shape.
 `photo_text_free` keeps GenEval's "a photo of ..." register, which never names text, off scenes with text.
+`quote_text_answers` writes what a sign says in quotes in understanding answers, so that a tokenizer trained with
+`--spell-quoted` spells the answer letter by letter, as it spells the text a prompt asks for.
 A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
 unconditional branch the engine's CFG reads, which otherwise would be a context the model has never seen.
 The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
@@ -60,7 +62,7 @@ from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
 from xomni.data.sequences import IGNORE, Formatter, Sample, pack, pack_weights
-from xomni.data.batches import scene_batch, understanding_pairs
+from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
 from xomni.stages.tokenize import load_shard_folders
@@ -94,6 +96,7 @@ class Config:
     object_cell_weight: float = 1.0  # loss weight of an object's other cells in a prompted generation sample
     text_cell_weight: float = 1.0  # loss weight of the text element's cells in a prompted generation sample
     photo_text_free: bool = False  # the `photo` prompt level only for scenes without text (it never names the text)
+    quote_text_answers: bool = False  # "what does the sign say" answered in quotes (spelled by a spelling tokenizer)
     save_every: int = 100
     eval_every: int = 250
     eval_n: int = 64
@@ -163,7 +166,7 @@ def alignment_start(model: UnifiedModel, lm: AlignmentLM, vq, codes: torch.Tenso
     model.mm_embed.weight[seen] = lm.image_proj(total[seen] / count[seen, None])
 
 
-def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
+def text_sample(fmt: Formatter, scene: Scene, rng: random.Random, quote_text: bool = False) -> Sample:
     """Language only (phase `text`): a prompt, a caption or a question and its answer, every token supervised."""
     kind = rng.random()
     if kind < 0.3:
@@ -172,7 +175,7 @@ def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
         text = caption(scene)
     else:
         q = rng.choice(questions(scene, rng))
-        text = f"{q.question} {q.answer}"
+        text = f"{q.question} {answer_text(q, quote_text)}"
     ids = fmt.tok.encode(text) + [fmt.vocab.eos_id]
     return Sample(ids, ids[1:] + [IGNORE])
 
@@ -180,15 +183,16 @@ def text_sample(fmt: Formatter, scene: Scene, rng: random.Random) -> Sample:
 def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], rows: int, cols: int,
                  rng: random.Random, gen_share: float, turns: int = 3, max_len: int = 10**9,
                  cond_drop: float = 0.0, role_weights: dict[str, float] | None = None,
-                 photo_text_free: bool = False) -> Sample:
+                 photo_text_free: bool = False, quote_text: bool = False) -> Sample:
     """One training sample: language only (phase text), a generation sample (a prompt at some level of detail,
     then the image; with probability `cond_drop` no prompt at all, the unconditional branch CFG samples from), or
     an understanding conversation (the image, then up to `turns` questions or the caption). role_weights: the loss
     weight of a prompted generation sample's cells by their role (`cell_roles`; a role not named weighs 1).
     photo_text_free: a scene with text never gets the `photo` level, which names its objects and not its text, so
-    that GenEval's register ("a photo of a hexagon") is never followed by text nobody asked for."""
+    that GenEval's register ("a photo of a hexagon") is never followed by text nobody asked for. quote_text:
+    answers that read a sign's text are quoted (`answer_text`)."""
     if phase == "text":
-        return text_sample(fmt, scene, rng)
+        return text_sample(fmt, scene, rng, quote_text)
     if rng.random() < gen_share:
         if cond_drop and rng.random() < cond_drop:
             return fmt.generation(None, codes, rows, cols)
@@ -200,7 +204,7 @@ def world_sample(fmt: Formatter, phase: str, scene: Scene, codes: list[int], row
         if role_weights and any(w != 1.0 for w in role_weights.values()):
             weights = [role_weights.get(role, 1.0) for role in cell_roles(scene, rows, cols)]
         return fmt.generation(levels[level], codes, rows, cols, weights)
-    pairs = understanding_pairs(scene, rng, turns, caption_prob=0.3 if phase != "sft" else 0.1)
+    pairs = understanding_pairs(scene, rng, turns, caption_prob=0.3 if phase != "sft" else 0.1, quote_text=quote_text)
     sample = fmt.conversation(codes, rows, cols, pairs)
     while len(sample.ids) > max_len and len(pairs) > 1:  # fewer turns rather than a sample no row can hold
         pairs = pairs[:-1]
@@ -259,8 +263,8 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
     out = {}
     for name, share in (("heldout_loss_image", 1.0), ("heldout_loss_text", 0.0)):
         phase = cfg.phase if cfg.phase != "text" else "pretrain2"
-        samples = [world_sample(fmt, phase, s, c.flatten().tolist(), *c.shape, rng, share, cfg.turns, cfg.seq_len)
-                   for s, c in zip(scenes, codes)]
+        samples = [world_sample(fmt, phase, s, c.flatten().tolist(), *c.shape, rng, share, cfg.turns, cfg.seq_len,
+                                quote_text=cfg.quote_text_answers) for s, c in zip(scenes, codes)]
         ids, labels, segments, positions = pack(samples, max(cfg.seq_len, *(len(x.ids) for x in samples)),
                                                 fmt.vocab.pad_id)
         _, parts = split_loss(model, model(ids, positions=positions, segments=segments, head="hidden"), labels)
@@ -362,7 +366,8 @@ def main(cfg: Config) -> dict:
             scene = make_scene(scene_world, split, int(idx[j]))
             rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{k}")  # sample k's task: the same whichever rank takes it
             samples.append(world_sample(fmt, cfg.phase, scene, codes[j].flatten().tolist(), h, w, rng, cfg.gen_share,
-                                        cfg.turns, cfg.seq_len, cfg.cond_drop, role_weights, cfg.photo_text_free))
+                                        cfg.turns, cfg.seq_len, cfg.cond_drop, role_weights, cfg.photo_text_free,
+                                        cfg.quote_text_answers))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
         weights = pack_weights(samples, cfg.seq_len)
 
