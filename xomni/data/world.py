@@ -323,7 +323,7 @@ def _training_successors(ch: str) -> tuple[str, ...]:
 def _sample_dense(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scene | None:
     """A text-dense training scene: lines of training text fill all but 3 rows of cells, beside one object.
 
-    Ordinary scenes hold about one Chinese character each, so each of the 500 would be seen a few dozen times in a
+    Ordinary scenes hold about one Chinese character each, so each of the 300 would be seen a few dozen times in a
     tokenizer run; these scenes show every glyph hundreds of times (docs/image_side.md). Same Scene type, captions
     and questions as any other scene.
     """
