@@ -3,6 +3,7 @@ batch, and a sharded run resumes exactly."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -44,9 +45,13 @@ def _run(tmp_path, shards, out, nproc, *extra):
     if nproc == 1:
         cmd = [sys.executable, "-m", "xomni.cli", *args]
     else:
+        with socket.socket() as probe:  # a free port for each run: a fixed one can still be held by the last run
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-               "29517", "-m", "xomni.cli", *args]
-    subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=300)
+               str(port), "-m", "xomni.cli", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]  # what the run said, should it fail
     return [r for x in (out / "ar_log.jsonl").read_text().splitlines() if "loss" in (r := json.loads(x))]
 
 
