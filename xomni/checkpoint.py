@@ -192,18 +192,23 @@ def export_component(src: str | Path, dst: str | Path, dtype: torch.dtype = torc
     return dst
 
 
-def save_train_state(path: str | Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_file_atomically(path: Path, write) -> None:
+    """`write(tmp)` to a temporary sibling of `path`, then rename it over `path`; on failure `path` is untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(state, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_train_state(path: str | Path, state: dict) -> None:
+    """torch.save to a temporary file, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_file_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_train_state(path: str | Path) -> dict | None:
@@ -220,10 +225,7 @@ def open_log(path: str | Path, step: int):
         lines = path.read_text().splitlines(keepends=True)
         kept = [line for line in lines if not line.strip() or json.loads(line).get("step", -1) <= step]
         if len(kept) != len(lines):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            with os.fdopen(fd, "w") as f:
-                f.writelines(kept)
-            os.replace(tmp, path)
+            _write_file_atomically(path, lambda tmp: Path(tmp).write_text("".join(kept)))
     return open(path, "a")
 
 
