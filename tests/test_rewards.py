@@ -139,3 +139,42 @@ def test_model_judge_rewards_with_stand_in_judges_and_missing_weights(tmp_path):
         HPSv2Reward(tmp_path / "nothing")
     with pytest.raises(MissingPart):
         RewardPool(workers=0, models={"hps": str(tmp_path / "nothing")})
+
+
+def test_alignment_charges_a_wrong_attempt_no_more_than_leaving_it_out():
+    from xomni.eval.scene_judge import SceneObject
+
+    s = next(s for i in range(200) if len((s := make_scene(WorldConfig(), "heldout", i)).objects) == 2
+             and s.objects[0].shape != s.objects[1].shape)
+    blank = Image.new("RGB", (s.width, s.height), (248, 248, 246))  # no ink: only the objects found count
+    first, second = s.objects
+    wrong = next(shape for shape in ("star", "cross", "diamond", "hexagon", "circle") if shape not in
+                 (first.shape, second.shape))
+
+    class Finds:
+        def __init__(self, *objects):
+            self.found = [SceneObject(shape, color, box, 1.0) for shape, color, box in objects]
+
+        def objects(self, image):
+            return self.found
+
+    one = (first.shape, first.color, first.box)
+    left_out = alignment([Rollout(s, blank)], Finds(one))
+    attempted = alignment([Rollout(s, blank)], Finds(one, (wrong, second.color, second.box)))
+    # the second object's questions fail either way; drawn wrong it is an attempt, not clutter
+    assert attempted == left_out and -CLUTTER_PENALTY < left_out[0] < 1
+    # a third object is more than the prompt asked for: one of three found is clutter
+    extra = alignment([Rollout(s, blank)], Finds(one, (wrong, second.color, second.box), (wrong, "green", (0, 0, 9, 9))))
+    assert extra == [pytest.approx(left_out[0] - CLUTTER_PENALTY / 3)]
+
+
+def test_alignment_allows_badly_written_text_the_area_of_its_plate():
+    judge = SceneJudge()
+    s = next(s for i in range(300) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+             and s.objects and alignment([Rollout(s, render(s))], judge) == [1.0])
+    x0, y0, x1, y1 = s.text.box
+    scrawl = render(s)
+    scrawl.paste((200, 90, 10), (x0, y0, x1, y1))  # the plate's area in a colour of neither plate nor ink
+    assert alignment([Rollout(s, scrawl)], judge) == [1.0]  # not stray: the OCR reward judges the text
+    scrawl.paste((200, 90, 10), (x0, y1, x1, min(s.height, y1 + (y1 - y0))))  # as much again beside it is stray
+    assert alignment([Rollout(s, scrawl)], judge)[0] < 1.0

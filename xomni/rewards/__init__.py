@@ -78,13 +78,17 @@ def stray_ink(image: Image.Image, keep_boxes, keep_blends=(), allowance: float =
     return max(0.0, float(stray.sum()) - allowance) / ink
 
 
+def _area(box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
 def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[float | None]:
     """Prompt-image alignment: the share of the prompt's dependent yes/no questions (synth-dpg's) the judges answer
     yes, with DPG's cascade (the role of the paper's VLM judge), minus `CLUTTER_PENALTY` times the share of the
-    objects the scene judge finds that the prompt did not ask for (shape and colour; 0 when it finds none) or, if
-    larger, times the share of the image's ink that is no object it finds (`stray_ink`; the text element's plate
-    and ink colours are not stray when the prompt asks for text, nor the area of asked-for objects it misses): in
-    [-CLUTTER_PENALTY, 1].
+    objects the scene judge finds that are more than the prompt asked for (0 when it finds none) or, if larger,
+    times the share of the image's ink that is no object it finds (`stray_ink`; the text element's plate and ink
+    colours are not stray when the prompt asks for text, nor as much ink as the asked text's plate and the asked-for
+    objects the judge misses would cover): in [-CLUTTER_PENALTY, 1].
     Yes/no questions alone never say no to clutter: a policy trained on them learned to fill the canvas with green
     plates, in which the judge finds some object of every shape (docs/unified.md, "GRPO run 5"). The penalty is
     subtracted rather than multiplied so that an image with clutter and no asked-for object still ranks below an
@@ -92,7 +96,11 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     was hacked too: a policy drew glyph fragments, in which the judge finds no object at all ("GRPO on run 7's SFT
     model"), hence the ink. An image that answers none of the questions of a prompt asking for objects scores
     -CLUTTER_PENALTY, blank or not: when a blank canvas scored 0, above the average attempt, a policy learned to
-    draw nothing (docs/unified.md, "GRPO on run 8's SFT model")."""
+    draw nothing (docs/unified.md, "GRPO on run 8's SFT model"). Clutter counts objects beyond the asked number,
+    not objects of a shape or colour nobody asked for: an asked-for object drawn wrong already fails its questions,
+    and charged as clutter too it cost more than leaving it out, so a policy learned to draw one object where two
+    were asked, and to drop Chinese text it could not yet write (docs/unified.md, "GRPO on the text-capable
+    model")."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
@@ -114,14 +122,15 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
             out.append(-CLUTTER_PENALTY)
             continue
         found = Counter((o.shape, o.color) for o in objects)
-        clutter = 1 - sum((asked & found).values()) / sum(found.values()) if objects else 0.0
-        # an asked-for object the judge misses may be drawn too loosely to fit a shape: its area is not stray (its
-        # questions fail already)
-        missing, allowance = asked - found, 0
+        clutter = max(0, len(objects) - sum(asked.values())) / len(objects) if objects else 0.0
+        # an asked-for object the judge misses may be drawn too loosely to fit a shape, and asked-for text written
+        # badly: their area is not stray (their questions and the OCR reward fail already)
+        missing = asked - found
+        allowance = _area(r.scene.text.box) if r.scene.text is not None else 0
         for o in r.scene.objects:
             if missing[(o.shape, o.color)] > 0:
                 missing[(o.shape, o.color)] -= 1
-                allowance += (o.box[2] - o.box[0]) * (o.box[3] - o.box[1])
+                allowance += _area(o.box)
         clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene), allowance))
         out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter)
     return out
