@@ -400,11 +400,11 @@ def test_generation_samples_weigh_each_cell_by_its_role():
     scene = next(s for s in (make_scene(WorldConfig(), "train", i) for i in range(100)) if s.text and s.groups)
     tok = TextTokenizer.train_bpe(list(prompts(scene).values()), 300)
     fmt = Formatter(tok, 16)
-    roles = {"object, first cell": 16.0, "object": 4.0, "text": 3.0}
+    roles = {"object, first cell": 16.0, "object": 4.0, "text": 3.0, "background, all started": 2.0}
     sample = world_sample(fmt, "sft", scene, list(range(64)), 8, 8, random.Random(0), 1.0, role_weights=roles)
     image = [(lab, w) for lab, w in zip(sample.labels, sample.weights) if lab != IGNORE and lab >= tok.vocab_size]
     expected = [roles.get(r, 1.0) for r in cell_roles(scene, 8, 8)]
-    assert [w for _, w in image] == expected and {1.0, 3.0, 4.0, 16.0} <= set(expected)
+    assert [w for _, w in image] == expected and {1.0, 2.0, 3.0, 4.0, 16.0} <= set(expected)
 
 
 def test_quoted_text_answers_are_spelled_by_a_spelling_tokenizer():

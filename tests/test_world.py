@@ -193,4 +193,8 @@ def test_cell_roles_mark_where_each_object_starts_in_raster_order():
     assert {(r, c) for r in range(8) for c in range(8) if grid[r][c] == "object"} == (
         {(0, 5), (1, 4), (1, 5), (2, 4), (2, 5), (2, 2), (3, 1), (3, 2)})
     assert {(r, c) for r in range(8) for c in range(8) if grid[r][c] == "text"} == {(6, 0), (6, 1), (7, 0), (7, 1)}
-    assert roles.count("background") == 64 - 2 - 8 - 4
+    # background before the second object's first cell (2, 1), and after it, where no object may start any more
+    assert roles.index("background, all started") == 2 * 8 + 3 and roles.count("background") == 17 - 4
+    assert roles.count("background, all started") == 64 - 2 - 8 - 4 - 13
+    s.objects = []
+    assert set(cell_roles(s, 8, 8)) == {"text", "background, all started"}

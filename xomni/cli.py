@@ -83,6 +83,8 @@ HELP = {
     "object_cell_weight": "loss weight of an object's cells after its first in a prompted generation sample (its "
                           "shape spans 2-3 cells per side, so those codes still depend on the prompt)",
     "text_cell_weight": "loss weight of the text element's cells in a prompted generation sample",
+    "rest_cell_weight": "loss weight of a background cell after every object's first cell (raster order) in a "
+                        "prompted generation sample: where the prompt's count says no object may start any more",
     "photo_text_free": "give the photo prompt level (GenEval's register, which never names text) only to scenes "
                        "without text",
     "warmup": "linear warm-up steps",

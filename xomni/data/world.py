@@ -514,14 +514,16 @@ def object_masks(scene: Scene) -> np.ndarray:
 # Per-cell semantic labels (the dense understanding targets for the tokenizer)
 # ---------------------------------------------------------------------------------------------------------------
 
-CELL_ROLES = ("object, first cell", "object", "text", "background")
+CELL_ROLES = ("object, first cell", "object", "text", "background", "background, all started")
 
 
 def cell_roles(scene: Scene, rows: int, cols: int) -> list[str]:
     """Row-major role of each cell of a rows x cols token grid over the scene: "object, first cell" (the first cell in
     raster order that an object's box overlaps: where a model drawing the scene must decide to start that object, so
     its code is decided by the prompt rather than by the cells already drawn), "object" (the other cells an object's
-    box overlaps), "text" (overlaps the text element's box) or "background" (neither)."""
+    box overlaps), "text" (overlaps the text element's box) or, for neither, "background" before the last object's
+    first cell and "background, all started" after it (or everywhere when there are no objects): no object may start
+    there, so those codes are decided by how many objects the prompt asks for, as the first cells' by what it asks."""
     ch, cw = scene.height / rows, scene.width / cols
 
     def hits(box, r, c) -> bool:
@@ -540,7 +542,7 @@ def cell_roles(scene: Scene, rows: int, cols: int) -> list[str]:
             elif scene.text is not None and hits(scene.text.box, r, c):
                 out.append("text")
             else:
-                out.append("background")
+                out.append("background, all started" if len(started) == len(scene.objects) else "background")
     return out
 
 

@@ -26,7 +26,9 @@ kind is scored by its own head over its own vocabulary (image codes / text), the
 Deviation (tiny scale; opt-in, on in runs/cpu_tiny.sh): `first_cell_weight` weighs the loss of each object's first
 cell in raster order (`cell_roles`), the one code per object that its prompt decides rather than the cells before
 it; without it the tiny model learned to draw with the prompt ignored (docs/unified.md, "Reading the prompt").
-`object_cell_weight` does the same for an object's other cells, which carry the rest of its shape.
+`object_cell_weight` does the same for an object's other cells, which carry the rest of its shape, and
+`rest_cell_weight` for the background after every object has started, where the prompt's count says no object may
+start any more.
 `photo_text_free` keeps GenEval's "a photo of ..." register, which never names text, off scenes with text.
 `quote_text_answers` writes what a sign says in quotes in understanding answers, so that a tokenizer trained with
 `--spell-quoted` spells the answer letter by letter, as it spells the text a prompt asks for.
@@ -95,6 +97,7 @@ class Config:
     first_cell_weight: float = 1.0  # loss weight of an object's first cell in a prompted generation sample
     object_cell_weight: float = 1.0  # loss weight of an object's other cells in a prompted generation sample
     text_cell_weight: float = 1.0  # loss weight of the text element's cells in a prompted generation sample
+    rest_cell_weight: float = 1.0  # loss weight of a background cell after every object has started (raster order)
     photo_text_free: bool = False  # the `photo` prompt level only for scenes without text (it never names the text)
     quote_text_answers: bool = False  # "what does the sign say" answered in quotes (spelled by a spelling tokenizer)
     save_every: int = 100
@@ -337,7 +340,7 @@ def main(cfg: Config) -> dict:
             print(f"resumed from {state_path} at step {step}")
     n_train = sum(p.numel() for p in params) / 1e6
     role_weights = {"object, first cell": cfg.first_cell_weight, "object": cfg.object_cell_weight,
-                    "text": cfg.text_cell_weight}
+                    "text": cfg.text_cell_weight, "background, all started": cfg.rest_cell_weight}
     print(f"unified model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, {n_train:.2f}M training "
           f"(phase {cfg.phase}); {len(order)} tokenized scenes")
 
