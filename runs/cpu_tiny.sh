@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tiny recipe from nothing on this CPU:
-#   tokenizer -> token shards -> { decoder -> eval reconstruction } beside { alignment LM on the shards
-#   -> unified AR model: pretrain1, pretrain2, pretrain3, sft, text phases } -> eval suites -> checkpoints/tiny
+#   tokenizer -> token shards -> decoder -> alignment LM on the shards -> eval reconstruction
+#   -> unified AR model: pretrain1, pretrain2, pretrain3, sft, text phases -> eval suites -> checkpoints/tiny
 # Every stage resumes from $OUT (default out/tiny) if interrupted; rerun the script to continue (a finished stage
 # returns at once). Prints how long each stage took. IMAGE_ONLY=1 stops after the image side.
 set -euo pipefail
@@ -22,46 +22,36 @@ AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --s
 # GenEval's "a photo of ..." prompts go only to scenes without text (docs/unified.md, "Reading the prompt", "Run 8")
 AR+=(--first-cell-weight 32 --object-cell-weight 8 --text-cell-weight 3 --photo-text-free true)
 
-# From here two jobs read only the shards, one core each, side by side:
-#  (a) the decoder: its patch prior fitted alone first, then the transformer on what it leaves (recipe v5,
-#      docs/image_side.md);
-#  (b) the alignment LM on the frozen codes (no encoder), then the unified AR model in the paper's phases, each
-#      starting from the previous one's weights. The tiny LLM starts from the alignment LM (a Qwen2 of its shape that
-#      reads the tokens), where the paper's starts from Qwen2.5 (see xomni/stages/train_ar.py).
-image_decoder() {
-    $X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS" \
-        --prior-flow-grad false --prior-first 2000 --steps 5500; stamp decoder
-}
-language_side() {
-    $X train tokenizer --preset tiny --out "$OUT" --lm-only true --shards "$SHARDS" --steps 3500; stamp "alignment LM"
-    if [ "${IMAGE_ONLY:-0}" = 1 ]; then return; fi
-    $X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --llm-init "$OUT/alignment_lm" --steps 200 --lr 1e-3
-    $X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 1000 --lr 5e-4
-    $X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
-    $X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 300 --lr 3e-4 \
-        --final-lr 0; stamp "AR phases"
-    # Text: the model learns to copy the quoted letters into glyph cells only when text cells weigh 16 and, for a
-    # while, only text-dense scenes are drawn; then the mixture brings back scenes and understanding, with a sign's
-    # text answered in quotes (spelled). docs/unified.md, "The letter copy, learned (session 17)".
-    TEXT=(--phase sft --text-cell-weight 16 --lr 3e-4)
-    DENSE=(--shards "$OUT/shards/train-dense_128x128" --gen-share 1.0)
-    $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_text1" --init "$OUT/ar_sft/model" --steps 400 --final-lr 0
-    $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text2" --init "$OUT/ar_text1/model" --steps 400 \
-        --final-lr 0
-    $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text3" --init "$OUT/ar_text2/model" --steps 1500 \
-        --final-lr 1.0 --warmup 20
-    $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix" --init "$OUT/ar_text3/model" --steps 600 --final-lr 0 \
-        --warmup 20 --quote-text-answers true; stamp "text phases"
-}
-export OMP_NUM_THREADS=1
-image_decoder > "$OUT/decoder.out" 2>&1 & decoder_job=$!
-language_side
-wait $decoder_job || { echo "[cpu_tiny] the decoder job failed: see $OUT/decoder.out"; exit 1; }
-unset OMP_NUM_THREADS
+# From here every stage reads only the shards. The decoder first, on both cores (tokenizer + decoder are issue 2's
+# time bar; docs/image_side.md, "Tokenizer and decoder, one after the other"): its patch prior fitted alone, then the
+# transformer on what it leaves (recipe v5). Then the alignment LM on the frozen codes (no encoder) and the unified AR
+# model in the paper's phases, each starting from the previous one's weights. The tiny LLM starts from the alignment
+# LM (a Qwen2 of its shape that reads the tokens), where the paper's starts from Qwen2.5 (see xomni/stages/train_ar.py).
+$X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS" \
+    --prior-flow-grad false --prior-first 2000 --steps 5500; stamp decoder
+$X train tokenizer --preset tiny --out "$OUT" --lm-only true --shards "$SHARDS" --steps 3500; stamp "alignment LM"
 # the image side's numbers (issue 2): reconstructions through the tokens, and the alignment LM's answers
 $X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --command "bash runs/cpu_tiny.sh"
 $X eval reconstruction --checkpoint "$OUT/candidate" --out "$OUT/eval" --n 256; stamp "eval reconstruction"
 if [ "${IMAGE_ONLY:-0}" = 1 ]; then exit 0; fi
+
+$X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --llm-init "$OUT/alignment_lm" --steps 200 --lr 1e-3
+$X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 1000 --lr 5e-4
+$X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
+$X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 300 --lr 3e-4 \
+    --final-lr 0; stamp "AR phases"
+# Text: the model learns to copy the quoted letters into glyph cells only when text cells weigh 16 and, for a
+# while, only text-dense scenes are drawn; then the mixture brings back scenes and understanding, with a sign's
+# text answered in quotes (spelled). docs/unified.md, "The letter copy, learned (session 17)".
+TEXT=(--phase sft --text-cell-weight 16 --lr 3e-4)
+DENSE=(--shards "$OUT/shards/train-dense_128x128" --gen-share 1.0)
+$X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_text1" --init "$OUT/ar_sft/model" --steps 400 --final-lr 0
+$X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text2" --init "$OUT/ar_text1/model" --steps 400 \
+    --final-lr 0
+$X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text3" --init "$OUT/ar_text2/model" --steps 1500 \
+    --final-lr 1.0 --warmup 20
+$X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix" --init "$OUT/ar_text3/model" --steps 600 --final-lr 0 \
+    --warmup 20 --quote-text-answers true; stamp "text phases"
 
 $X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix/model" --command "bash runs/cpu_tiny.sh"
 for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt
