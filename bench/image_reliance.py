@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from xomni.data.sequences import pack
+from xomni.data.sequences import image_grids, pack
 from xomni.data.world import COLORS, WorldConfig, make_scene, questions, render
 from xomni.pipeline import Pipeline
 
@@ -29,7 +29,8 @@ def colour_distribution(pipe: Pipeline, codes: torch.Tensor, question: str) -> t
     samples = [fmt.conversation(codes.flatten().tolist(), *codes.shape, [(question, name)]) for name in COLORS]
     ids, labels, segments, positions = pack(samples, max(len(s.ids) for s in samples), fmt.vocab.pad_id)
     assert len(ids) == len(samples), "one answer per row"  # the answers differ by a few tokens: none share a row
-    logits = pipe.model(ids, positions=positions, segments=segments, head="text").float()  # C T V
+    logits = pipe.model(ids, positions=positions, segments=segments, head="text",
+                        grid=image_grids(fmt.tok, ids) if pipe.model.config.image_grid_embed else None).float()  # C T V
     logp = logits.log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
     score = (logp * (labels >= 0)).sum(-1)  # C: log p(answer tokens)
     return score.softmax(-1)

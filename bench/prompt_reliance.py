@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from xomni.data.sequences import pack
+from xomni.data.sequences import image_grids, pack
 from xomni.data.world import CELL_ROLES, WorldConfig, cell_roles, make_scene, prompts, render
 from xomni.pipeline import Pipeline
 
@@ -27,7 +27,8 @@ def code_nll(pipe: Pipeline, prompt: str, codes: torch.Tensor) -> torch.Tensor:
     fmt = pipe.fmt
     sample = fmt.generation(prompt, codes.flatten().tolist(), *codes.shape)
     ids, labels, segments, positions = pack([sample], len(sample.ids), fmt.vocab.pad_id)
-    logits = pipe.model(ids, positions=positions, segments=segments, head="image").float()[0]  # T K
+    logits = pipe.model(ids, positions=positions, segments=segments, head="image",
+                        grid=image_grids(fmt.tok, ids) if pipe.model.config.image_grid_embed else None).float()[0]  # T K
     where = labels[0] >= fmt.vocab.text_vocab_size
     target = labels[0][where] - fmt.vocab.text_vocab_size
     return -logits[where].log_softmax(-1).gather(-1, target[:, None])[:, 0]

@@ -113,3 +113,41 @@ def test_cpu_decode_step_equals_the_model_forward(engine, head):
     torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-5)
     for k_fast, k_ref in zip(out[True][1].k, out[False][1].k):
         torch.testing.assert_close(k_fast, k_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_row_column_embeddings_reach_every_path_alike(engine, fast):
+    """A model with image_grid_embed: the tokenizer reads each image token's cell off the prefix, the sampler's
+    log-probs (cached decode, CPU fast path or the forward) equal GRPO's teacher-forced ones, and the embeddings
+    change what is drawn (so every path really reads them)."""
+    from xomni.stages.train_grpo import image_logprobs
+    from xomni.stages.train_ar import with_grid_embed
+
+    tok, V = engine.tok, engine.vocab.text_vocab_size
+    ids = tok.encode("a") + tok.image_prefix(2, 3) + [V + 5] * 6 + [engine.vocab.eom_id] + tok.image_prefix(1, 2) + [V, V]
+    cells = [c for c in tok.image_grid(ids) if c != (-1, -1)]
+    assert cells == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (0, 0), (0, 1)]
+    assert tok.image_grid(ids).count((-1, -1)) == len(ids) - 8
+
+    torch.manual_seed(1)
+    model = with_grid_embed(engine.model, 4)
+    with pytest.raises(ValueError, match="grid"):
+        with_grid_embed(model, 5)
+    prompt = torch.tensor([_prompts(engine)[0] + tok.image_prefix(3, 4)])
+    same = model(prompt, head="image", grid=torch.full((*prompt.shape, 2), -1))
+    assert torch.equal(same, engine.model(prompt, head="image"))  # text tokens get no cell embedding
+    scale = 0.3 * model.mm_embed.weight.norm(dim=-1).mean()  # init: rows on one half of the width, columns on the other
+    assert torch.allclose(model.mm_row.weight.norm(dim=-1), scale.expand(4)) and not model.mm_row.weight[:, 16:].any()
+    assert torch.allclose(model.mm_col.weight.norm(dim=-1), scale.expand(4)) and not model.mm_col.weight[:, :16].any()
+    with torch.no_grad():
+        model.mm_row.weight.normal_(0, 0.5), model.mm_col.weight.normal_(0, 0.5)
+    grown = Engine(model, tok, fast=fast)
+    out = grown.generate_image(_prompts(engine), rows=3, cols=4, generator=torch.Generator().manual_seed(0))
+    ids, mask = left_pad([p + tok.image_prefix(3, 4) + row for p, row in zip(_prompts(engine), out.tokens.tolist())],
+                         engine.pad_id)
+    logp, _ = image_logprobs(model, ids, mask, 12, out.tokens - V, cols=4)
+    assert torch.allclose(logp, out.logprobs, atol=1e-4)
+    plain = engine.generate_image(_prompts(engine), rows=3, cols=4, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(plain.tokens, out.tokens)
+    with pytest.raises(ValueError, match="grid"):
+        model(ids, head="image")  # image tokens without their cells

@@ -366,6 +366,37 @@ def test_llm_init_refuses_what_would_overwrite_it(tmp_path):
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
+
+def test_scene_mix_draws_each_task_by_its_share_and_the_same_sample_on_a_resume(tmp_path):
+    from collections import Counter
+
+    from xomni.data.world import WorldConfig, make_scene, scene_task
+    from xomni.stages import train_ar
+
+    scenes = [make_scene(WorldConfig(), "train", i) for i in range(400)]
+    tasks = [scene_task(s) for s in scenes]
+    assert set(tasks) == {"single", "count", "two", "relation"}
+    for s, t in zip(scenes, tasks):  # the task is read off the spec: relation > two groups > a count > one object
+        assert t == ("relation" if s.relation else "two" if len(s.groups) == 2 else
+                     "count" if s.groups[0].count > 1 else "single")
+    order = list(range(400))[::-1]
+    pools = {t: [r for r in order if tasks[r] == t] for t in ("single", "count", "two", "relation")}
+    shares = train_ar.parse_scene_mix("single=0,count=1,two=1,relation=2")
+    assert shares == {"single": 0.0, "count": 0.25, "two": 0.25, "relation": 0.5}
+    rows = [train_ar.sample_row(k, order, pools, shares, seed=0) for k in range(2000)]
+    drawn = Counter(tasks[r] for r in rows)
+    assert drawn["single"] == 0 and 900 < drawn["relation"] < 1100 and 400 < drawn["two"] < 600
+    assert rows[1234] == train_ar.sample_row(1234, order, pools, shares, seed=0)  # one sample re-drawn alone
+    assert rows != [train_ar.sample_row(k, order, pools, shares, seed=1) for k in range(2000)]
+    assert [train_ar.sample_row(k, order, None, None, 0) for k in (0, 1, 400)] == [399, 398, 399]  # no mix: the order
+    for bad in ("single=1,count=1,two=1", "single=1,count=1,two=1,relation=-1", "single=1,count=1,two=1,relation=x",
+                "single=0,count=0,two=0,relation=0", "single=1,single=1,two=1,relation=1"):
+        with pytest.raises(ValueError, match="scene_mix"):
+            train_ar.parse_scene_mix(bad)
+    with pytest.raises(ValueError, match="scene_mix"):  # refused before anything is written
+        train_ar.main(train_ar.Config(scene_mix="one=1", out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
 def test_photo_text_free_keeps_genevals_register_off_scenes_with_text():
     import random
 

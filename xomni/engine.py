@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from xomni.data.sequences import image_grids
 from xomni.model.unified import KVCache, UnifiedModel
 from xomni.tokenizer.text import TextTokenizer
 
@@ -158,15 +159,18 @@ class DecodeWeights:
 
 @torch.no_grad()
 def decode_step(w: DecodeWeights, token: torch.Tensor, position: torch.Tensor, bias: torch.Tensor,
-                cache: KVCache, head: str) -> torch.Tensor:
+                cache: KVCache, head: str, cell: torch.Tensor | None = None) -> torch.Tensor:
     """One new token per row (B,) at RoPE position (B,), all image tokens or all text tokens; bias (B, 1, 1, S):
-    0 on the keys to attend, -inf on padding, S = cache.length + 1. Writes its keys/values and returns the logits
-    over `head`'s ids (B, K or V): what `UnifiedModel.forward` computes for that token, as plain tensor ops."""
+    0 on the keys to attend, -inf on padding, S = cache.length + 1; cell (B, 2): an image token's (row, column), for
+    a model with row/column embeddings. Writes its keys/values and returns the logits over `head`'s ids (B, K or V):
+    what `UnifiedModel.forward` computes for that token, as plain tensor ops."""
     cfg, m = w.cfg, w.model
     B, D, H, Hkv = token.shape[0], cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads
     dh, I, V = D // H, cfg.intermediate_size, cfg.text_vocab_size
     image = bool(token[0] >= V)
     h = F.embedding(token - V, m.mm_embed.weight) if image else F.embedding(token, m.embed_tokens.weight)  # B D
+    if image and cfg.image_grid_embed:
+        h = h + m.grid_embed(torch.ones(B, dtype=torch.bool), cell)
     cos, sin = w.cos[position][:, None], w.sin[position][:, None]  # B 1 dh
     t, S = cache.length, cache.length + 1
     for i, blk in enumerate(w.blocks):
@@ -206,17 +210,28 @@ class Engine:
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache, head: str) -> torch.Tensor:
         """Run the prompt (B, L) into an empty cache; the last position's logits over `head`'s ids (B, K or V)."""
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        return self.model(ids, positions=positions, pad_mask=mask, cache=cache, last_only=True, head=head)[:, -1]
+        return self.model(ids, positions=positions, pad_mask=mask, cache=cache, last_only=True, head=head,
+                          grid=self.grid(ids))[:, -1]
+
+    def grid(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """(B, L, 2) each image token's (row, column) for a model with row/column embeddings, else None."""
+        if not self.model.config.image_grid_embed:
+            return None
+        return image_grids(self.tok, ids)
 
     @torch.no_grad()
     def decode_one_token(self, token: torch.Tensor, position: torch.Tensor, mask: torch.Tensor,
-                         cache: KVCache, head: str, weights: DecodeWeights | None = None) -> torch.Tensor:
-        """One new token per row (B,) at RoPE position (B,); mask (B, S) covers the cache plus it. With `weights`
-        (the CPU path) through `decode_step`, else through the model's forward."""
+                         cache: KVCache, head: str, weights: DecodeWeights | None = None,
+                         cell: torch.Tensor | None = None) -> torch.Tensor:
+        """One new token per row (B,) at RoPE position (B,); mask (B, S) covers the cache plus it; cell (B, 2): an
+        image token's (row, column) (read by a model with row/column embeddings). With `weights` (the CPU path)
+        through `decode_step`, else through the model's forward."""
         if weights is not None:
             bias = torch.zeros(mask.shape, dtype=torch.float32).masked_fill_(~mask, float("-inf"))[:, None, None]
-            return decode_step(weights, token, position, bias, cache, head)
-        return self.model(token[:, None], positions=position[:, None], pad_mask=mask, cache=cache, head=head)[:, -1]
+            return decode_step(weights, token, position, bias, cache, head, cell)
+        grid = cell[:, None] if cell is not None and self.model.config.image_grid_embed else None
+        return self.model(token[:, None], positions=position[:, None], pad_mask=mask, cache=cache, head=head,
+                          grid=grid)[:, -1]
 
     @torch.no_grad()
     def generate_image(self, prompts: list[list[int]], rows: int, cols: int, sampling: Sampling = Sampling(),
@@ -245,7 +260,8 @@ class Engine:
             step = torch.cat([tok, tok]) if guided else tok
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
             if len(tokens) < n:
-                logits = self.decode_one_token(step, position, mask, cache, head="image", weights=weights)
+                cell = torch.tensor(divmod(len(tokens) - 1, cols)).expand(step.shape[0], 2)  # the cell just drawn
+                logits = self.decode_one_token(step, position, mask, cache, head="image", weights=weights, cell=cell)
                 position = position + 1
         return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids[:B], mask[:B, : ids.shape[1]])
 

@@ -138,6 +138,12 @@ def pack(samples: list[Sample], seq_len: int, pad_id: int) -> tuple[torch.Tensor
     return ids, labels, segments, positions
 
 
+def image_grids(tok: TextTokenizer, ids: torch.Tensor) -> torch.Tensor:
+    """(B, L) ids -> (B, L, 2): each image token's (row, column) in its image, -1 elsewhere (`TextTokenizer.image_grid`
+    row by row; a packed row's samples each end before the next begins, so one scan serves them all)."""
+    return torch.tensor([tok.image_grid(row) for row in ids.tolist()], dtype=torch.long).view(*ids.shape, 2)
+
+
 def pack_weights(samples: list[Sample], seq_len: int) -> torch.Tensor:
     """(N, seq_len) float: each target's weight in the loss, laid out exactly as `pack` lays out the same samples
     (1 where a sample has no weights, 0 on padding)."""

@@ -510,6 +510,20 @@ def object_masks(scene: Scene) -> np.ndarray:
     return arr
 
 
+SCENE_TASKS = ("single", "count", "two", "relation")
+
+
+def scene_task(scene: Scene) -> str:
+    """Which compositional task a scene's objects pose, in GenEval's terms: "single" (one object), "count" (one
+    group of 2-4), "two" (two groups, no relation) or "relation" (two single objects, one left of / right of / above /
+    below the other). A text element does not change it."""
+    if scene.relation is not None:
+        return "relation"
+    if len(scene.groups) > 1:
+        return "two"
+    return "count" if scene.groups and scene.groups[0].count > 1 else "single"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Per-cell semantic labels (the dense understanding targets for the tokenizer)
 # ---------------------------------------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ class UnifiedConfig:
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
+    # Deviation (tiny, opt-in): learned row and column embeddings, for grids of up to this many rows and columns, added
+    # to each image token's embedding (`init_grid_embed`). 0: none, as X-Omni (1-D RoPE is all the position it has).
+    image_grid_embed: int = 0
 
     @property
     def vocab_size(self) -> int:
@@ -149,6 +152,9 @@ class UnifiedModel(nn.Module):
         self.lm_head = nn.Linear(D, config.text_vocab_size, bias=False)
         self.mm_head = nn.Linear(D, config.codebook_size, bias=False)
         self.rotary = Qwen2RotaryEmbedding(qc)
+        if config.image_grid_embed:
+            self.mm_row = nn.Embedding(config.image_grid_embed, D)
+            self.mm_col = nn.Embedding(config.image_grid_embed, D)
         self.initialize_weights()
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
@@ -163,27 +169,64 @@ class UnifiedModel(nn.Module):
                 nn.init.normal_(m.weight, std=std)
             elif isinstance(m, Qwen2RMSNorm):
                 nn.init.ones_(m.weight)
+        if self.config.image_grid_embed:
+            self.init_grid_embed()
+
+    @torch.no_grad()
+    def init_grid_embed(self, scale: float = 0.3) -> None:
+        """Row and column embeddings start as 2-D sine-cosine codes (rows on the first half of the width, columns on
+        the second, as MAE's), each row of norm `scale` times the image embedding's mean row norm: readable by a
+        linear map from the first step and in proportion to the codes they are added to. (At 0 they stayed at 0.1%
+        of the trained image embeddings' norm after 300 steps and nothing read them: docs/unified.md.)"""
+        n, D = self.config.image_grid_embed, self.config.hidden_size
+        half = D // 2
+        freq = 1.0 / 100.0 ** (torch.arange(half // 2) / max(1, half // 2))
+        angle = torch.arange(n)[:, None] * freq[None]  # n half/2
+        code = torch.cat([angle.sin(), angle.cos()], -1)  # n half
+        code = code / code.norm(dim=-1, keepdim=True) * scale * self.mm_embed.weight.norm(dim=-1).mean()
+        self.mm_row.weight.zero_()
+        self.mm_col.weight.zero_()
+        self.mm_row.weight[:, :half] = code
+        self.mm_col.weight[:, half : 2 * half] = code
 
     def is_image(self, ids: torch.Tensor) -> torch.Tensor:
         return ids >= self.config.text_vocab_size
 
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) joint ids -> (B, T, D)."""
+    def embed(self, ids: torch.Tensor, grid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) joint ids -> (B, T, D). grid (B, T, 2): each image token's (row, column), -1 elsewhere
+        (`TextTokenizer.image_grid`); needed, and only read, when the model has row/column embeddings."""
         V = self.config.text_vocab_size
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
         image = self.is_image(ids)
         if bool(image.all()):
-            return self.mm_embed(ids - V)
-        if not image.any():
+            h = self.mm_embed(ids - V)
+        elif not image.any():
             return self.embed_tokens(ids)
-        text_emb = self.embed_tokens(ids.clamp(max=V - 1))
-        image_emb = self.mm_embed((ids - V).clamp(min=0))
-        return torch.where(image[..., None], image_emb, text_emb)
+        else:
+            text_emb = self.embed_tokens(ids.clamp(max=V - 1))
+            image_emb = self.mm_embed((ids - V).clamp(min=0))
+            h = torch.where(image[..., None], image_emb, text_emb)
+        return h + self.grid_embed(image, grid) if self.config.image_grid_embed else h
+
+    def grid_embed(self, image: torch.Tensor, grid: torch.Tensor | None) -> torch.Tensor:
+        """(B, T, D): the row and column embeddings of each image token's cell, 0 at text tokens."""
+        n = self.config.image_grid_embed
+        if grid is None:
+            raise ValueError("this model adds row/column embeddings to image tokens (image_grid_embed): pass `grid`, "
+                             "each token's (row, column) from TextTokenizer.image_grid")
+        if grid.shape != (*image.shape, 2):
+            raise ValueError(f"grid of shape {tuple(grid.shape)} for ids of shape {tuple(image.shape)}: want (B, T, 2)")
+        r, c = grid[..., 0], grid[..., 1]
+        if bool(((r < 0) & image).any()) or bool((grid >= n).any()):
+            raise ValueError(f"every image token needs a cell within the model's {n} x {n} grid embeddings")
+        e = self.mm_row(r.clamp(0, n - 1)) + self.mm_col(c.clamp(0, n - 1))
+        return torch.where(image[..., None], e, torch.zeros((), dtype=e.dtype))
 
     def forward(self, ids: torch.Tensor, positions: torch.Tensor | None = None, pad_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, segments: torch.Tensor | None = None,
-                vision_on_all: bool = False, last_only: bool = False, head: str = "joint") -> torch.Tensor:
+                vision_on_all: bool = False, last_only: bool = False, head: str = "joint",
+                grid: torch.Tensor | None = None) -> torch.Tensor:
         """Joint logits (B, T, V + K) for ids (B, T).
 
         positions (B, T): RoPE positions (default: cache.length + arange(T)). pad_mask (B, S) bool over every key
@@ -193,7 +236,8 @@ class UnifiedModel(nn.Module):
         segments (B, T): packed training rows (xomni/data/sequences.py); attention stays inside a segment.
         last_only: logits of the last position only (B, 1, .). head: "joint" (V + K), "image" (K: image codes only,
         the engine's image mode), "text" (V), or "hidden": the normalised final states (B, T, D) before any head, for
-        a loss that applies each head only where it is needed (xomni/stages/train_ar.py).
+        a loss that applies each head only where it is needed (xomni/stages/train_ar.py). grid (B, T, 2): each image
+        token's (row, column), -1 elsewhere; only for a model with row/column embeddings (`embed`).
         """
         B, T = ids.shape
         start = cache.length if cache is not None else 0
@@ -216,7 +260,7 @@ class UnifiedModel(nn.Module):
                 raise ValueError("packed segments are for training forwards, not cached decoding")
             mask = mask & (segments[:, :, None] == segments[:, None, :])[:, None]
         image = self.is_image(ids)  # B T
-        h = self.embed(ids)  # B T D
+        h = self.embed(ids, grid)  # B T D
         cos, sin = self.rotary(h, positions)
         slot = 0
         for stack, vision in ((self.vision_pre, True), (self.layers, False), (self.vision_post, True)):

@@ -30,6 +30,12 @@ it; without it the tiny model learned to draw with the prompt ignored (docs/unif
 `rest_cell_weight` for the background after every object has started, where the prompt's count says no object may
 start any more.
 `photo_text_free` keeps GenEval's "a photo of ..." register, which never names text, off scenes with text.
+`scene_mix` draws the samples by compositional task (`scene_task`: one object, a count, two groups, a relation)
+in the given shares rather than as the shards hold them (one group in 8 of 10 scenes, a relation in 7 of 100).
+`image_grid_embed` (deviation, opt-in) adds learned row and column embeddings to the image tokens
+(`UnifiedModel.init_grid_embed`): with 1-D RoPE alone a linear probe reads a tiny model's image token's column at
+0.35 (chance 0.125) at its best layer (docs/unified.md, "Session 19"). Given to an `--init` model, they are added
+to it; in pretrain1 they train with the other new vision parts.
 `quote_text_answers` writes what a sign says in quotes in understanding answers, so that a tokenizer trained with
 `--spell-quoted` spells the answer letter by letter, as it spells the text a prompt asks for.
 A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
@@ -50,7 +56,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -63,9 +69,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
-from xomni.data.sequences import IGNORE, Formatter, Sample, pack, pack_weights
+from xomni.data.sequences import IGNORE, Formatter, Sample, image_grids, pack, pack_weights
 from xomni.data.batches import answer_text, scene_batch, understanding_pairs
-from xomni.data.world import Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions
+from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
+                              scene_task)
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
@@ -100,6 +107,8 @@ class Config:
     rest_cell_weight: float = 1.0  # loss weight of a background cell after every object has started (raster order)
     photo_text_free: bool = False  # the `photo` prompt level only for scenes without text (it never names the text)
     quote_text_answers: bool = False  # "what does the sign say" answered in quotes (spelled by a spelling tokenizer)
+    image_grid_embed: int = 0  # image tokens' row/column embeddings (UnifiedConfig); added at 0 to an --init model
+    scene_mix: str = ""  # e.g. "single=0.3,count=0.25,two=0.25,relation=0.2": samples drawn by task (`scene_task`)
     save_every: int = 100
     eval_every: int = 250
     eval_n: int = 64
@@ -109,6 +118,68 @@ class Config:
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
     image_embed_init: str = ""  # "tokenizer": a fresh run starts mm_embed from the tokenizer's per-code vectors
     llm_init: str = ""  # tiny: an alignment_lm folder; a fresh run's LLM and mm_embed start from it (alignment_start)
+
+
+def parse_scene_mix(spec: str) -> dict[str, float]:
+    """"single=0.3,count=0.25,two=0.25,relation=0.2" -> each task's share of the samples (normalised). Every task in
+    SCENE_TASKS must be named, so that a share left at 0 is a choice rather than a typo."""
+    shares = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in SCENE_TASKS or name in shares:
+            raise ValueError(f"scene_mix: {name!r} is not one of {SCENE_TASKS} (each once), in {spec!r}")
+        try:
+            shares[name] = float(value)
+        except ValueError:
+            raise ValueError(f"scene_mix: {part!r} is not task=share") from None
+        if not math.isfinite(shares[name]) or shares[name] < 0:
+            raise ValueError(f"scene_mix: share {value!r} of {name!r} must be a number >= 0")
+    missing = [t for t in SCENE_TASKS if t not in shares]
+    if missing or not sum(shares.values()):
+        raise ValueError(f"scene_mix {spec!r}: name every task of {SCENE_TASKS} with a share, not all 0 "
+                         f"(missing: {missing})")
+    total = sum(shares.values())
+    return {t: shares[t] / total for t in SCENE_TASKS}
+
+
+def task_pools(sources: list, rows_of: list[tuple[int, int]], order: list[int]) -> dict[str, list[int]]:
+    """Row ids of each scene task (`scene_task`), each pool in the shuffled `order`."""
+    pools: dict[str, list[int]] = {t: [] for t in SCENE_TASKS}
+    for r in tqdm(order, desc="scene tasks", leave=False, mininterval=5):
+        src, j = rows_of[r]
+        split, scene_world, idx, _ = sources[src]
+        pools[scene_task(make_scene(scene_world, split, int(idx[j])))].append(r)
+    return pools
+
+
+def sample_row(k: int, order: list[int], pools: dict[str, list[int]] | None, shares: dict[str, float] | None,
+               seed: int) -> int:
+    """The row of sample k: the shuffled order's k-th (wrapping) without a scene mix; with one, a task drawn by its
+    share and then a row of that task's pool (with replacement), both by a generator seeded from (seed, k), so that
+    any sample is re-drawn alone, the same on a resume and on whichever DDP rank takes it."""
+    if not shares:
+        return order[k % len(order)]
+    rng = random.Random(f"scene_mix/{seed}/{k}")
+    tasks = [t for t in SCENE_TASKS if shares[t] > 0]
+    task = rng.choices(tasks, weights=[shares[t] for t in tasks])[0]
+    pool = pools[task]
+    if not pool:
+        raise ValueError(f"scene_mix asks for {task!r} scenes and the shards hold none")
+    return pool[rng.randrange(len(pool))]
+
+
+def with_grid_embed(model: UnifiedModel, n: int) -> UnifiedModel:
+    """`model` given row/column embeddings for grids up to n x n (UnifiedConfig.image_grid_embed), started by
+    `init_grid_embed` on its trained image embedding. Refuses a model that has them at another size."""
+    if model.config.image_grid_embed:
+        raise ValueError(f"the --init model has grid embeddings for {model.config.image_grid_embed} rows/columns, "
+                         f"not {n}")
+    grown = UnifiedModel(replace(model.config, image_grid_embed=n))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert sorted(missing) == ["mm_col.weight", "mm_row.weight"] and not unexpected, (missing, unexpected)
+    grown.init_grid_embed()
+    return grown
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -137,7 +208,8 @@ def trainable(model: UnifiedModel, phase: str) -> list[torch.nn.Parameter]:
     """pretrain1 trains the new vision parts only; every other phase trains everything."""
     model.requires_grad_(phase != "pretrain1")
     if phase == "pretrain1":
-        for part in (model.vision_pre, model.vision_post, model.mm_embed, model.mm_head, model.mm_norm):
+        for part in (model.vision_pre, model.vision_post, model.mm_embed, model.mm_head, model.mm_norm,
+                     *((model.mm_row, model.mm_col) if model.config.image_grid_embed else ())):
             part.requires_grad_(True)
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -270,7 +342,9 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
                                 quote_text=cfg.quote_text_answers) for s, c in zip(scenes, codes)]
         ids, labels, segments, positions = pack(samples, max(cfg.seq_len, *(len(x.ids) for x in samples)),
                                                 fmt.vocab.pad_id)
-        _, parts = split_loss(model, model(ids, positions=positions, segments=segments, head="hidden"), labels)
+        grid = image_grids(fmt.tok, ids) if model.config.image_grid_embed else None
+        _, parts = split_loss(model, model(ids, positions=positions, segments=segments, head="hidden", grid=grid),
+                              labels)
         out[name] = parts["image" if share else "text"]
     model.train(was_training)
     return out
@@ -282,6 +356,7 @@ def main(cfg: Config) -> dict:
     if cfg.llm_init and (cfg.init or cfg.image_embed_init or cfg.phase == "text"):
         raise ValueError("llm_init starts a fresh model for pretrain1 and sets mm_embed itself: not with --init, "
                          "--image-embed-init or phase text")
+    shares = parse_scene_mix(cfg.scene_mix) if cfg.scene_mix else None
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():
@@ -298,14 +373,20 @@ def main(cfg: Config) -> dict:
     # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
     sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed)
     h, w = sources[0][3].shape[1:]
+    pools = task_pools(sources, rows_of, order) if shares else None
+    if pools and lead:
+        print("scene tasks in the shards: " + ", ".join(f"{t} {len(p)}" for t, p in pools.items()))
 
     # model
     vq = load_tokenizer(cfg.tokenizer)
     if cfg.init:
         model = load_component(cfg.init, UnifiedConfig, UnifiedModel)
+        if cfg.image_grid_embed and model.config.image_grid_embed != cfg.image_grid_embed:
+            model = with_grid_embed(model, cfg.image_grid_embed)
     else:
         model = UnifiedModel(UnifiedConfig(**{**asdict(PRESETS[cfg.preset]), "text_vocab_size": tok.vocab_size,
-                                              "codebook_size": vq.config.codebook_size}))
+                                              "codebook_size": vq.config.codebook_size,
+                                              "image_grid_embed": cfg.image_grid_embed}))
     mcfg = model.config
     if mcfg.text_vocab_size != tok.vocab_size or mcfg.codebook_size != vq.config.codebook_size:
         raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
@@ -318,6 +399,8 @@ def main(cfg: Config) -> dict:
     if cfg.llm_init and state is None:
         starts = [sources[s][3][j] for s, j in (rows_of[k] for k in order[:8192])]
         alignment_start(model, load_alignment_lm(cfg.llm_init), vq, torch.stack(starts))
+    if mcfg.image_grid_embed and state is None and not cfg.init:  # a fresh model's, at its final mm_embed's scale
+        model.init_grid_embed()
     trainable(model, cfg.phase)
     step = 0
     if state is not None:
@@ -364,7 +447,7 @@ def main(cfg: Config) -> dict:
     while step < cfg.steps:
         samples = []
         for k in range(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world):
-            src, j = rows_of[order[k % len(order)]]
+            src, j = rows_of[sample_row(k, order, pools, shares, cfg.seed)]
             split, scene_world, idx, codes = sources[src]
             scene = make_scene(scene_world, split, int(idx[j]))
             rng = random.Random(f"ar/{cfg.seed}/{cfg.phase}/{k}")  # sample k's task: the same whichever rank takes it
@@ -373,6 +456,7 @@ def main(cfg: Config) -> dict:
                                         cfg.quote_text_answers))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
         weights = pack_weights(samples, cfg.seq_len)
+        grid = image_grids(fmt.tok, ids) if mcfg.image_grid_embed else None
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -380,7 +464,7 @@ def main(cfg: Config) -> dict:
         if world > 1:
             dist.all_reduce(counts)
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            hidden = net(ids, positions=positions, segments=segments, head="hidden")
+            hidden = net(ids, positions=positions, segments=segments, head="hidden", grid=grid)
             loss, parts = split_loss(model, hidden, labels, {"image": float(counts[0]), "text": float(counts[1])},
                                      weights)
         opt.zero_grad(set_to_none=True)

@@ -157,6 +157,28 @@ class TextTokenizer:
             raise ValueError(f"image grid must be positive, got {rows}x{cols}")
         return [self.token_id(SOM)] + self.encode(f"{rows} {cols}") + [self.token_id(IMAGE)]
 
+    def image_grid(self, ids: list[int]) -> list[tuple[int, int]]:
+        """(row, column) of every image code in `ids`, (-1, -1) at every other token: each `<SOM>{rows} {cols}<IMAGE>`
+        prefix is read, and the image ids after it fill its grid row-major (an image still being drawn: as far as it
+        goes). What a model with row/column embeddings (`UnifiedConfig.image_grid_embed`) is given as `grid`."""
+        som, marker, V = self.token_id(SOM), self.token_id(IMAGE), self.vocab_size
+        out = [(-1, -1)] * len(ids)
+        start, cols, k = None, 0, -1
+        for t, i in enumerate(ids):
+            if i == som:
+                start = t
+            elif i == marker and start is not None:
+                size = self.decode(ids[start + 1 : t]).split()
+                if len(size) != 2 or not all(x.isdigit() for x in size):
+                    raise ValueError(f"image prefix {self.decode(ids[start : t + 1])!r} is not <SOM>rows cols<IMAGE>")
+                cols, k, start = int(size[1]), 0, None
+            elif i >= V and k >= 0:
+                out[t] = divmod(k, cols)
+                k += 1
+            elif i < V:
+                k = -1
+        return out
+
     def image_sequence(self, codes: list[int], rows: int, cols: int, vocab: JointVocab) -> list[int]:
         """The full image span: prefix + row-major image ids + `<EOM>`."""
         if len(codes) != rows * cols:
