@@ -41,8 +41,10 @@ def image_states(checkpoint: Path, n: int) -> tuple[list[tuple[str, torch.Tensor
     blocks += [(f"layers.{i}", b) for i, b in enumerate(model.layers)]
     blocks += [(f"vision_post.{i}", b) for i, b in enumerate(model.vision_post)]
     states = [("input embedding", model.embed(ids, grid))]
-    hooks = [b.register_forward_hook(lambda m, a, out, name=name: states.append((name, out[0] if isinstance(out, tuple) else out)))
-             for name, b in blocks]
+    def keep(name):
+        return lambda module, args, out: states.append((name, out[0] if isinstance(out, tuple) else out))
+
+    hooks = [b.register_forward_hook(keep(name)) for name, b in blocks]
     model(ids, head="hidden", grid=grid)
     for h in hooks:
         h.remove()

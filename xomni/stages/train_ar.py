@@ -107,7 +107,7 @@ class Config:
     rest_cell_weight: float = 1.0  # loss weight of a background cell after every object has started (raster order)
     photo_text_free: bool = False  # the `photo` prompt level only for scenes without text (it never names the text)
     quote_text_answers: bool = False  # "what does the sign say" answered in quotes (spelled by a spelling tokenizer)
-    image_grid_embed: int = 0  # image tokens' row/column embeddings (UnifiedConfig); added at 0 to an --init model
+    image_grid_embed: int = 0  # image tokens' row/column embeddings (UnifiedConfig); given to an --init model too
     scene_mix: str = ""  # e.g. "single=0.3,count=0.25,two=0.25,relation=0.2": samples drawn by task (`scene_task`)
     save_every: int = 100
     eval_every: int = 250
