@@ -366,7 +366,6 @@ def test_llm_init_refuses_what_would_overwrite_it(tmp_path):
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
-
 def test_scene_mix_draws_each_task_by_its_share_and_the_same_sample_on_a_resume(tmp_path):
     from collections import Counter
 
@@ -396,6 +395,7 @@ def test_scene_mix_draws_each_task_by_its_share_and_the_same_sample_on_a_resume(
     with pytest.raises(ValueError, match="scene_mix"):  # refused before anything is written
         train_ar.main(train_ar.Config(scene_mix="one=1", out=str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()
+
 
 def test_photo_text_free_keeps_genevals_register_off_scenes_with_text():
     import random
