@@ -145,7 +145,7 @@ def test_row_column_embeddings_reach_every_path_alike(engine, fast):
     out = grown.generate_image(_prompts(engine), rows=3, cols=4, generator=torch.Generator().manual_seed(0))
     ids, mask = left_pad([p + tok.image_prefix(3, 4) + row for p, row in zip(_prompts(engine), out.tokens.tolist())],
                          engine.pad_id)
-    logp, _ = image_logprobs(model, ids, mask, 12, out.tokens - V, cols=4)
+    logp, _ = image_logprobs(model, ids, mask, 12, out.tokens - V, grown.grid(ids))
     assert torch.allclose(logp, out.logprobs, atol=1e-4)
     plain = engine.generate_image(_prompts(engine), rows=3, cols=4, generator=torch.Generator().manual_seed(0))
     assert not torch.equal(plain.tokens, out.tokens)

@@ -125,16 +125,11 @@ def link_parts(checkpoint: Path, out: Path) -> None:
 
 
 def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: torch.Tensor,
-                   cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+                   grid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (B, n) of the sampled codes and the entropy (B, n) of the image head, by one training forward over
-    left-padded prompt + image tokens. ids (B, L+n), mask (B, L+n), codes (B, n) codebook indices of an image `cols`
-    cells wide."""
+    left-padded prompt + image tokens. ids (B, L+n), mask (B, L+n), codes (B, n) codebook indices; grid: the image
+    tokens' cells (`Engine.grid(ids)`), for a model with row/column embeddings."""
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    grid = None
-    if model.config.image_grid_embed:  # the last n tokens fill the grid row-major
-        grid = torch.full((*ids.shape, 2), -1, dtype=torch.long)
-        k = torch.arange(n)
-        grid[:, -n:] = torch.stack([k // cols, k % cols], -1)
     logits = model(ids, positions=positions, pad_mask=mask, head="image", grid=grid)[:, -n - 1 : -1]  # B n K
     logp_all = logits.float().log_softmax(-1)
     logp = logp_all.gather(-1, codes[..., None])[..., 0]
@@ -293,14 +288,15 @@ def main(cfg: Config) -> dict:
             prefix = pipe.tok.image_prefix(rows, cols)
             seqs = [p + prefix + t for p, t, k in zip(prompt_ids, tokens.tolist(), keep.tolist()) if k]
             ids, mask = left_pad(seqs, pipe.engine.pad_id)
+            grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
             kept_codes = codes[keep]
             with torch.no_grad():
-                old_logp, _ = image_logprobs(policy, ids, mask, N, kept_codes, GRID[1])
-                ref_logp, _ = image_logprobs(reference, ids, mask, N, kept_codes, GRID[1])
+                old_logp, _ = image_logprobs(policy, ids, mask, N, kept_codes, grid)
+                ref_logp, _ = image_logprobs(reference, ids, mask, N, kept_codes, grid)
             policy.train()
             token_mask = torch.ones_like(old_logp)
             for _ in range(cfg.updates):
-                logp, entropy = image_logprobs(policy, ids, mask, N, kept_codes, GRID[1])
+                logp, entropy = image_logprobs(policy, ids, mask, N, kept_codes, grid)
                 loss, stats = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), token_mask, cfg.eps_low,
                                         cfg.eps_high, cfg.beta)
                 opt.zero_grad(set_to_none=True)
