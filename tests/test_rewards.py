@@ -178,3 +178,39 @@ def test_alignment_allows_badly_written_text_the_area_of_its_plate():
     assert alignment([Rollout(s, scrawl)], judge) == [1.0]  # not stray: the OCR reward judges the text
     scrawl.paste((200, 90, 10), (x0, y1, x1, min(s.height, y1 + (y1 - y0))))  # as much again beside it is stray
     assert alignment([Rollout(s, scrawl)], judge)[0] < 1.0
+
+
+def test_reward_judge_never_reads_a_plate_as_an_object():
+    from xomni.rewards import reward_judge
+
+    # a yellow plate as the decoder shifts it: 42 from the yellow objects' colour, 32 from the plate's
+    image = Image.new("RGB", (64, 64), (248, 248, 246))
+    image.paste((245, 215, 60), (16, 16, 48, 48))
+    assert [(o.shape, o.color) for o in SceneJudge().objects(image)] == [("square", "yellow")]
+    assert reward_judge().objects(image) == []
+    image.paste((235, 205, 20), (16, 16, 48, 48))  # the object colour itself is still an object
+    assert [(o.shape, o.color) for o in reward_judge().objects(image)] == [("square", "yellow")]
+
+
+def test_alignment_scores_a_sign_with_the_wrong_text_above_no_sign():
+    import copy
+
+    from xomni.data.world import CHARS_ZH
+    from xomni.eval.suites import dpg_questions
+    from xomni.rewards import reward_judge, sign_drawn
+
+    judge = reward_judge()
+    s = next(s for i in range(2000) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+             and s.text.lang == "zh" and s.text.plate in ("yellow", "dark green") and s.objects
+             and alignment([Rollout(s, render(s))], judge) == [1.0])
+    wrong, no_sign = copy.deepcopy(s), copy.deepcopy(s)
+    wrong.text.lines = ["".join(CHARS_ZH[(CHARS_ZH.index(c) + 1) % len(CHARS_ZH)] for c in line) for line in s.text.lines]
+    no_sign.text = None
+    assert sign_drawn(render(wrong), s) is True and sign_drawn(render(no_sign), s) is False
+    n_objects = sum(q["check"]["kind"] != "text" for q in dpg_questions(s))
+    # the OCR reward judges the text; alignment asks whether the sign is there (one question more than the objects')
+    assert alignment([Rollout(s, render(wrong))], judge) == [1.0]
+    assert alignment([Rollout(s, render(no_sign))], judge) == [pytest.approx(n_objects / (n_objects + 1))]
+    white = copy.deepcopy(s)
+    white.text.plate = "white"  # pale backgrounds match a white plate: no sign question
+    assert sign_drawn(render(white), white) is None

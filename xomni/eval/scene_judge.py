@@ -2,9 +2,11 @@
 
 It plays the part GenEval's Mask2Former detector and CLIP colour classifier play on photos, for images of the world:
 1. colour segmentation: a pixel belongs to object colour c when c is its nearest object colour and lies within
-   `max_color_distance` (RGB); backgrounds and text plates are pale or dark colours far from all eight;
+   `max_color_distance` (RGB); backgrounds and text plates are pale or dark colours far from all eight, though the
+   yellow and dark green plates lie only 74 and 78 from yellow and green, within reach of the decoder's noise;
 2. connected components of each colour (8-connectivity) of at least `min_area` pixels (the world draws objects of
-   20-36 px whatever the canvas);
+   20-36 px whatever the canvas), less those whose mean colour is nearer one of `ignore_colors` than to their own:
+   a judge given the plates' colours (the GRPO reward's) does not read a plate as an object;
 3. shape: the world's own drawing of each shape into the component's box, the one with the highest IoU against the
    component's mask; its IoU is the detection's score, and a component below `min_fit` is no object.
 It never sees the scene spec. `validate` measures it against the spec on clean renders and reconstructions.
@@ -39,6 +41,7 @@ class SceneJudge:
     max_color_distance: float = 60.0
     min_area: int = 40
     min_fit: float = 0.5
+    ignore_colors: tuple[tuple[int, int, int], ...] = ()  # colours that are no object's (RGB)
     name: str = "world-scene-judge"
 
     def objects(self, image: Image.Image) -> list[SceneObject]:
@@ -54,10 +57,18 @@ class SceneJudge:
                 if area < self.min_area:
                     continue
                 box = (int(x), int(y), int(x + w), int(y + h))
+                if self.ignore_colors and self._ignored(arr[y : y + h, x : x + w][labels[y : y + h, x : x + w] == k], c):
+                    continue
                 shape, fit = self._fit_shape(labels[y : y + h, x : x + w] == k, box)
                 if fit >= self.min_fit:
                     out.append(SceneObject(shape, color, box, fit))
         return sorted(out, key=lambda o: (o.box[1], o.box[0]))
+
+    def _ignored(self, pixels: np.ndarray, c: int) -> bool:
+        """Whether a component of object colour c (its pixels, n x 3) is, on average, nearer an ignored colour."""
+        mean = pixels.mean(0)
+        other = np.linalg.norm(np.asarray(self.ignore_colors, np.float32) - mean, axis=-1).min()
+        return bool(other < np.linalg.norm(_PALETTE[c] - mean))
 
     @staticmethod
     def _fit_shape(component: np.ndarray, box) -> tuple[str, float]:

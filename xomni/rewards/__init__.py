@@ -22,6 +22,7 @@ from xomni.eval.suites import answer_dpg, dpg_questions
 
 CLUTTER_PENALTY = 0.5  # alignment's cost of an image whose every judged object is one the prompt did not ask for
 PALE = 190  # a pixel whose every channel is at least this is background (the world's backgrounds are >= 210)
+SIGN_SHARE = 0.25  # plate-coloured pixels, as a share of the asked text box's area, that make a sign drawn
 
 
 @dataclass
@@ -78,6 +79,30 @@ def stray_ink(image: Image.Image, keep_boxes, keep_blends=(), allowance: float =
     return max(0.0, float(stray.sum()) - allowance) / ink
 
 
+def reward_judge():
+    """The scene judge the rewards use: the text plates' colours are no object's, so a sign is never clutter."""
+    from xomni.eval.scene_judge import SceneJudge
+
+    return SceneJudge(ignore_colors=tuple(plate for plate, _, _ in PLATES.values()))
+
+
+def sign_drawn(image: Image.Image, scene: Scene, max_color_distance: float = 60.0) -> bool | None:
+    """Whether the image has the asked text's plate: pixels within `max_color_distance` of the plate colour and
+    nearer it than every object colour cover at least SIGN_SHARE of the asked box's area (anywhere: prompts do not
+    place the text). On reconstructions of 48 training scenes (bench/reward_holes.py's variants) the share was at
+    least 0.32 with the asked or a wrong text and at most 0.02 without a sign. None for a white plate, which pale
+    backgrounds match as well, and for a scene without text."""
+    if scene.text is None or scene.text.plate == "white":
+        return None
+    from xomni.eval.scene_judge import _PALETTE
+
+    arr = np.asarray(image.convert("RGB"), np.float32)
+    d = np.linalg.norm(arr - np.asarray(PLATES[scene.text.plate][0], np.float32), axis=-1)
+    nearest_object = np.linalg.norm(arr[:, :, None, :] - _PALETTE[None, None], axis=-1).min(-1)
+    plate = (d <= max_color_distance) & (d < nearest_object)
+    return bool(plate.sum() >= SIGN_SHARE * _area(scene.text.box))
+
+
 def _area(box) -> int:
     return (box[2] - box[0]) * (box[3] - box[1])
 
@@ -100,7 +125,13 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     not objects of a shape or colour nobody asked for: an asked-for object drawn wrong already fails its questions,
     and charged as clutter too it cost more than leaving it out, so a policy learned to draw one object where two
     were asked, and to drop Chinese text it could not yet write (docs/unified.md, "GRPO on the text-capable
-    model")."""
+    model"). Dropping the text stayed the better answer after that: a scene judge that read the yellow and dark
+    green plates as objects charged a sign as clutter, and no question asked for the sign itself, so the asked
+    scene with a wrong text or a blank plate scored below the scene without a sign (bench/reward_holes.py). Pass
+    `reward_judge()`, which never reads a plate as an object; and a prompt asking for text on a coloured plate gets
+    "is there a sign?" (`sign_drawn`), parent of the text question, so an attempt scores above leaving it out. An
+    image that answers none of the object questions of a prompt asking for objects still scores -CLUTTER_PENALTY,
+    sign or not."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
@@ -113,12 +144,20 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
         questions = [Question(q["qid"], q["text"], tuple(p for p in q["parents"] if any(x["qid"] == p for x in qs)),
                               q["category"]) for q in qs]
         raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
+        sign = sign_drawn(r.image, r.scene)
+        if sign is not None:  # "is there a sign?", parent of the text question when there is one
+            sid = max((q.qid for q in questions), default=0) + 1
+            questions = [Question(q.qid, q.text, q.parents + (sid,) if q.category == "other - text" else q.parents,
+                                  q.category) for q in questions]
+            questions.append(Question(sid, f"Is there a {r.scene.text.category}?", (), "entity - whole"))
+            raw[sid] = float(sign)
         scores = cascade(questions, raw)
         asked = Counter((o.shape, o.color) for o in r.scene.objects)
         if not scores:
             out.append(None)
             continue
-        if asked and not any(scores.values()):  # asked for objects, answered nothing: a failure whatever is drawn
+        object_scores = [scores[q["qid"]] for q in qs if q["check"]["kind"] != "text"]
+        if asked and not any(object_scores):  # asked for objects, answered none of them: a failure whatever is drawn
             out.append(-CLUTTER_PENALTY)
             continue
         found = Counter((o.shape, o.color) for o in objects)

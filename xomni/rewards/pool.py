@@ -39,11 +39,11 @@ def _init(ocr: tuple[str, ...], models: dict[str, str]) -> None:
     import torch
 
     from xomni.eval.ocr import make_ocr_judge
-    from xomni.eval.scene_judge import SceneJudge
+    from xomni.rewards import reward_judge
 
     torch.set_num_threads(1)
     _JUDGES["ocr"] = [make_ocr_judge(e) for e in ocr]
-    _JUDGES["scene"] = SceneJudge()
+    _JUDGES["scene"] = reward_judge()
     _JUDGES["models"] = {name: _load_model_judge(name, path) for name, path in models.items()}
 
 
