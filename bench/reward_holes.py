@@ -15,6 +15,10 @@ stage's default components and weights (OCR accuracy with rapidocr, alignment by
 A reward without holes ranks `asked` first and every attempt at the text above leaving it out. The table prints the
 mean reward of each variant and the shares of scenes where it scores above, the same as, and below the baseline:
 `no sign` for text scenes, `asked` for counts.
+
+A second table checks that the reward's judge (`reward_judge()`, which drops components nearer a plate colour than
+to their own) still finds the objects the plain scene judge finds: the share of the first --n-exact training scenes
+without text whose reconstruction each judge gets exactly (xomni/eval/scene_judge.py, `exact`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from xomni.data.batches import pixels_of
 from xomni.data.world import CHARS_ZH, WORDS_EN, WorldConfig, make_scene, render
 from xomni.eval.ocr import make_ocr_judge
+from xomni.eval.scene_judge import SceneJudge, exact
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.rewards import Rollout, alignment, combine, ocr_accuracy, reward_judge
 
@@ -83,6 +88,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=48, help="scenes of each kind (English text, Chinese text, counts)")
     p.add_argument("--checkpoint", default="checkpoints/tiny", help="tokenizer + decoder for the reconstructions")
     p.add_argument("--steps", type=int, default=8, help="decoder sampling steps (GRPO's default: 8)")
+    p.add_argument("--n-exact", type=int, default=150, help="scenes without text for the judges' exact-match table")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -124,6 +130,15 @@ def main() -> None:
             m = rewards[name + "/parts"]
             print(f"| {kind} | {name} | {len(rewards[name])} | {np.mean(list(rewards[name].values())):.3f} | "
                   f"{m['ocr']:.3f} | {m['alignment']:.3f} | {'(baseline)' if name == baseline else split} |")
+
+    plain = [s for s in (make_scene(WorldConfig(), "train", i) for i in range(4 * args.n_exact)) if s.text is None]
+    plain = plain[: args.n_exact]
+    gen = torch.Generator().manual_seed(args.seed)
+    images = [to_image(x) for x in pipe.decode(pipe.encode(pixels_of([render(s) for s in plain])), steps=args.steps,
+                                               generator=gen)]
+    print("\n| judge | scenes without text | exact on reconstructions |\n|---|---|---|")
+    for name, j in (("SceneJudge()", SceneJudge()), ("reward_judge()", judge)):
+        print(f"| {name} | {len(plain)} | {np.mean([exact(j.objects(im), s) for s, im in zip(plain, images)]):.3f} |")
 
 
 if __name__ == "__main__":
