@@ -17,7 +17,7 @@ from pathlib import Path
 from xomni.engine import Sampling
 from xomni.pipeline import Pipeline
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import Config, probe, reward_weights
+from xomni.stages.train_grpo import PRESETS, Config, probe, resolve, reward_weights
 
 
 def main() -> None:
@@ -25,11 +25,11 @@ def main() -> None:
     ap.add_argument("--checkpoints", required=True,
                     help="comma-separated checkpoint folders (a GRPO run folder is one)")
     ap.add_argument("--prompts", type=int, default=Config.probe_prompts)
-    ap.add_argument("--rollouts", type=int, default=Config.rollouts)
-    ap.add_argument("--min-p", type=float, default=Config.min_p)
+    ap.add_argument("--rollouts", type=int, default=PRESETS["tiny"]["rollouts"])
+    ap.add_argument("--min-p", type=float, default=PRESETS["tiny"]["min_p"])
     ap.add_argument("--out", default="out/grpo_probe")
     args = ap.parse_args()
-    cfg = Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p)
+    cfg = resolve(Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with RewardPool(tuple(cfg.ocr.split(",")), 0) as pool:

@@ -55,3 +55,18 @@ def test_render_writes_the_scene_and_its_ground_truth(tmp_path, capsys):
     assert Image.open(tmp_path / "s.png").size == (128, 64)
     assert main(["render", "--out", str(tmp_path / "t.png"), "--size", "100x90"]) == 2  # not whole cells
     assert "multiple of the cell size" in capsys.readouterr().err and not (tmp_path / "t.png").exists()
+
+
+def test_grpo_preset_fills_what_is_not_given_and_an_unknown_one_is_refused(tmp_path, capsys):
+    from xomni.cli import _config
+    from xomni.stages import train_grpo
+
+    def resolved(*flags):
+        return train_grpo.resolve(_config(train_grpo.Config, build_parser().parse_args(["train", "grpo", *flags])))
+
+    tiny, paper = resolved(), resolved("--preset", "paper", "--lr", "2e-6")
+    assert (tiny.steps, tiny.prompts_per_step, tiny.rollouts, tiny.lr, tiny.min_p) == (100, 16, 8, 5e-5, 0.03)
+    assert (paper.steps, paper.prompts_per_step, paper.rollouts, paper.lr, paper.beta) == (200, 512, 16, 2e-6, 0.01)
+    assert resolved("--min-p", "0").min_p == 0.0  # a given 0 is not "unset"
+    assert main(["train", "grpo", "--preset", "huge", "--out", str(tmp_path / "g")]) == 2
+    assert "unknown GRPO preset" in capsys.readouterr().err and not (tmp_path / "g").exists()

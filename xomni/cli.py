@@ -70,6 +70,9 @@ HELP = {
     "seed": "random seed (sampling noise; the world's scenes are fixed by split and index)",
     "sizes": "comma-separated HxW training sizes, one per batch, cycled",
     "cond_drop": "probability of dropping the semantic condition (enables decoder-side guidance)",
+    "train_grpo.preset": "run size for every field left unset: tiny (this CPU: 100 steps x 16 prompts x 8 rollouts, "
+                         "lr 5e-5, min-p 0.03) or paper (X-Omni's: 200 x 512 x 16, lr 1e-6, min-p 0.03)",
+    "train_grpo.lr": "learning rate (constant)",
     "eval_suite.split": "build the suite from heldout scenes (the benchmark) or from train scenes: the same items' "
                         "kinds over scenes a model was trained on, to read memory against generalisation",
     "eval_claims.n": "held-out items per suite, for every model and CFG scale",
@@ -161,11 +164,15 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
         if f.name in fixed:
             continue
         kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if f.default is None and len(args) == 1:  # `X | None = None`: unset, filled in by the stage (its preset)
+            kind = args[0]
         convert = _bool if kind is bool else kind if kind in (int, float, str) else str
         text = HELP.get(f"{stage}.{f.name}") or HELP.get(f.name) or comments.get(f.name) or f.name.replace("_", " ")
+        default = "set by --preset" if f.default is None and hasattr(config_cls, "preset") else f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=convert, default=f.default,
                             metavar=kind.__name__.upper() if hasattr(kind, "__name__") else "VALUE",
-                            help=f"{text} (default: {f.default})")
+                            help=f"{text} (default: {default})")
 
 
 def _stage_command(subparsers, name: str, help: str, module, fixed: dict | None = None) -> None:

@@ -1,7 +1,7 @@
 """Eval: the paper's claims about RL, measured on an SFT model and the GRPO runs started from it.
 
     python -m xomni.cli eval claims --sft out/tiny/candidate --rl out/tiny/grpo_s0,out/tiny/grpo_s1,out/tiny/grpo_s2 \
-        --out out/tiny/claims [--n 100] [--cfg-scales 1,1.5,3] [--min-p 0] [--suites synth-geneval]
+        --out out/tiny/claims [--n 100] [--cfg-scales 1,1.5,3] [--min-p 0.03] [--suites synth-geneval]
 
 For the SFT checkpoint and every GRPO run folder (each is a checkpoint folder with the policy in ar/), the generation
 suites run at every CFG scale (`xomni eval SUITE --source model`, the same items, seed and sampler for all) and
@@ -33,7 +33,7 @@ class Config:
     out: str = "out/tiny/claims"
     n: int = 100  # items per suite
     cfg_scales: str = "1,1.5,3"  # CFG scales of the generation suites, comma-separated; must include 1 (no CFG)
-    min_p: float = 0.0  # the sampler's min-p for every generation suite
+    min_p: float = 0.03  # the sampler's min-p for every generation suite (X-Omni's, and GRPO's tiny preset)
     suites: str = ",".join(GENERATION)  # the generation suites to run (a claim on a suite left out is not checked)
     steps: int = 20  # decoder sampling steps
     seed: int = 0

@@ -1,10 +1,14 @@
 """Stage: GRPO on the unified model with X-Omni's kind of reward system (paper Sec. 3.4).
 
-    python -m xomni.cli train grpo --checkpoint checkpoints/tiny --out out/tiny/grpo
+    python -m xomni.cli train grpo --preset tiny --checkpoint checkpoints/tiny --out out/tiny/grpo
+
+`--preset` sets the run's size for every one of its fields not given (`PRESETS`): `tiny`, what this CPU runs (100
+steps of 16 prompts x 8 rollouts, lr 5e-5, min-p 0.03: session 18's run, docs/unified.md), or `paper`, X-Omni's
+(200 steps of 512 prompts x 16 rollouts, lr 1e-6, min-p 0.03); beta is 0.01 in both.
 
 Each step, for P prompts from the world's training split (`rl_prompts`: `text_share` ask for text, half of those
 short and half long; the rest general scenes; each prompt at a random level of detail):
-1. G rollouts per prompt from the current policy with the engine (temperature 1, no min-p filter, no CFG by default),
+1. G rollouts per prompt from the current policy with the engine (temperature 1, min-p `min_p`, no CFG),
    decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps). The step's prompts are
    sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
    samples (xomni/rewards/pool.py, `reward_workers` processes);
@@ -21,12 +25,13 @@ short and half long; the rest general scenes; each prompt at a random level of d
        L = mean_tokens[ -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * k3(pi, pi_ref) ]
 
    with rho = pi / pi_old. pi_old and pi_ref are recomputed by training forwards (the sampler's log-probs are not
-   trusted), all three over the image head's full softmax at temperature 1, which is exactly what the sampler draws
-   from by default (`min_p` 0). X-Omni samples with min-p 0.03; `--min-p 0.03` does so here too, and then the
-   objective's distribution is the unfiltered version of the sampled one (the usual approximation). The tiny model
-   is why the default is 0: its image head is diffuse, and min-p 0.03 cuts the first code of nearly every object,
-   so rollouts are bare backgrounds and a group's rewards hardly differ (docs/unified.md, "Sampling: min-p"). With
-   CFG the sampled distribution would differ further, so CFG rollouts are refused here.
+   trusted), all three over the image head's full softmax at temperature 1. Both presets sample with X-Omni's
+   min-p 0.03, so the objective's distribution is the unfiltered version of the sampled one (the usual
+   approximation); `--min-p 0` samples exactly the distribution the objective trains. That was the tiny default
+   while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
+   model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
+   min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
+   further, so CFG rollouts are refused here.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
@@ -46,7 +51,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -66,15 +71,16 @@ from xomni.rl.grpo import group_advantages, grpo_loss
 class Config:
     checkpoint: str = "checkpoints/tiny"
     out: str = "out/tiny/grpo"
-    steps: int = 100
-    prompts_per_step: int = 4
-    rollouts: int = 8  # G
+    preset: str = "tiny"  # sets every field below left unset (None): tiny (this CPU) or paper (X-Omni's)
+    steps: int | None = None
+    prompts_per_step: int | None = None
+    rollouts: int | None = None  # G
     updates: int = 2  # optimiser steps per batch of rollouts (the ratio moves away from 1 after the first)
-    lr: float = 1e-5
+    lr: float | None = None
     beta: float = 0.01
     eps_low: float = 0.2
     eps_high: float = 0.28
-    min_p: float = 0.0  # of the rollouts (X-Omni: 0.03); 0 samples exactly the distribution the objective trains
+    min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
     decoder_steps: int = 8
     text_share: float = 0.5  # share of prompts asking for text
     w_ocr: float = 1.0
@@ -97,6 +103,19 @@ class Config:
     save_every: int = 10
     seed: int = 0
     resume: bool = True
+
+
+PRESETS = {  # the run's size; a field given explicitly wins
+    "tiny": {"steps": 100, "prompts_per_step": 16, "rollouts": 8, "lr": 5e-5, "min_p": 0.03},
+    "paper": {"steps": 200, "prompts_per_step": 512, "rollouts": 16, "lr": 1e-6, "min_p": 0.03},
+}
+
+
+def resolve(cfg: Config) -> Config:
+    """`cfg` with every field left unset (None) taken from its preset."""
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"unknown GRPO preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
+    return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
 
 
 def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
@@ -225,6 +244,7 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
 
 
 def main(cfg: Config) -> dict:
+    cfg = resolve(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
