@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from xomni.data.world import PLATES, Scene
+from xomni.data.world import COLORS, PLATES, Scene
 from xomni.eval import longtext
 from xomni.eval.suites import answer_dpg, dpg_questions
 
@@ -94,11 +94,10 @@ def sign_drawn(image: Image.Image, scene: Scene, max_color_distance: float = 60.
     backgrounds match as well, and for a scene without text."""
     if scene.text is None or scene.text.plate == "white":
         return None
-    from xomni.eval.scene_judge import _PALETTE
-
     arr = np.asarray(image.convert("RGB"), np.float32)
     d = np.linalg.norm(arr - np.asarray(PLATES[scene.text.plate][0], np.float32), axis=-1)
-    nearest_object = np.linalg.norm(arr[:, :, None, :] - _PALETTE[None, None], axis=-1).min(-1)
+    palette = np.asarray([rgb for rgb, _ in COLORS.values()], np.float32)
+    nearest_object = np.linalg.norm(arr[:, :, None, :] - palette[None, None], axis=-1).min(-1)
     plate = (d <= max_color_distance) & (d < nearest_object)
     return bool(plate.sum() >= SIGN_SHARE * _area(scene.text.box))
 
