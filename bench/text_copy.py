@@ -6,7 +6,10 @@ Reads an `xomni eval synth-text-en|zh` output folder (manifest.jsonl, judged.jso
 words and is 0 until a model spells them; this asks for less. For each item, the share of the asked characters
 (lines joined by spaces, lower case) that the OCR reading contains in order (longest matching blocks /
 asked length); the mean over items is printed next to the same measure against another item's asked text (a
-fixed derangement), which is what a model that draws letters unrelated to its prompt scores.
+fixed derangement), which is what a model that draws letters unrelated to its prompt scores. The last two columns say whether the
+model drew the sign at all, on the items whose plate is coloured (a white plate is the background's colour): the
+share of them with a plate of the asked colour covering at least a quarter of the asked box's area (GRPO's
+"is there a sign?", `sign_drawn` in xomni/rewards), and the median of that coverage (`plate_share`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ import argparse
 import json
 from difflib import SequenceMatcher
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from xomni.data.world import TextElement
+from xomni.rewards import SIGN_SHARE, plate_share
 
 
 def recall(asked: str, read: str) -> float:
@@ -28,19 +37,33 @@ def pairs(folder: Path) -> list[tuple[str, str]]:
     return [(" ".join(items[j["id"]]["text"]).lower(), j["ocr"].lower()) for j in judged]
 
 
+def plate_shares(folder: Path) -> list[float]:
+    """`plate_share` of every item whose text element has a coloured plate, in manifest order."""
+    items = [x for x in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines()) if "text" in x]
+    out = []
+    for k, item in enumerate(items):
+        text = TextElement(**item["scene"]["text"])
+        if text.plate != "white":
+            out.append(plate_share(Image.open(folder / "images" / f"{k:04d}.png"), text))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path)
     args = ap.parse_args()
-    print("| eval folder | items | items with >= 3 characters read | character recall | against another item's text |")
-    print("|---|---|---|---|---|")
+    print("| eval folder | items | items with >= 3 characters read | character recall | against another item's text "
+          "| coloured plates: sign drawn | median plate share |")
+    print("|---|---|---|---|---|---|---|")
     for folder in args.folders:
         p = pairs(folder)
         other = [p[(i + 1) % len(p)][0] for i in range(len(p))]  # the next item's asked text
         own = sum(recall(a, r) for a, r in p) / len(p)
         chance = sum(recall(o, r) for o, (_, r) in zip(other, p)) / len(p)
         read = sum(len(r.replace(" ", "")) >= 3 for _, r in p)
-        print(f"| {folder} | {len(p)} | {read} | {own:.3f} | {chance:.3f} |")
+        shares = np.array(plate_shares(folder))
+        print(f"| {folder} | {len(p)} | {read} | {own:.3f} | {chance:.3f} | "
+              f"{(shares >= SIGN_SHARE).mean():.2f} of {len(shares)} | {np.median(shares):.2f} |")
 
 
 if __name__ == "__main__":

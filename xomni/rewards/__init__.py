@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from xomni.data.world import COLORS, PLATES, Scene
+from xomni.data.world import COLORS, PLATES, Scene, TextElement
 from xomni.eval import longtext
 from xomni.eval.suites import answer_dpg, dpg_questions
 
@@ -86,20 +86,24 @@ def reward_judge():
     return SceneJudge(ignore_colors=tuple(plate for plate, _, _ in PLATES.values()))
 
 
-def sign_drawn(image: Image.Image, scene: Scene, max_color_distance: float = 60.0) -> bool | None:
-    """Whether the image has the asked text's plate: pixels within `max_color_distance` of the plate colour and
-    nearer it than every object colour cover at least SIGN_SHARE of the asked box's area (anywhere: prompts do not
-    place the text). On reconstructions of 48 training scenes (bench/reward_holes.py's variants) the share was at
-    least 0.32 with the asked or a wrong text and at most 0.02 without a sign. None for a white plate, which pale
-    backgrounds match as well, and for a scene without text."""
-    if scene.text is None or scene.text.plate == "white":
-        return None
+def plate_share(image: Image.Image, text: TextElement, max_color_distance: float = 60.0) -> float:
+    """Pixels of the image within `max_color_distance` of the text element's plate colour and nearer it than every
+    object colour, as a share of the element's box area (anywhere in the image: prompts do not place the text)."""
     arr = np.asarray(image.convert("RGB"), np.float32)
-    d = np.linalg.norm(arr - np.asarray(PLATES[scene.text.plate][0], np.float32), axis=-1)
+    d = np.linalg.norm(arr - np.asarray(PLATES[text.plate][0], np.float32), axis=-1)
     palette = np.asarray([rgb for rgb, _ in COLORS.values()], np.float32)
     nearest_object = np.linalg.norm(arr[:, :, None, :] - palette[None, None], axis=-1).min(-1)
-    plate = (d <= max_color_distance) & (d < nearest_object)
-    return bool(plate.sum() >= SIGN_SHARE * _area(scene.text.box))
+    return float(((d <= max_color_distance) & (d < nearest_object)).sum() / _area(text.box))
+
+
+def sign_drawn(image: Image.Image, scene: Scene) -> bool | None:
+    """Whether the image has the asked text's plate: `plate_share` at least SIGN_SHARE. On reconstructions of 48
+    training scenes (bench/reward_holes.py's variants) the share was at least 0.32 with the asked or a wrong text and
+    at most 0.02 without a sign. None for a white plate, which pale backgrounds match as well, and for a scene
+    without text."""
+    if scene.text is None or scene.text.plate == "white":
+        return None
+    return plate_share(image, scene.text) >= SIGN_SHARE
 
 
 def _area(box) -> int:
