@@ -8,8 +8,9 @@ decoder (`--steps` sampling steps, as GRPO decodes its rollouts), and scored aga
 stage's default components and weights (OCR accuracy with rapidocr, alignment by `reward_judge()`; 1 : 1):
 
 - text scenes: `asked`; `wrong text` (the same plate with other characters of the same length, as a policy that
-  cannot yet write the text would draw it); `blank plate` (the plate without ink); `no sign` (the scene without its
-  text element);
+  cannot yet write the text would draw it); `wrong text, half the sign` (that sign cut to its first line, or to the
+  first half of a single line); `blank plate` (the plate without ink); `no sign` (the scene without its text
+  element);
 - count scenes: `asked`; `one fewer` and `one more` object in the counted group.
 
 A reward without holes ranks `asked` first and every attempt at the text above leaving it out. The table prints the
@@ -53,10 +54,25 @@ def wrong_lines(scene, rng: random.Random) -> list[str]:
             for line in scene.text.lines]
 
 
+def half_sign(scene):
+    """The sign cut to about half: its first line if it has more than one, else the first half of that line."""
+    s = copy.deepcopy(scene)
+    t = s.text
+    if len(t.lines) > 1:
+        t.lines, t.line_boxes = t.lines[:1], t.line_boxes[:1]
+    else:
+        x0, y0, x1, y1 = t.line_boxes[0]
+        keep = (len(t.lines[0]) + 1) // 2
+        t.lines, t.line_boxes = [t.lines[0][:keep]], [(x0, y0, x0 + (x1 - x0) * keep // len(t.lines[0]), y1)]
+    t.box = t.line_boxes[0]
+    return s
+
+
 def text_variants(scene, rng: random.Random) -> dict:
     no_sign = copy.deepcopy(scene)
     no_sign.text = None
-    return {"asked": scene, "wrong text": with_lines(scene, wrong_lines(scene, rng)),
+    wrong = with_lines(scene, wrong_lines(scene, rng))
+    return {"asked": scene, "wrong text": wrong, "wrong text, half the sign": half_sign(wrong),
             "blank plate": with_lines(scene, [" " * len(line) for line in scene.text.lines]), "no sign": no_sign}
 
 
