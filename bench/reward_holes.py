@@ -126,7 +126,8 @@ def main() -> None:
         variants = [text_variants(s, rng) if kind.startswith("text") else count_variants(s) for s in scenes]
         names = list(dict.fromkeys(k for v in variants for k in v))
         baseline = "no sign" if kind.startswith("text") else "asked"
-        rewards: dict[str, dict[int, float]] = {}
+        rewards: dict[str, dict[int, float]] = {}  # variant -> scene index -> reward
+        means: dict[str, dict[str, float]] = {}  # variant -> component -> mean over the scenes it applies to
         for name in names:
             idx = [i for i, v in enumerate(variants) if name in v]
             images = [render(variants[i][name]) for i in idx]
@@ -136,14 +137,13 @@ def main() -> None:
             parts = {"ocr": ocr_accuracy(rollouts, ocr), "alignment": alignment(rollouts, judge)}
             total, _ = combine(parts, {"ocr": 1.0, "alignment": 1.0})
             rewards[name] = dict(zip(idx, total))
-            mean = {k: np.mean([x for x in v if x is not None]) if any(x is not None for x in v) else float("nan")
-                    for k, v in parts.items()}
-            rewards[name + "/parts"] = mean
+            means[name] = {k: np.mean([x for x in v if x is not None]) if any(x is not None for x in v)
+                           else float("nan") for k, v in parts.items()}
         for name in names:
             common = [i for i in rewards[name] if i in rewards[baseline]]
             d = np.array([rewards[name][i] - rewards[baseline][i] for i in common])
             split = f"{np.mean(d > 1e-9):.2f} / {np.mean(abs(d) <= 1e-9):.2f} / {np.mean(d < -1e-9):.2f}"
-            m = rewards[name + "/parts"]
+            m = means[name]
             print(f"| {kind} | {name} | {len(rewards[name])} | {np.mean(list(rewards[name].values())):.3f} | "
                   f"{m['ocr']:.3f} | {m['alignment']:.3f} | {'(baseline)' if name == baseline else split} |")
 

@@ -23,6 +23,7 @@ from xomni.eval.suites import answer_dpg, dpg_questions
 CLUTTER_PENALTY = 0.5  # alignment's cost of an image whose every judged object is one the prompt did not ask for
 PALE = 190  # a pixel whose every channel is at least this is background (the world's backgrounds are >= 210)
 SIGN_SHARE = 0.25  # plate-coloured pixels, as a share of the asked text box's area, that make a sign drawn
+_OBJECT_RGB = np.asarray([rgb for rgb, _ in COLORS.values()], np.float32)  # C 3
 
 
 @dataclass
@@ -91,8 +92,7 @@ def plate_share(image: Image.Image, text: TextElement, max_color_distance: float
     object colour, as a share of the element's box area (anywhere in the image: prompts do not place the text)."""
     arr = np.asarray(image.convert("RGB"), np.float32)
     d = np.linalg.norm(arr - np.asarray(PLATES[text.plate][0], np.float32), axis=-1)
-    palette = np.asarray([rgb for rgb, _ in COLORS.values()], np.float32)
-    nearest_object = np.linalg.norm(arr[:, :, None, :] - palette[None, None], axis=-1).min(-1)
+    nearest_object = np.linalg.norm(arr[:, :, None, :] - _OBJECT_RGB[None, None], axis=-1).min(-1)
     return float(((d <= max_color_distance) & (d < nearest_object)).sum() / _area(text.box))
 
 
