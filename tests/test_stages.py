@@ -397,6 +397,27 @@ def test_scene_mix_draws_each_task_by_its_share_and_the_same_sample_on_a_resume(
     assert not (tmp_path / "o").exists()
 
 
+def test_text_lang_keeps_the_scenes_with_text_in_that_language_in_their_order(tmp_path):
+    from xomni.data.world import WorldConfig, make_scene
+    from xomni.stages import train_ar
+
+    world = WorldConfig()
+    sources = [("train", world, torch.arange(300), None)]
+    rows_of = [(0, j) for j in range(300)]
+    order = list(range(300))[::-1]
+    langs = [getattr(make_scene(world, "train", i).text, "lang", None) for i in range(300)]
+    assert {"en", "zh", None} <= set(langs)
+    for lang in ("en", "zh"):
+        assert train_ar.text_lang_rows(sources, rows_of, order, lang) == [r for r in order if langs[r] == lang]
+    with pytest.raises(ValueError, match="text_lang"):
+        train_ar.text_lang_rows(sources, rows_of, order, "fr")
+    with pytest.raises(ValueError, match="no scene with text"):
+        train_ar.text_lang_rows(sources, rows_of, [r for r in order if langs[r] is None], "zh")
+    with pytest.raises(ValueError, match="text_lang"):  # refused before anything is written
+        train_ar.main(train_ar.Config(text_lang="de", out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
 def test_photo_text_free_keeps_genevals_register_off_scenes_with_text():
     import random
 

@@ -32,6 +32,7 @@ start any more.
 `photo_text_free` keeps GenEval's "a photo of ..." register, which never names text, off scenes with text.
 `scene_mix` draws the samples by compositional task (`scene_task`: one object, a count, two groups, a relation)
 in the given shares rather than as the shards hold them (one group in 8 of 10 scenes, a relation in 7 of 100).
+`text_lang` keeps only the scenes whose text is in one language (a text-dense continuation for Chinese alone).
 `image_grid_embed` (deviation, opt-in) adds learned row and column embeddings to the image tokens
 (`UnifiedModel.init_grid_embed`): with 1-D RoPE alone a linear probe reads a tiny model's image token's column at
 0.35 (chance 0.125) at its best layer (docs/unified.md, "Session 19"). Given to an `--init` model, they are added
@@ -109,6 +110,7 @@ class Config:
     quote_text_answers: bool = False  # "what does the sign say" answered in quotes (spelled by a spelling tokenizer)
     image_grid_embed: int = 0  # image tokens' row/column embeddings (UnifiedConfig); given to an --init model too
     scene_mix: str = ""  # e.g. "single=0.3,count=0.25,two=0.25,relation=0.2": samples drawn by task (`scene_task`)
+    text_lang: str = ""  # "en" or "zh": only the scenes whose text element is in that language ("" = every scene)
     save_every: int = 100
     eval_every: int = 250
     eval_n: int = 64
@@ -151,6 +153,23 @@ def task_pools(sources: list, rows_of: list[tuple[int, int]], order: list[int]) 
         split, scene_world, idx, _ = sources[src]
         pools[scene_task(make_scene(scene_world, split, int(idx[j])))].append(r)
     return pools
+
+
+def text_lang_rows(sources: list, rows_of: list[tuple[int, int]], order: list[int], lang: str) -> list[int]:
+    """The rows of `order` whose scene has a text element in `lang` ("en" or "zh"), in the same order; a scene
+    without text is dropped too."""
+    if lang not in ("en", "zh"):
+        raise ValueError(f"text_lang must be 'en' or 'zh', got {lang!r}")
+    keep = []
+    for r in tqdm(order, desc=f"{lang} scenes", leave=False, mininterval=5):
+        src, j = rows_of[r]
+        split, scene_world, idx, _ = sources[src]
+        text = make_scene(scene_world, split, int(idx[j])).text
+        if text is not None and text.lang == lang:
+            keep.append(r)
+    if not keep:
+        raise ValueError(f"text_lang {lang!r}: the shards hold no scene with text in that language")
+    return keep
 
 
 def sample_row(k: int, order: list[int], pools: dict[str, list[int]] | None, shares: dict[str, float] | None,
@@ -357,6 +376,8 @@ def main(cfg: Config) -> dict:
         raise ValueError("llm_init starts a fresh model for pretrain1 and sets mm_embed itself: not with --init, "
                          "--image-embed-init or phase text")
     shares = parse_scene_mix(cfg.scene_mix) if cfg.scene_mix else None
+    if cfg.text_lang not in ("", "en", "zh"):
+        raise ValueError(f"text_lang must be '', 'en' or 'zh', got {cfg.text_lang!r}")
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():
@@ -373,6 +394,10 @@ def main(cfg: Config) -> dict:
     # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
     sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed)
     h, w = sources[0][3].shape[1:]
+    if cfg.text_lang:
+        order = text_lang_rows(sources, rows_of, order, cfg.text_lang)
+        if lead:
+            print(f"text in {cfg.text_lang!r}: {len(order)} of {len(rows_of)} tokenized scenes")
     pools = task_pools(sources, rows_of, order) if shares else None
     if pools and lead:
         print("scene tasks in the shards: " + ", ".join(f"{t} {len(p)}" for t, p in pools.items()))
