@@ -186,18 +186,22 @@ def test_claims_stage_scores_sft_and_rl_and_reuses_its_evaluations(checkpoint, t
 
 def test_rl_prompts_come_from_training_scenes_in_their_proportions():
     """GRPO's prompts never reuse what the held-out suites reserve: training-split scenes only, no reserved colour
-    and shape pair or word; text_share of them ask for text (half short, half long); every level is drawn."""
+    and shape pair or word; text_share of them ask for text (half short, half long); every level is drawn, and a
+    prompt asking for text always names it (never the `photo` level)."""
     from xomni.data.world import is_reserved_combo, is_reserved_word, prompts
     from xomni.stages.train_grpo import rl_prompts
 
     pairs = [p for step in range(40) for p in rl_prompts(step, 4, 0.5, seed=0)]
-    levels = set()
+    levels, text_levels = set(), set()
     for scene, prompt in pairs:
         assert scene.split == "train"
         assert not any(is_reserved_combo(g.color, g.shape) for g in scene.groups)
         if scene.text is not None and scene.text.lang == "en":
             assert not any(is_reserved_word(w) for w in scene.text.text.split())
-        levels.add(next(k for k, v in prompts(scene).items() if v == prompt))
+        # a scene's levels may coincide (a short and a medium prompt without text): every level that matches
+        (levels if scene.text is None else text_levels).update(k for k, v in prompts(scene).items() if v == prompt)
+        if scene.text is not None:
+            assert "".join(scene.text.lines).replace(" ", "") in prompt.replace(" ", "")
     kinds = [scene.text.length if scene.text is not None else None for scene, _ in pairs]
     assert kinds.count("short") == kinds.count("long") == kinds.count(None) // 2 == 40
-    assert levels == {"short", "medium", "dense", "photo"}
+    assert levels == {"short", "medium", "dense", "photo"} and text_levels == {"short", "medium", "dense"}

@@ -7,7 +7,8 @@ steps of 16 prompts x 8 rollouts, lr 5e-5, min-p 0.03: session 18's run, docs/un
 (200 steps of 512 prompts x 16 rollouts, lr 1e-6, min-p 0.03); beta is 0.01 in both.
 
 Each step, for P prompts from the world's training split (`rl_prompts`: `text_share` ask for text, half of those
-short and half long; the rest general scenes; each prompt at a random level of detail):
+short and half long; the rest general scenes; each prompt at a random level of detail that names what the rewards
+ask for):
 1. G rollouts per prompt from the current policy with the engine (temperature 1, min-p `min_p`, no CFG),
    decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps). The step's prompts are
    sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
@@ -121,7 +122,9 @@ def resolve(cfg: Config) -> Config:
 def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
     """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite): `text_share`
     of them ask for text, half of those short texts and half long ones; the rest are general scenes without text.
-    Each prompt is one of the scene's levels of detail (`prompts`), drawn at random."""
+    Each prompt is one of the scene's levels of detail (`prompts`), drawn at random; a scene with text never gets the
+    `photo` level, which does not name the text (the rewards would ask for a text and plate the prompt never said,
+    as SFT's `photo_text_free` keeps it off them)."""
     rng = random.Random(f"grpo/{seed}/{step}")
     n_text = round(text_share * n)
     want = ["short"] * (n_text - n_text // 2) + ["long"] * (n_text // 2) + [None] * (n - n_text)
@@ -132,6 +135,8 @@ def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
             if (scene.text.length if scene.text is not None else None) == kind:
                 break
         levels = prompts(scene)
+        if scene.text is not None:
+            del levels["photo"]
         out.append((scene, levels[rng.choice(sorted(levels))]))
     return out
 
