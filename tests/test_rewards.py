@@ -214,3 +214,50 @@ def test_alignment_scores_a_sign_with_the_wrong_text_above_no_sign():
     white = copy.deepcopy(s)
     white.text.plate = "white"  # pale backgrounds match a white plate: no sign question
     assert sign_drawn(render(white), white) is None
+
+
+def test_the_reward_asks_only_what_the_prompt_says():
+    """A short prompt with text names the text alone: no object question, no clutter, and a sign of any colour is
+    the sign; a medium one names the objects and not the plate; a photo prompt without colours counts objects of
+    any colour; the dense caption says everything (as a rollout without a prompt is judged)."""
+    import copy
+
+    from xomni.data.world import photo_flags, prompt_aspects, prompts
+    from xomni.rewards import reward_judge, sign_drawn
+
+    judge = reward_judge()
+    s = next(s for i in range(2000) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+             and s.text.plate == "yellow" and s.objects and alignment([Rollout(s, render(s))], judge) == [1.0])
+    levels = prompts(s)
+    assert prompt_aspects(s, levels["short"]) == {"text"}
+    assert prompt_aspects(s, levels["medium"]) == {"objects", "colors", "text"} | ({"relation"} if s.relation else set())
+    assert prompt_aspects(s, levels["dense"]) == prompt_aspects(s, "") == prompt_aspects(s, "not one of its prompts")
+    assert "plate" in prompt_aspects(s, levels["dense"]) and "text" not in prompt_aspects(s, levels["photo"])
+
+    bare = copy.deepcopy(s)  # the sign alone, none of the objects
+    bare.objects, bare.groups, bare.relation = [], [], None
+    navy = copy.deepcopy(s)  # the asked objects, the sign on another coloured plate
+    navy.text.plate = "navy"
+    short, medium, dense = (levels[k] for k in ("short", "medium", "dense"))
+    assert alignment([Rollout(s, render(bare), prompt=short)], judge) == [1.0]  # nothing else was asked
+    assert alignment([Rollout(s, render(bare), prompt=dense)], judge) == [-CLUTTER_PENALTY]
+    assert sign_drawn(render(navy), s) is False and sign_drawn(render(navy), s, plate_named=False) is True
+    assert alignment([Rollout(s, render(navy), prompt=medium)], judge) == [1.0]
+    assert alignment([Rollout(s, render(navy), prompt=dense)], judge) < [1.0]
+    no_sign = copy.deepcopy(bare)
+    no_sign.text = None  # nothing drawn that the short prompt asked about: no question applies
+    assert alignment([Rollout(s, render(no_sign), prompt=short)], judge) == [None]
+    assert ocr_accuracy([Rollout(s, render(s), prompt=levels["photo"])], [Reads(s.text.text)]) == [None]
+
+    # "a photo of three hexagons": three hexagons of another colour pass; the caption, which names it, does not
+    c = next(c for i in range(3000) if not (c := make_scene(WorldConfig(), "heldout", i)).text and not c.relation
+             and len(c.groups) == 1 and c.groups[0].count > 1 and not photo_flags(c)[0]
+             and alignment([Rollout(c, render(c))], judge) == [1.0])
+    recoloured = copy.deepcopy(c)
+    other = next(k for k in ("red", "blue", "green", "purple") if k != c.groups[0].color)
+    for o in recoloured.objects:
+        o.color = other
+    recoloured.groups[0].color = other
+    assert prompt_aspects(c, prompts(c)["photo"]) == {"objects"}
+    assert alignment([Rollout(c, render(recoloured), prompt=prompts(c)["photo"])], judge) == [1.0]
+    assert alignment([Rollout(c, render(recoloured), prompt=prompts(c)["dense"])], judge)[0] < 1.0

@@ -673,13 +673,19 @@ def _photo_np(g: Group, with_color: bool) -> str:
     return f"{'an' if (color or g.shape)[0] in 'aeiou' else 'a'} {color}{g.shape}"
 
 
+def photo_flags(scene: Scene) -> tuple[bool, bool]:
+    """Whether the scene's `photo` prompt names its objects' colours, and its relation (when it has one)."""
+    bits = hashlib.sha256(f"{scene.seed}/photo".encode()).digest()
+    return bits[0] % 2 == 0, bits[1] % 2 == 0
+
+
 def photo_prompt(scene: Scene, with_color: bool | None = None, with_relation: bool | None = None) -> str:
     """The scene's objects in GenEval's templates ("a photo of a red cube and a blue ball"): colours named, and a
     scene's relation as GenEval words it ("a cube left of a ball") rather than "and", each by default for half of
     the scenes (chosen by the seed); counts in words. Text is not mentioned."""
-    bits = hashlib.sha256(f"{scene.seed}/photo".encode()).digest()
-    with_color = bits[0] % 2 == 0 if with_color is None else with_color
-    with_relation = bits[1] % 2 == 0 if with_relation is None else with_relation
+    default_color, default_relation = photo_flags(scene)
+    with_color = default_color if with_color is None else with_color
+    with_relation = default_relation if with_relation is None else with_relation
     nps = [_photo_np(g, with_color) for g in scene.groups]
     if scene.relation is not None and with_relation:
         return f"a photo of {nps[0]} {scene.relation} {nps[1]}"
@@ -700,6 +706,34 @@ def prompts(scene: Scene) -> dict[str, str]:
     if scene.groups:
         out["photo"] = photo_prompt(scene)
     return out
+
+
+ASPECTS = ("objects", "colors", "relation", "text", "plate")  # what a prompt can say of its scene
+
+
+def prompt_aspects(scene: Scene, prompt: str) -> frozenset[str]:
+    """What `prompt`, one of `prompts(scene)`'s levels, says of the scene: "objects" (shapes and counts), "colors"
+    (the objects'), "relation", "text" (what the text element says) and "plate" (its colour). Only the dense caption
+    says everything: a short prompt with text names the text alone, a medium one not the plate's colour, the photo
+    prompt never the text and the colours and relation only for some scenes (`photo_flags`). A prompt that is none
+    of the scene's levels is read as the dense caption."""
+    full = {"objects", "colors"} | ({"relation"} if scene.relation else set())
+    text = {"text", "plate"} if scene.text is not None else set()
+    named = set()
+    for level, value in prompts(scene).items():
+        if value != prompt:
+            continue
+        if level == "dense":
+            named |= full | text
+        elif level == "photo":
+            with_color, with_relation = photo_flags(scene)
+            named |= {"objects"} | ({"colors"} if with_color else set())
+            named |= {"relation"} if scene.relation and with_relation else set()
+        elif level == "short" and scene.text is not None:
+            named |= {"text"}
+        else:  # medium; a short prompt without text names the groups, not their relation
+            named |= (full if level == "medium" else {"objects", "colors"}) | (text - {"plate"})
+    return frozenset(named) if named else frozenset(full | text)
 
 
 @dataclass

@@ -267,7 +267,7 @@ def answer_dpg(check: dict, objects: list, ocr: str) -> str:
     elif kind == "color":
         ok = bool(of_shape) and all(o.color == check["color"] for o in of_shape)
     elif kind == "count":
-        ok = sum(o.color == check["color"] for o in of_shape) == check["count"]
+        ok = sum(check["color"] in (None, o.color) for o in of_shape) == check["count"]  # None: of any colour
     elif kind == "relation":
         bs = [o for o in objects if o.shape == check["b"]]
         ok = bool(of_shape) and bool(bs) and all(check["relation"] in geneval.relative_position(a.box, b.box)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
 
-from xomni.data.world import COLORS, PLATES, Scene, TextElement
+from xomni.data.world import COLORS, PLATES, Scene, TextElement, prompt_aspects
 from xomni.eval import longtext
 from xomni.eval.suites import answer_dpg, dpg_questions
 
@@ -24,6 +24,7 @@ CLUTTER_PENALTY = 0.5  # alignment's cost of an image whose every judged object 
 PALE = 190  # a pixel whose every channel is at least this is background (the world's backgrounds are >= 210)
 SIGN_SHARE = 0.25  # plate-coloured pixels, as a share of the asked text box's area, that make a sign drawn
 _OBJECT_RGB = np.asarray([rgb for rgb, _ in COLORS.values()], np.float32)  # C 3
+_ASPECT_OF = {"shape": "objects", "count": "objects", "color": "colors", "relation": "relation", "text": "text"}
 
 
 @dataclass
@@ -32,15 +33,19 @@ class Rollout:
     image: Image.Image  # the decoded image
     codes: list[int] = field(default_factory=list)  # the image tokens the policy sampled
     reread: list[int] = field(default_factory=list)  # the tokenizer's codes of the decoded image
-    prompt: str = ""  # the prompt text the policy was given (the model judges read it)
+    prompt: str = ""  # the prompt the policy was given; "" = judged against the whole scene (its dense caption)
+
+    def said(self) -> frozenset[str]:
+        """What the prompt says of the scene (`prompt_aspects`); everything when there is no prompt."""
+        return prompt_aspects(self.scene, self.prompt)
 
 
 def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
     """Text accuracy (LongText-Bench's rule) of the asked-for text, averaged over the OCR engines (the paper uses
-    two jointly). None for prompts without text; NaN when every engine failed on that image."""
+    two jointly). None for prompts that ask for no text; NaN when every engine failed on that image."""
     out: list[float | None] = []
     for r in rollouts:
-        if r.scene.text is None:
+        if r.scene.text is None or "text" not in r.said():
             out.append(None)
             continue
         scores = []
@@ -54,9 +59,12 @@ def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
     return out
 
 
-def text_blends(scene: Scene) -> list[tuple]:
-    """The colour pairs whose blends are not stray ink in an image for `scene`: its text element's plate and ink."""
-    return [PLATES[scene.text.plate][:2]] if scene.text is not None else []
+def text_blends(scene: Scene, plate_named: bool = True) -> list[tuple]:
+    """The colour pairs whose blends are not stray ink in an image for `scene`: its text element's plate and ink, or
+    every plate's when the prompt does not say which."""
+    if scene.text is None:
+        return []
+    return [PLATES[scene.text.plate][:2]] if plate_named else [pair[:2] for pair in PLATES.values()]
 
 
 def stray_ink(image: Image.Image, keep_boxes, keep_blends=(), allowance: float = 0.0, margin: int = 2,
@@ -96,12 +104,17 @@ def plate_share(image: Image.Image, text: TextElement, max_color_distance: float
     return float(((d <= max_color_distance) & (d < nearest_object)).sum() / _area(text.box))
 
 
-def sign_drawn(image: Image.Image, scene: Scene) -> bool | None:
+def sign_drawn(image: Image.Image, scene: Scene, plate_named: bool = True) -> bool | None:
     """Whether the image has the asked text's plate: `plate_share` at least SIGN_SHARE. On reconstructions of 48
     training scenes (bench/reward_holes.py's variants) the share was at least 0.32 with the asked or a wrong text and
     at most 0.02 without a sign. None for a white plate, which pale backgrounds match as well, and for a scene
-    without text."""
-    if scene.text is None or scene.text.plate == "white":
+    without text. When the prompt does not name the plate's colour (`plate_named` False), a plate of any colour is
+    the sign: True when one of the coloured plates covers that share, else None (a white one may be there)."""
+    if scene.text is None:
+        return None
+    if not plate_named:
+        return any(plate_share(image, replace(scene.text, plate=p)) >= SIGN_SHARE for p in PLATES if p != "white") or None
+    if scene.text.plate == "white":
         return None
     return plate_share(image, scene.text) >= SIGN_SHARE
 
@@ -134,20 +147,28 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     `reward_judge()`, which never reads a plate as an object; and a prompt asking for text on a coloured plate gets
     "is there a sign?" (`sign_drawn`), parent of the text question, so an attempt scores above leaving it out. An
     image that answers none of the object questions of a prompt asking for objects still scores -CLUTTER_PENALTY,
-    sign or not."""
+    sign or not.
+    Every question is one the prompt's words raise (`Rollout.said`, `prompt_aspects`): a short prompt with text ("a
+    sign that says ...") asks for the sign alone, so nothing is clutter and no object is missing; a prompt that does
+    not name the plate's colour takes a plate of any colour as the sign (`sign_drawn`); one that names no colour
+    counts objects of any colour. Until session 21 every rollout was judged against its whole scene, so GRPO's
+    short and medium text prompts (two in three) paid for objects or a plate colour the policy was never told."""
     from xomni.eval.dpg import Question, cascade
 
     out: list[float | None] = []
     for r in rollouts:
-        qs = dpg_questions(r.scene)
+        said = r.said()
+        qs = [q for q in dpg_questions(r.scene) if _ASPECT_OF[q["check"]["kind"]] in said]
+        if "colors" not in said:  # "are there two stars?" for a prompt that names no colour: of any colour
+            qs = [{**q, "check": {**q["check"], "color": None}} if q["check"]["kind"] == "count" else q for q in qs]
         if ocr_judge is None:
             qs = [q for q in qs if q["check"]["kind"] != "text"]
         objects = scene_judge.objects(r.image)
-        read = ocr_judge.read(r.image) if ocr_judge is not None and r.scene.text is not None else ""
+        read = ocr_judge.read(r.image) if ocr_judge is not None and "text" in said else ""
         questions = [Question(q["qid"], q["text"], tuple(p for p in q["parents"] if any(x["qid"] == p for x in qs)),
                               q["category"]) for q in qs]
         raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
-        sign = sign_drawn(r.image, r.scene)
+        sign = sign_drawn(r.image, r.scene, "plate" in said) if "text" in said else None
         if sign is not None:  # "is there a sign?", parent of the text question when there is one
             sid = max((q.qid for q in questions), default=0) + 1
             questions = [Question(q.qid, q.text, q.parents + (sid,) if q.category == "other - text" else q.parents,
@@ -155,13 +176,16 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
             questions.append(Question(sid, f"Is there a {r.scene.text.category}?", (), "entity - whole"))
             raw[sid] = float(sign)
         scores = cascade(questions, raw)
-        asked = Counter((o.shape, o.color) for o in r.scene.objects)
+        asked = Counter((o.shape, o.color) for o in r.scene.objects) if "objects" in said else Counter()
         if not scores:
             out.append(None)
             continue
         object_scores = [scores[q["qid"]] for q in qs if q["check"]["kind"] != "text"]
         if asked and not any(object_scores):  # asked for objects, answered none of them: a failure whatever is drawn
             out.append(-CLUTTER_PENALTY)
+            continue
+        if not asked:  # the prompt names no object (a short prompt with text): none is asked for, none is clutter
+            out.append(sum(scores.values()) / len(scores))
             continue
         found = Counter((o.shape, o.color) for o in objects)
         clutter = max(0, len(objects) - sum(asked.values())) / len(objects) if objects else 0.0
@@ -173,7 +197,8 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
             if missing[(o.shape, o.color)] > 0:
                 missing[(o.shape, o.color)] -= 1
                 allowance += _area(o.box)
-        clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene), allowance))
+        clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene, "plate" in said),
+                                         allowance))
         out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter)
     return out
 

@@ -14,7 +14,8 @@ ask for):
    sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
    samples (xomni/rewards/pool.py, `reward_workers` processes);
 2. rewards (xomni/rewards): OCR accuracy of the asked-for text (two engines when `ocr` names two), prompt alignment
-   by the scene judge (`reward_judge`: plates are no objects; a prompt with text asks whether its sign is there),
+   by the scene judge (`reward_judge`: plates are no objects; a prompt with text asks whether its sign is there;
+   only what the prompt says is asked, `prompt_aspects`),
    token consistency (the tokenizer's reading of the decoded image against the sampled codes;
    weight 0 by default: rewarded at 0.5, the tiny policy filled its canvases with one plate colour, which re-reads
    exactly), summed with the configured weights; a rollout whose reward failed is dropped with its whole group
