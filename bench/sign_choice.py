@@ -1,0 +1,91 @@
+"""Which way does GRPO push a policy on drawing the asked sign? Its own rollouts, scored as GRPO scores them.
+
+    .venv/bin/python bench/sign_choice.py --checkpoints out/exp17/mix/candidate,out/s20/grpo_s1 [--prompts 24]
+
+`bench/reward_holes.py` scores clean renders of the alternatives; a policy's rollouts are not clean. Here each
+checkpoint samples G rollouts (`--rollouts`, min-p `--min-p`, no CFG) for --prompts training-split prompts per
+language that ask for text on a coloured plate (the prompt names the text: the `photo` level, which does not, is
+left out), decodes them as GRPO does (`--decoder-steps`), and scores them with the stage's default reward (OCR +
+alignment by `reward_judge()`, 1 : 1). Each rollout is split by `sign_drawn` (a plate covering at least SIGN_SHARE of
+the asked box: of the asked colour when the prompt names it, of any colour but white when it does not). Printed
+per checkpoint and language:
+
+- the share of rollouts with the sign drawn, and the groups that have both kinds (only these move the choice);
+- over those mixed groups, the mean reward, OCR and alignment of the rollouts with and without the sign;
+- the mean GRPO advantage (`group_advantages`) of the rollouts with the sign in the mixed groups: above 0, the
+  update pushes toward drawing it; below 0, toward leaving it out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+
+import torch
+
+from xomni.data.world import WorldConfig, make_scene, prompt_aspects, prompts
+from xomni.engine import Sampling
+from xomni.pipeline import Pipeline
+from xomni.rewards import combine, sign_drawn
+from xomni.rewards.pool import RewardPool
+from xomni.rl.grpo import group_advantages
+from xomni.stages.train_grpo import PRESETS, Config, reward_weights, sample_and_submit
+
+
+def sign_prompts(lang: str, n: int, seed: int) -> list[tuple]:
+    """n (scene, prompt) pairs from the training split: text in `lang` on a coloured plate, a level that names it."""
+    rng = random.Random(f"sign_choice/{seed}/{lang}")
+    out = []
+    while len(out) < n:
+        scene = make_scene(WorldConfig(), "train", rng.randrange(10**7))
+        if scene.text is None or scene.text.lang != lang or scene.text.plate == "white":
+            continue
+        levels = {k: v for k, v in prompts(scene).items() if k != "photo"}
+        out.append((scene, levels[rng.choice(sorted(levels))]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoints", required=True, help="comma-separated checkpoint folders (a GRPO run is one)")
+    ap.add_argument("--prompts", type=int, default=24, help="prompts per language")
+    ap.add_argument("--rollouts", type=int, default=PRESETS["tiny"]["rollouts"], help="G")
+    ap.add_argument("--min-p", type=float, default=PRESETS["tiny"]["min_p"])
+    ap.add_argument("--decoder-steps", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    G = args.rollouts
+    pool = RewardPool(("rapidocr",), workers=0)
+    print("| checkpoint | text | rollouts with the sign | mixed groups | reward with / without | OCR with / without "
+          "| alignment with / without | mean advantage of a drawn sign |")
+    print("|---|---|---|---|---|---|---|---|")
+    for ckpt in args.checkpoints.split(","):
+        pipe = Pipeline.from_pretrained(ckpt)
+        for lang in ("en", "zh"):
+            pairs = sign_prompts(lang, args.prompts, args.seed)
+            images: list = []
+            _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
+                                                 args.decoder_steps, pool, chunks=1, seed=(args.seed, "sign_choice"),
+                                                 keep_images=images)
+            parts, _ = pool.gather(pending)
+            rewards, _ = combine(parts, reward_weights(Config(), pool.components))
+            r = torch.tensor(rewards).reshape(-1, G)
+            sign = torch.tensor([bool(sign_drawn(im, scene, "plate" in prompt_aspects(scene, prompt)))
+                                 for i, im in enumerate(images) for scene, prompt in [pairs[i // G]]]).reshape(-1, G)
+            mixed = sign.any(1) & ~sign.all(1) & torch.isfinite(r).all(1)
+            row = f"| {ckpt} | {lang} | {sign.float().mean():.2f} | {int(mixed.sum())} of {len(pairs)} |"
+            if mixed.any():
+                adv, _ = group_advantages(r[mixed])
+                s = sign[mixed]
+                for name, vals in (("reward", r), *((k, torch.tensor(parts[k], dtype=torch.float).reshape(-1, G))
+                                                    for k in ("ocr", "alignment"))):
+                    v = vals[mixed]
+                    row += f" {v[s].mean():.3f} / {v[~s].mean():.3f} |"
+                row += f" {adv[s].mean():+.3f} |"
+            else:
+                row += " - | - | - | - |"
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
