@@ -19,6 +19,7 @@ per checkpoint and language:
 from __future__ import annotations
 
 import argparse
+import math
 import random
 
 import torch
@@ -77,10 +78,11 @@ def main() -> None:
             if mixed.any():
                 adv, _ = group_advantages(r[mixed])
                 s = sign[mixed]
-                for name, vals in (("reward", r), *((k, torch.tensor(parts[k], dtype=torch.float).reshape(-1, G))
+                for name, vals in (("reward", r), *((k, torch.tensor([math.nan if x is None else x for x in parts[k]],
+                                                                 dtype=torch.float).reshape(-1, G))
                                                     for k in ("ocr", "alignment"))):
-                    v = vals[mixed]
-                    row += f" {v[s].mean():.3f} / {v[~s].mean():.3f} |"
+                    v = vals[mixed]  # a component that does not apply (None) is left out of its mean
+                    row += f" {v[s].nanmean():.3f} / {v[~s].nanmean():.3f} |"
                 row += f" {adv[s].mean():+.3f} |"
             else:
                 row += " - | - | - | - |"

@@ -6,10 +6,12 @@ Reads an `xomni eval synth-text-en|zh` output folder (manifest.jsonl, judged.jso
 words and is 0 until a model spells them; this asks for less. For each item, the share of the asked characters
 (lines joined by spaces, lower case) that the OCR reading contains in order (longest matching blocks /
 asked length); the mean over items is printed next to the same measure against another item's asked text (a
-fixed derangement), which is what a model that draws letters unrelated to its prompt scores. The last two columns say whether the
-model drew the sign at all, on the items whose plate is coloured (a white plate is the background's colour): the
-share of them with a plate of the asked colour covering at least a quarter of the asked box's area (GRPO's
-"is there a sign?", `sign_drawn` in xomni/rewards), and the median of that coverage (`plate_share`).
+fixed derangement), which is what a model that draws letters unrelated to its prompt scores. The last two columns
+say whether the model drew the sign at all, on the items whose plate is coloured (a white plate is the background's
+colour): the share of them with a plate of the asked colour covering at least a quarter of the asked box's area
+(GRPO's "is there a sign?", `sign_drawn` in xomni/rewards), and the median of that coverage (`plate_share`). With
+--by-share, a second table: the character recall of the items with coloured plates, by how much of the asked box
+the plate covers (does a larger sign read better?).
 """
 
 from __future__ import annotations
@@ -48,9 +50,24 @@ def plate_shares(folder: Path) -> list[float]:
     return out
 
 
+def recall_by_share(folder: Path) -> list[tuple[float, float]]:
+    """(plate_share, character recall) of every item whose plate is coloured."""
+    items = [x for x in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines()) if "text" in x]
+    read = {j["id"]: j["ocr"].lower() for j in map(json.loads, (folder / "judged.jsonl").read_text().splitlines())}
+    out = []
+    for k, item in enumerate(items):
+        text = TextElement(**item["scene"]["text"])
+        if text.plate != "white":
+            share = plate_share(Image.open(folder / "images" / f"{k:04d}.png"), text)
+            out.append((share, recall(" ".join(item["text"]).lower(), read[item["id"]])))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--by-share", action="store_true",
+                    help="also: character recall by how much of the asked box the drawn plate covers")
     args = ap.parse_args()
     print("| eval folder | items | items with >= 3 characters read | character recall | against another item's text "
           "| coloured plates: sign drawn | median plate share |")
@@ -64,6 +81,17 @@ def main() -> None:
         shares = np.array(plate_shares(folder))
         print(f"| {folder} | {len(p)} | {read} | {own:.3f} | {chance:.3f} | "
               f"{(shares >= SIGN_SHARE).mean():.2f} of {len(shares)} | {np.median(shares):.2f} |")
+    if args.by_share:
+        bins = [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, float("inf"))]
+        print("\n| eval folder (coloured plates) | " + " | ".join(f"plate share [{a}, {b}): items, recall" for a, b in bins)
+              + " |\n|---|" + "---|" * len(bins))
+        for folder in args.folders:
+            rows = recall_by_share(folder)
+            cells = []
+            for a, b in bins:
+                r = [x for share, x in rows if a <= share < b]
+                cells.append(f"{len(r)}, {sum(r) / len(r):.3f}" if r else "0, -")
+            print(f"| {folder} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
