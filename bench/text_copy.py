@@ -83,8 +83,8 @@ def main() -> None:
               f"{(shares >= SIGN_SHARE).mean():.2f} of {len(shares)} | {np.median(shares):.2f} |")
     if args.by_share:
         bins = [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, float("inf"))]
-        print("\n| eval folder (coloured plates) | " + " | ".join(f"plate share [{a}, {b}): items, recall" for a, b in bins)
-              + " |\n|---|" + "---|" * len(bins))
+        heads = " | ".join(f"plate share [{a}, {b}): items, recall" for a, b in bins)
+        print(f"\n| eval folder (coloured plates) | {heads} |\n|---|" + "---|" * len(bins))
         for folder in args.folders:
             rows = recall_by_share(folder)
             cells = []

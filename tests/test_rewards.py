@@ -230,7 +230,8 @@ def test_the_reward_asks_only_what_the_prompt_says():
              and s.text.plate == "yellow" and s.objects and alignment([Rollout(s, render(s))], judge) == [1.0])
     levels = prompts(s)
     assert prompt_aspects(s, levels["short"]) == {"text"}
-    assert prompt_aspects(s, levels["medium"]) == {"objects", "colors", "text"} | ({"relation"} if s.relation else set())
+    relation = {"relation"} if s.relation else set()
+    assert prompt_aspects(s, levels["medium"]) == {"objects", "colors", "text"} | relation
     assert prompt_aspects(s, levels["dense"]) == prompt_aspects(s, "") == prompt_aspects(s, "not one of its prompts")
     assert "plate" in prompt_aspects(s, levels["dense"]) and "text" not in prompt_aspects(s, levels["photo"])
 

@@ -708,9 +708,6 @@ def prompts(scene: Scene) -> dict[str, str]:
     return out
 
 
-ASPECTS = ("objects", "colors", "relation", "text", "plate")  # what a prompt can say of its scene
-
-
 def prompt_aspects(scene: Scene, prompt: str) -> frozenset[str]:
     """What `prompt`, one of `prompts(scene)`'s levels, says of the scene: "objects" (shapes and counts), "colors"
     (the objects'), "relation", "text" (what the text element says) and "plate" (its colour). Only the dense caption

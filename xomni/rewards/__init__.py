@@ -113,7 +113,8 @@ def sign_drawn(image: Image.Image, scene: Scene, plate_named: bool = True) -> bo
     if scene.text is None:
         return None
     if not plate_named:
-        return any(plate_share(image, replace(scene.text, plate=p)) >= SIGN_SHARE for p in PLATES if p != "white") or None
+        coloured = [p for p in PLATES if p != "white"]
+        return any(plate_share(image, replace(scene.text, plate=p)) >= SIGN_SHARE for p in coloured) or None
     if scene.text.plate == "white":
         return None
     return plate_share(image, scene.text) >= SIGN_SHARE
