@@ -78,10 +78,10 @@ def main() -> None:
             if mixed.any():
                 adv, _ = group_advantages(r[mixed])
                 s = sign[mixed]
-                for name, vals in (("reward", r), *((k, torch.tensor([math.nan if x is None else x for x in parts[k]],
-                                                                 dtype=torch.float).reshape(-1, G))
-                                                    for k in ("ocr", "alignment"))):
-                    v = vals[mixed]  # a component that does not apply (None) is left out of its mean
+                components = [torch.tensor([math.nan if x is None else x for x in parts[k]]).reshape(-1, G)
+                              for k in ("ocr", "alignment")]  # a component that does not apply: NaN, left out
+                for vals in (r, *components):
+                    v = vals[mixed]
                     row += f" {v[s].nanmean():.3f} / {v[~s].nanmean():.3f} |"
                 row += f" {adv[s].mean():+.3f} |"
             else:

@@ -39,19 +39,8 @@ def pairs(folder: Path) -> list[tuple[str, str]]:
     return [(" ".join(items[j["id"]]["text"]).lower(), j["ocr"].lower()) for j in judged]
 
 
-def plate_shares(folder: Path) -> list[float]:
-    """`plate_share` of every item whose text element has a coloured plate, in manifest order."""
-    items = [x for x in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines()) if "text" in x]
-    out = []
-    for k, item in enumerate(items):
-        text = TextElement(**item["scene"]["text"])
-        if text.plate != "white":
-            out.append(plate_share(Image.open(folder / "images" / f"{k:04d}.png"), text))
-    return out
-
-
-def recall_by_share(folder: Path) -> list[tuple[float, float]]:
-    """(plate_share, character recall) of every item whose plate is coloured."""
+def coloured_plates(folder: Path) -> list[tuple[float, float]]:
+    """(`plate_share`, character recall) of every item whose text element has a coloured plate, in manifest order."""
     items = [x for x in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines()) if "text" in x]
     read = {j["id"]: j["ocr"].lower() for j in map(json.loads, (folder / "judged.jsonl").read_text().splitlines())}
     out = []
@@ -72,13 +61,14 @@ def main() -> None:
     print("| eval folder | items | items with >= 3 characters read | character recall | against another item's text "
           "| coloured plates: sign drawn | median plate share |")
     print("|---|---|---|---|---|---|---|")
+    plates = {folder: coloured_plates(folder) for folder in args.folders}
     for folder in args.folders:
         p = pairs(folder)
         other = [p[(i + 1) % len(p)][0] for i in range(len(p))]  # the next item's asked text
         own = sum(recall(a, r) for a, r in p) / len(p)
         chance = sum(recall(o, r) for o, (_, r) in zip(other, p)) / len(p)
         read = sum(len(r.replace(" ", "")) >= 3 for _, r in p)
-        shares = np.array(plate_shares(folder))
+        shares = np.array([share for share, _ in plates[folder]])
         print(f"| {folder} | {len(p)} | {read} | {own:.3f} | {chance:.3f} | "
               f"{(shares >= SIGN_SHARE).mean():.2f} of {len(shares)} | {np.median(shares):.2f} |")
     if args.by_share:
@@ -86,10 +76,9 @@ def main() -> None:
         heads = " | ".join(f"plate share [{a}, {b}): items, recall" for a, b in bins)
         print(f"\n| eval folder (coloured plates) | {heads} |\n|---|" + "---|" * len(bins))
         for folder in args.folders:
-            rows = recall_by_share(folder)
             cells = []
             for a, b in bins:
-                r = [x for share, x in rows if a <= share < b]
+                r = [x for share, x in plates[folder] if a <= share < b]
                 cells.append(f"{len(r)}, {sum(r) / len(r):.3f}" if r else "0, -")
             print(f"| {folder} | " + " | ".join(cells) + " |")
 

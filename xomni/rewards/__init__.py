@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -95,13 +95,22 @@ def reward_judge():
     return SceneJudge(ignore_colors=tuple(plate for plate, _, _ in PLATES.values()))
 
 
-def plate_share(image: Image.Image, text: TextElement, max_color_distance: float = 60.0) -> float:
-    """Pixels of the image within `max_color_distance` of the text element's plate colour and nearer it than every
-    object colour, as a share of the element's box area (anywhere in the image: prompts do not place the text)."""
+def plate_shares(image: Image.Image, box, plates, max_color_distance: float = 60.0) -> dict[str, float]:
+    """For each plate in `plates` (PLATES names): the image's pixels within `max_color_distance` of its colour and
+    nearer it than every object colour, as a share of `box`'s area (anywhere in the image: prompts do not place the
+    text)."""
     arr = np.asarray(image.convert("RGB"), np.float32)
-    d = np.linalg.norm(arr - np.asarray(PLATES[text.plate][0], np.float32), axis=-1)
     nearest_object = np.linalg.norm(arr[:, :, None, :] - _OBJECT_RGB[None, None], axis=-1).min(-1)
-    return float(((d <= max_color_distance) & (d < nearest_object)).sum() / _area(text.box))
+    out = {}
+    for plate in plates:
+        d = np.linalg.norm(arr - np.asarray(PLATES[plate][0], np.float32), axis=-1)
+        out[plate] = float(((d <= max_color_distance) & (d < nearest_object)).sum() / _area(box))
+    return out
+
+
+def plate_share(image: Image.Image, text: TextElement, max_color_distance: float = 60.0) -> float:
+    """`plate_shares` of the text element's own plate over its box."""
+    return plate_shares(image, text.box, [text.plate], max_color_distance)[text.plate]
 
 
 def sign_drawn(image: Image.Image, scene: Scene, plate_named: bool = True) -> bool | None:
@@ -114,7 +123,7 @@ def sign_drawn(image: Image.Image, scene: Scene, plate_named: bool = True) -> bo
         return None
     if not plate_named:
         coloured = [p for p in PLATES if p != "white"]
-        return any(plate_share(image, replace(scene.text, plate=p)) >= SIGN_SHARE for p in coloured) or None
+        return max(plate_shares(image, scene.text.box, coloured).values()) >= SIGN_SHARE or None
     if scene.text.plate == "white":
         return None
     return plate_share(image, scene.text) >= SIGN_SHARE
