@@ -1,7 +1,6 @@
 """Look at what models drew for the same held-out prompts: one row per eval folder, one column per item.
 
-    .venv/bin/python bench/eval_grid.py out/exp17/mix/eval_synth-text-zh out/s22/zhmix/eval_synth-text-zh \
-        --n 8 --out docs/img/s22_text_zh.jpg
+    .venv/bin/python bench/eval_grid.py EVAL_DIR [EVAL_DIR ...] --n 8 --out grid.jpg
 
 Reads `xomni eval` output folders (manifest.jsonl, judged.jsonl, images/) of one suite. Above each column the item's
 asked text (or its prompt, for a suite without text); under each image what the judge read (the OCR for text suites);
