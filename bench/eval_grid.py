@@ -39,7 +39,8 @@ def items(folder: Path) -> list[dict]:
         if read is None and j.get("objects") is not None:
             read = f"{len(j['objects'])} objects"
         out.append({"id": x["id"], "asked": " / ".join(x["text"]) if x.get("text") else x["prompt"],
-                    "read": read if read is not None else "", "image": folder / "images" / f"{x['id'].split('/')[-1]}.png"})
+                    "read": read if read is not None else "",
+                    "image": folder / "images" / f"{x['id'].split('/')[-1]}.png"})
     return out
 
 

@@ -53,7 +53,7 @@ $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text3" --init "
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix" --init "$OUT/ar_text3/model" --steps 600 --final-lr 0 \
     --warmup 20 --quote-text-answers true
 # Chinese: the same copy learned for Chinese characters (2 x 2 glyph cells, 300 characters) only on Chinese
-# text-dense scenes, then the mixture again (docs/unified.md, "The Chinese copy, learned (session 22)")
+# text-dense scenes, then the mixture again (docs/unified.md, "Session 22: the Chinese copy, learned")
 $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --text-lang zh --out "$OUT/ar_zh" --init "$OUT/ar_mix/model" \
     --steps 1500 --final-lr 1.0 --warmup 20
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix2" --init "$OUT/ar_zh/model" --steps 600 --final-lr 0 \
