@@ -53,13 +53,15 @@ $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text3" --init "
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix" --init "$OUT/ar_text3/model" --steps 600 --final-lr 0 \
     --warmup 20 --quote-text-answers true
 # Chinese: the same copy learned for Chinese characters (2 x 2 glyph cells, 300 characters) only on Chinese
-# text-dense scenes, then the mixture again (docs/unified.md, "Session 22: the Chinese copy, learned")
+# text-dense scenes, then the mixture again, twice (docs/unified.md, "Session 22: the Chinese copy, learned")
 $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --text-lang zh --out "$OUT/ar_zh" --init "$OUT/ar_mix/model" \
     --steps 1500 --final-lr 1.0 --warmup 20
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix2" --init "$OUT/ar_zh/model" --steps 600 --final-lr 0 \
+    --warmup 20 --quote-text-answers true
+$X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix3" --init "$OUT/ar_mix2/model" --steps 600 --final-lr 0 \
     --warmup 20 --quote-text-answers true; stamp "text phases"
 
-$X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix2/model" --command "bash runs/cpu_tiny.sh"
+$X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --command "bash runs/cpu_tiny.sh"
 for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt
     $X eval "$suite" --checkpoint "$OUT/candidate" --source model --out "$OUT/eval_$suite"
     # X-Omni's min-p 0.03 cuts the tiny model's object starts (docs/unified.md, "Sampling: min-p"): also the full softmax
@@ -68,6 +70,6 @@ done
 for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
     $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
 done; stamp "eval suites"
-$X publish --run "$OUT" --dest checkpoints/tiny "${DEC[@]}" --ar "$OUT/ar_mix2/model" --int8 true \
+$X publish --run "$OUT" --dest checkpoints/tiny "${DEC[@]}" --ar "$OUT/ar_mix3/model" --int8 true \
     --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh"
 stamp "recipe"
