@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xomni.rl.grpo import grpo_loss, group_advantages, k3
+from xomni.rl.grpo import forward_kl, grpo_loss, group_advantages, k3
 
 
 def test_advantages_by_hand():
@@ -54,3 +54,31 @@ def test_gradient_pushes_up_positive_advantage_tokens_and_kl_is_zero_at_the_refe
     assert (logp.grad[0] < 0).all() and (logp.grad[1] > 0).all()  # descent raises row 0, lowers row 1
     assert stats["kl"] == 0 and stats["ratio"] == 1
     assert float(k3(torch.tensor(-1.0), torch.tensor(-2.0))) > 0
+
+
+def test_forward_kl_is_the_expected_gradient_of_the_k3_term():
+    """The k3 term's gradient at a sampled token, averaged over the policy's distribution (enumerated, not sampled),
+    equals the gradient of `forward_kl`; both are 0 at the reference."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(5, generator=g, requires_grad=True)
+    ref = torch.randn(5, generator=g).log_softmax(-1)
+    logp = z.log_softmax(-1)
+    pi = logp.exp().detach()
+    expected = sum(pi[x] * torch.autograd.grad(k3(logp[x], ref[x]), z, retain_graph=True)[0] for x in range(5))
+    (exact,) = torch.autograd.grad(forward_kl(logp[None, None], ref[None, None]).sum(), z)
+    torch.testing.assert_close(exact, expected)
+    assert float(forward_kl(ref[None, None], ref[None, None])) == pytest.approx(0, abs=1e-7)
+    by_hand = float((ref.exp() * (ref - logp.detach())).sum())
+    assert float(forward_kl(logp[None, None].detach(), ref[None, None])) == pytest.approx(by_hand) and by_hand > 0
+
+
+def test_a_given_kl_replaces_k3_in_the_loss():
+    g = torch.Generator().manual_seed(1)
+    logp = -torch.rand(4, 6, generator=g)
+    ref = logp + 0.3 * torch.randn(4, 6, generator=g)
+    adv, mask = torch.randn(4, generator=g), torch.ones(4, 6)
+    kl = torch.rand(4, 6, generator=g)
+    without, _ = grpo_loss(logp, logp, ref, adv, mask, beta=0.0)
+    loss, stats = grpo_loss(logp, logp, ref, adv, mask, beta=0.5, kl_per_token=kl)
+    torch.testing.assert_close(loss, without + 0.5 * kl.mean())
+    assert stats["kl_full"] == pytest.approx(float(kl.mean())) and stats["kl"] == pytest.approx(float(k3(logp, ref).mean()))

@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.eval.scene_judge import SceneJudge
@@ -214,6 +214,34 @@ def test_alignment_scores_a_sign_with_the_wrong_text_above_no_sign():
     white = copy.deepcopy(s)
     white.text.plate = "white"  # pale backgrounds match a white plate: no sign question
     assert sign_drawn(render(white), white) is None
+
+
+def test_the_sign_question_scores_the_signs_size():
+    """`sign_extent` is the plate's bounding box over the asked box, ink or not, and the sign question pays it: a
+    blank plate has a full sign's extent, a sign drawn at half the asked width scores half on that question."""
+    import copy
+
+    from xomni.data.world import _draw_text
+    from xomni.eval.suites import dpg_questions
+    from xomni.rewards import reward_judge, sign_extent
+
+    judge = reward_judge()
+    s = next(s for i in range(2000) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+             and s.text.lang == "zh" and len(s.text.lines) == 1 and s.text.plate in ("yellow", "navy") and s.objects
+             and alignment([Rollout(s, render(s))], judge) == [1.0])
+    blank = copy.deepcopy(s)
+    blank.text.lines = [" " * len(line) for line in s.text.lines]
+    assert sign_extent(render(s), s) == sign_extent(render(blank), s) == 1.0
+    half = copy.deepcopy(s)  # the same characters at half the size, on the left half of the asked box
+    half.text = None
+    image = render(half)
+    t = copy.deepcopy(s.text)
+    x0, y0, x1, y1 = t.box
+    t.box = t.line_boxes[0] = (x0, y0, x0 + (x1 - x0) // 2, y1)
+    _draw_text(ImageDraw.Draw(image), t, s.cell // 2)
+    assert sign_extent(image, s) == pytest.approx(0.5)
+    n_objects = sum(q["check"]["kind"] != "text" for q in dpg_questions(s))
+    assert alignment([Rollout(s, image)], judge) == [pytest.approx((n_objects + 0.5) / (n_objects + 1))]
 
 
 def test_the_reward_asks_only_what_the_prompt_says():

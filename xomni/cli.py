@@ -44,7 +44,9 @@ HELP = {
     "prompts_per_step": "prompts per GRPO step",
     "rollouts": "rollouts per prompt (G)",
     "updates": "optimiser steps per batch of rollouts",
-    "beta": "weight of the k3 KL to the reference",
+    "beta": "weight of the KL to the reference",
+    "kl": "the KL term: k3 (trl's and the paper's estimate at the sampled token) or full (KL(reference || policy) "
+          "over the image head's whole softmax: k3's expected gradient, without the one-sample noise)",
     "eps_low": "clip range below 1 of the importance ratio",
     "eps_high": "clip range above 1 of the importance ratio",
     "min_p": "min-p filter of the image sampler (X-Omni: 0.03)",

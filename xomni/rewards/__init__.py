@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from xomni.data.world import COLORS, PLATES, Scene, TextElement, prompt_aspects
+from xomni.data.world import COLORS, PLATES, ZH_CELLS, Scene, TextElement, prompt_aspects
 from xomni.eval import longtext
 from xomni.eval.suites import answer_dpg, dpg_questions
 
@@ -95,17 +95,44 @@ def reward_judge():
     return SceneJudge(ignore_colors=tuple(plate for plate, _, _ in PLATES.values()))
 
 
+def plate_mask(arr: np.ndarray, plate: str, max_color_distance: float = 60.0) -> np.ndarray:
+    """(H, W) bool: the pixels of an RGB array within `max_color_distance` of the plate's colour and nearer it than
+    every object colour."""
+    nearest_object = np.linalg.norm(arr[:, :, None, :] - _OBJECT_RGB[None, None], axis=-1).min(-1)
+    d = np.linalg.norm(arr - np.asarray(PLATES[plate][0], np.float32), axis=-1)
+    return (d <= max_color_distance) & (d < nearest_object)
+
+
 def plate_shares(image: Image.Image, box, plates, max_color_distance: float = 60.0) -> dict[str, float]:
     """For each plate in `plates` (PLATES names): the image's pixels within `max_color_distance` of its colour and
     nearer it than every object colour, as a share of `box`'s area (anywhere in the image: prompts do not place the
     text)."""
     arr = np.asarray(image.convert("RGB"), np.float32)
-    nearest_object = np.linalg.norm(arr[:, :, None, :] - _OBJECT_RGB[None, None], axis=-1).min(-1)
-    out = {}
+    return {plate: float(plate_mask(arr, plate, max_color_distance).sum() / _area(box)) for plate in plates}
+
+
+def sign_extent(image: Image.Image, scene: Scene, plate_named: bool = True) -> float:
+    """How big the drawn sign is: the bounding box of the plate-coloured pixels (`plate_mask`: the asked plate, or any
+    coloured plate when the prompt does not name it) of the largest region they form once every gap narrower than a
+    Chinese character is bridged (the characters of a reconstructed sign cut its plate into pieces), as a share of
+    the asked text box's area, at most 1. Unlike `plate_share` it does not count the ink: a blank plate and one full
+    of characters have the same extent. 0 when no plate pixel is drawn."""
+    import cv2
+
+    arr = np.asarray(image.convert("RGB"), np.float32)
+    plates = [scene.text.plate] if plate_named else [p for p in PLATES if p != "white"]
+    r = ZH_CELLS * scene.cell // 2  # bridges gaps of up to one Chinese character
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
+    best = 0
     for plate in plates:
-        d = np.linalg.norm(arr - np.asarray(PLATES[plate][0], np.float32), axis=-1)
-        out[plate] = float(((d <= max_color_distance) & (d < nearest_object)).sum() / _area(box))
-    return out
+        mask = plate_mask(arr, plate).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate(mask, kernel), connectivity=8)
+        if n < 2:
+            continue
+        region = (labels == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax())) & (mask > 0)
+        ys, xs = np.nonzero(region)
+        best = max(best, int((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)))
+    return min(1.0, best / _area(scene.text.box))
 
 
 def plate_share(image: Image.Image, text: TextElement, max_color_distance: float = 60.0) -> float:
@@ -155,7 +182,9 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     green plates as objects charged a sign as clutter, and no question asked for the sign itself, so the asked
     scene with a wrong text or a blank plate scored below the scene without a sign (bench/reward_holes.py). Pass
     `reward_judge()`, which never reads a plate as an object; and a prompt asking for text on a coloured plate gets
-    "is there a sign?" (`sign_drawn`), parent of the text question, so an attempt scores above leaving it out. An
+    "is there a sign?" (`sign_drawn`), parent of the text question, so an attempt scores above leaving it out; it
+    scores the sign's size (`sign_extent`, up to the asked box), since with a yes for any sign a policy learned to
+    shrink its signs to make room for the objects (docs/unified.md, "Session 23: the sign's size"). An
     image that answers none of the object questions of a prompt asking for objects still scores -CLUTTER_PENALTY,
     sign or not.
     Every question is one the prompt's words raise (`Rollout.said`, `prompt_aspects`): a short prompt with text ("a
@@ -184,7 +213,7 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
             questions = [Question(q.qid, q.text, q.parents + (sid,) if q.category == "other - text" else q.parents,
                                   q.category) for q in questions]
             questions.append(Question(sid, f"Is there a {r.scene.text.category}?", (), "entity - whole"))
-            raw[sid] = float(sign)
+            raw[sid] = sign_extent(r.image, r.scene, "plate" in said) if sign else 0.0
         scores = cascade(questions, raw)
         asked = Counter((o.shape, o.color) for o in r.scene.objects) if "objects" in said else Counter()
         if not scores:

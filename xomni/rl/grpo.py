@@ -6,6 +6,13 @@
     k3_it      = exp(ref_logp_it - logp_it) - (ref_logp_it - logp_it) - 1                (KL to the reference)
     loss       = sum_it(L_it * mask_it) / sum_it(mask_it)                  token-level over the image tokens
 
+With `kl_per_token` given (`forward_kl`: KL(reference || policy) over the whole softmax at each position) it takes
+the k3 term's place. Its gradient is the k3 term's expected gradient, computed exactly: at a sampled x,
+grad k3 = (1 - pi_ref(x) / pi(x)) grad log pi(x), whose mean over x ~ pi is -sum_x pi_ref(x) grad log pi(x), the
+gradient of KL(reference || policy). One sample per position estimates it badly where the policy has gone flat and
+the reference is sure: the sampled token is one the reference rejects, and k3's gradient can only push it down
+(docs/unified.md, "Session 23: rollouts that derail").
+
 Every rollout of an image has the same rows*cols tokens, so token-level aggregation equals trl's per-sequence
 ("grpo") and per-batch ("bnpo") loss types here; `tests/test_grpo.py` checks the equality with trl's formula.
 A group whose rewards are all equal has no signal: its advantages are zero (it then contributes only the KL term),
@@ -36,10 +43,17 @@ def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(d) - d - 1
 
 
+def forward_kl(logp_all: torch.Tensor, ref_logp_all: torch.Tensor) -> torch.Tensor:
+    """Per-position KL(reference || policy) = sum_x pi_ref(x) (log pi_ref(x) - log pi(x)) over the last dimension (the
+    whole vocabulary): (B, T, V) log-softmaxes -> (B, T), >= 0."""
+    return (ref_logp_all.exp() * (ref_logp_all - logp_all)).sum(-1)
+
+
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, advantages: torch.Tensor,
-              mask: torch.Tensor, eps_low: float = 0.2, eps_high: float = 0.2,
-              beta: float = 0.01) -> tuple[torch.Tensor, dict[str, float]]:
-    """logp/old_logp/ref_logp/mask (B, T), advantages (B,) -> scalar loss and stats (kl, clip fraction, ratio)."""
+              mask: torch.Tensor, eps_low: float = 0.2, eps_high: float = 0.2, beta: float = 0.01,
+              kl_per_token: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """logp/old_logp/ref_logp/mask (B, T), advantages (B,) -> scalar loss and stats (kl: the k3 estimate; kl_full:
+    the mean of `kl_per_token` when given, which then replaces k3 in the loss; clip fraction; ratio)."""
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
@@ -47,11 +61,13 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     per_token = -torch.min(unclipped, clipped)
     kl = k3(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     if beta:
-        per_token = per_token + beta * kl
+        per_token = per_token + beta * (kl if kl_per_token is None else kl_per_token)
     n = mask.sum().clamp(min=1)
     loss = (per_token * mask).sum() / n
     with torch.no_grad():
         was_clipped = ((ratio < 1 - eps_low) & (a < 0)) | ((ratio > 1 + eps_high) & (a > 0))
         stats = {"kl": float((kl * mask).sum() / n), "clip_fraction": float((was_clipped.to(mask.dtype) * mask).sum() / n),
                  "ratio": float((ratio * mask).sum() / n)}
+        if kl_per_token is not None:
+            stats["kl_full"] = float((kl_per_token * mask).sum() / n)
     return loss, stats

@@ -26,7 +26,8 @@ ask for):
 
        L = mean_tokens[ -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * k3(pi, pi_ref) ]
 
-   with rho = pi / pi_old. pi_old and pi_ref are recomputed by training forwards (the sampler's log-probs are not
+   with rho = pi / pi_old (`kl` full: KL(pi_ref || pi) over the image head's whole softmax in k3's place, the
+   expected gradient of the k3 term without its one-sample noise, xomni/rl/grpo.py). pi_old and pi_ref are recomputed by training forwards (the sampler's log-probs are not
    trusted), all three over the image head's full softmax at temperature 1. Both presets sample with X-Omni's
    min-p 0.03, so the objective's distribution is the unfiltered version of the sampled one (the usual
    approximation); `--min-p 0` samples exactly the distribution the objective trains. That was the tiny default
@@ -66,7 +67,7 @@ from xomni.engine import Sampling, left_pad
 from xomni.pipeline import Pipeline, to_image
 from xomni.rewards import Rollout, combine
 from xomni.rewards.pool import RewardPool
-from xomni.rl.grpo import group_advantages, grpo_loss
+from xomni.rl.grpo import forward_kl, group_advantages, grpo_loss
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Config:
     updates: int = 2  # optimiser steps per batch of rollouts (the ratio moves away from 1 after the first)
     lr: float | None = None
     beta: float = 0.01
+    kl: str = "k3"  # k3 (the sampled token's estimate) or full (KL(ref || policy) over the whole softmax)
     eps_low: float = 0.2
     eps_high: float = 0.28
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
@@ -117,6 +119,8 @@ def resolve(cfg: Config) -> Config:
     """`cfg` with every field left unset (None) taken from its preset."""
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown GRPO preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
+    if cfg.kl not in ("k3", "full"):
+        raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
     return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
 
 
@@ -151,16 +155,17 @@ def link_parts(checkpoint: Path, out: Path) -> None:
 
 
 def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: torch.Tensor,
-                   grid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   grid: torch.Tensor | None = None, full: bool = False) -> tuple[torch.Tensor, ...]:
     """Log-probs (B, n) of the sampled codes and the entropy (B, n) of the image head, by one training forward over
-    left-padded prompt + image tokens. ids (B, L+n), mask (B, L+n), codes (B, n) codebook indices; grid: the image
-    tokens' cells (`Engine.grid(ids)`), for a model with row/column embeddings."""
+    left-padded prompt + image tokens; with `full`, the whole log-softmax (B, n, K) as well. ids (B, L+n), mask
+    (B, L+n), codes (B, n) codebook indices; grid: the image tokens' cells (`Engine.grid(ids)`), for a model with
+    row/column embeddings."""
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     logits = model(ids, positions=positions, pad_mask=mask, head="image", grid=grid)[:, -n - 1 : -1]  # B n K
     logp_all = logits.float().log_softmax(-1)
     logp = logp_all.gather(-1, codes[..., None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    return (logp, entropy, logp_all) if full else (logp, entropy)
 
 
 GRID = (8, 8)  # rows, cols of every rollout's image (tiny: 128 x 128 px)
@@ -317,15 +322,17 @@ def main(cfg: Config) -> dict:
             ids, mask = left_pad(seqs, pipe.engine.pad_id)
             grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
             kept_codes = codes[keep]
+            full = cfg.kl == "full"
             with torch.no_grad():
                 old_logp, _ = image_logprobs(policy, ids, mask, N, kept_codes, grid)
-                ref_logp, _ = image_logprobs(reference, ids, mask, N, kept_codes, grid)
+                ref_logp, _, *ref_all = image_logprobs(reference, ids, mask, N, kept_codes, grid, full=full)
             policy.train()
             token_mask = torch.ones_like(old_logp)
             for _ in range(cfg.updates):
-                logp, entropy = image_logprobs(policy, ids, mask, N, kept_codes, grid)
+                logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
+                kl = forward_kl(logp_all[0], ref_all[0]) if full else None
                 loss, stats = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), token_mask, cfg.eps_low,
-                                        cfg.eps_high, cfg.beta)
+                                        cfg.eps_high, cfg.beta, kl)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
