@@ -1,0 +1,84 @@
+"""Rollouts that derail: where a policy's image head goes flat mid-image, and what its reference says there.
+
+    .venv/bin/python bench/derail.py --checkpoints out/s22/zhmix/candidate,out/s22/grpo_s0 --reference out/s22/zhmix/candidate
+
+Each checkpoint samples `--rollouts` rollouts of GRPO's probe prompts (`rl_prompts` at step -1, seed 0: 16 prompts,
+half with text; temperature 1, min-p `--min-p`, no CFG), and one forward over those sequences gives its image head's
+distribution at every position. A position is flat when its most likely code has probability below `--flat`
+(0.1; the codebook has 4,096 codes). Printed per checkpoint:
+
+- the share of flat positions, and of rollouts with at least `--derailed` (8) of them: a rollout derails when, from
+  some position on, every distribution is flat (the decoded image is noise from there);
+- the entropy and the share of positions where min-p keeps more than 100 codes;
+- on the checkpoint's own rollouts, the reference's most likely code's probability at the checkpoint's flat
+  positions and at its other positions (is the reference sure where the policy is not?), and the reference's
+  probability of the code sampled just before each derailed rollout's first flat position.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from xomni.engine import Sampling, left_pad
+from xomni.pipeline import Pipeline
+from xomni.stages.train_grpo import GRID, rl_prompts
+
+
+def image_probs(pipe: Pipeline, ids: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, n, K) image-head probabilities at the n image positions of left-padded sequences."""
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = pipe.model(ids, positions=positions, pad_mask=mask, head="image", grid=pipe.engine.grid(ids))
+    return logits[:, -n - 1 : -1].float().softmax(-1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoints", required=True, help="comma-separated checkpoint folders (a GRPO run is one)")
+    ap.add_argument("--reference", required=True, help="the checkpoint the policies started from")
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--rollouts", type=int, default=4, help="per prompt")
+    ap.add_argument("--min-p", type=float, default=0.03)
+    ap.add_argument("--flat", type=float, default=0.1, help="a position is flat below this top probability")
+    ap.add_argument("--derailed", type=int, default=8, help="flat positions that make a rollout derailed")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rows, cols = GRID
+    n = rows * cols
+    pairs = rl_prompts(-1, args.prompts, 0.5, args.seed)
+    ref = Pipeline.from_pretrained(args.reference)
+    ref.model.eval()
+    print("| checkpoint | flat positions | derailed rollouts | entropy | min-p keeps > 100 codes | reference's top p: "
+          "at flat / other positions | reference's p of the code before a derail (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for ckpt in args.checkpoints.split(","):
+        pipe = Pipeline.from_pretrained(ckpt)
+        pipe.model.eval()
+        prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(args.rollouts)]
+        with torch.no_grad():
+            out = pipe.engine.generate_image(prompt_ids, rows, cols, Sampling(temperature=1.0, min_p=args.min_p),
+                                             torch.Generator().manual_seed(args.seed))
+            prefix = pipe.tok.image_prefix(rows, cols)
+            ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, out.tokens.tolist())], pipe.engine.pad_id)
+            p, p_ref = image_probs(pipe, ids, mask, n), image_probs(ref, ids, mask, n)
+        codes = pipe.fmt.vocab.image_code(out.tokens)
+        top = p.max(-1).values
+        flat = top < args.flat
+        derailed = flat.sum(1) >= args.derailed
+        kept = (p >= args.min_p * top[..., None]).sum(-1)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1)
+        ref_top = p_ref.max(-1).values
+        before = []
+        for i in derailed.nonzero()[:, 0].tolist():
+            first = int(flat[i].nonzero()[0, 0])
+            if first > 0:
+                before.append(float(p_ref[i, first - 1, codes[i, first - 1]]))
+        at_flat = f"{ref_top[flat].median():.3f}" if flat.any() else "-"
+        before_median = f"{torch.tensor(before).median():.3f}" if before else "-"
+        print(f"| {ckpt} | {flat.float().mean():.3f} | {int(derailed.sum())} of {len(prompt_ids)} | "
+              f"{entropy.mean():.3f} | {(kept > 100).float().mean():.3f} | {at_flat} / {ref_top[~flat].median():.3f} | "
+              f"{before_median} |", flush=True)
+
+if __name__ == "__main__":
+    main()
