@@ -13,6 +13,9 @@ distribution at every position. A position is flat when its most likely code has
 - on the checkpoint's own rollouts, the reference's most likely code's probability at the checkpoint's flat
   positions and at its other positions (is the reference sure where the policy is not?), and the reference's
   probability of the code sampled just before each derailed rollout's first flat position.
+
+With --show N, the N rollouts with the most flat positions, read around their first flat one: at each position the
+policy's and the reference's top probability and their probabilities of the code the policy sampled.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--min-p", type=float, default=0.03)
     ap.add_argument("--flat", type=float, default=0.1, help="a position is flat below this top probability")
     ap.add_argument("--derailed", type=int, default=8, help="flat positions that make a rollout derailed")
+    ap.add_argument("--show", type=int, default=0, help="read the N most derailed rollouts position by position")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rows, cols = GRID
@@ -79,6 +83,15 @@ def main() -> None:
         print(f"| {ckpt} | {flat.float().mean():.3f} | {int(derailed.sum())} of {len(prompt_ids)} | "
               f"{entropy.mean():.3f} | {(kept > 100).float().mean():.3f} | {at_flat} / {ref_top[~flat].median():.3f} | "
               f"{before_median} |", flush=True)
+        for i in flat.sum(1).argsort(descending=True)[: args.show].tolist():
+            if not flat[i].any():
+                break
+            first = int(flat[i].nonzero()[0, 0])
+            print(f"    rollout {i} ({int(flat[i].sum())} flat positions, the first at {first}):")
+            for j in range(max(0, first - 2), min(n, first + 2)):
+                c = codes[i, j]
+                print(f"      position {j}: policy top {top[i, j]:.3f}, sampled code {p[i, j, c]:.3f} | "
+                      f"reference top {ref_top[i, j]:.3f}, sampled code {p_ref[i, j, c]:.3f}")
 
 if __name__ == "__main__":
     main()

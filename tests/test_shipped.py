@@ -62,3 +62,18 @@ def test_generation_is_seeded_and_draws_image_tokens(pipe):
     again, codes2 = pipe.generate(["a photo of a red circle"] * 2, 128, 128, seed=1, decoder_steps=2)
     assert torch.equal(codes, codes2) and codes.shape == (2, 8, 8)
     assert [im.size for im in images] == [(128, 128)] * 2
+
+
+def test_reconstructed_signs_measure_their_full_size(pipe):
+    """A reconstructed Chinese sign's characters cut its plate into pieces; `sign_extent` bridges them, so a sign
+    drawn at the asked size measures the whole asked box (GRPO's sign question pays this)."""
+    from xomni.data.batches import pixels_of
+    from xomni.data.world import make_scene, render
+    from xomni.rewards import sign_extent
+
+    scenes = [s for i in range(300) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+              and s.text.lang == "zh" and s.text.plate != "white"][:8]
+    pixels = pipe.image.decode(pipe.image.encode(pixels_of([render(s) for s in scenes])), steps=8,
+                               generator=torch.Generator().manual_seed(0))
+    extents = [sign_extent(to_image(x), s) for s, x in zip(scenes, pixels)]
+    assert min(extents) >= 0.9, extents
