@@ -1,18 +1,23 @@
-"""Rollouts that derail: where a policy's image head goes flat mid-image, and what its reference says there.
+"""Rollouts that derail: where a policy's image head goes flat mid-image, what its reference says there, and what
+the reward makes of them.
 
     .venv/bin/python bench/derail.py --checkpoints out/s22/zhmix/candidate,out/s22/grpo_s0 --reference out/s22/zhmix/candidate
 
-Each checkpoint samples `--rollouts` rollouts of GRPO's probe prompts (`rl_prompts` at step -1, seed 0: 16 prompts,
-half with text; temperature 1, min-p `--min-p`, no CFG), and one forward over those sequences gives its image head's
-distribution at every position. A position is flat when its most likely code has probability below `--flat`
-(0.1; the codebook has 4,096 codes). Printed per checkpoint:
+Each checkpoint samples G (`--rollouts`, GRPO's 8) rollouts of GRPO's 16 probe prompts (`rl_prompts` at step -1,
+seed 0: half ask for text) as the stage samples them (`sample_and_submit`: temperature 1, min-p `--min-p`, no CFG,
+decoded with 8 steps, scored by the stage's default reward), and one forward over those sequences gives its image
+head's distribution at every position. A position is flat when its most likely code has probability below `--flat`
+(0.1; the codebook has 4,096 codes); a rollout with at least `--derailed` (8) flat positions has derailed. Printed
+per checkpoint:
 
-- the share of flat positions, and of rollouts with at least `--derailed` (8) of them: a rollout derails when, from
-  some position on, every distribution is flat (the decoded image is noise from there);
+- the share of flat positions, the derailed rollouts (all, then on prompts that ask for text / that do not);
 - the entropy and the share of positions where min-p keeps more than 100 codes;
-- on the checkpoint's own rollouts, the reference's most likely code's probability at the checkpoint's flat
-  positions and at its other positions (is the reference sure where the policy is not?), and the reference's
-  probability of the code sampled just before each derailed rollout's first flat position.
+- on the same sequences, the reference's most likely code's probability at the checkpoint's flat positions and at
+  its other positions, and its probability of the code sampled just before each derailed rollout's first flat
+  position (first flat positions at the first image token, where the prompt leaves the background open, are left
+  out);
+- the mean reward of the derailed rollouts against the other rollouts of their groups: below them, GRPO pushes
+  every code a derailed rollout sampled down.
 
 With --show N, the N rollouts with the most flat positions, read around their first flat one: at each position the
 policy's and the reference's top probability and their probabilities of the code the policy sampled.
@@ -26,7 +31,9 @@ import torch
 
 from xomni.engine import Sampling, left_pad
 from xomni.pipeline import Pipeline
-from xomni.stages.train_grpo import GRID, rl_prompts
+from xomni.rewards import combine
+from xomni.rewards.pool import RewardPool
+from xomni.stages.train_grpo import GRID, PRESETS, Config, reward_weights, rl_prompts, sample_and_submit
 
 
 def image_probs(pipe: Pipeline, ids: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
@@ -41,32 +48,35 @@ def main() -> None:
     ap.add_argument("--checkpoints", required=True, help="comma-separated checkpoint folders (a GRPO run is one)")
     ap.add_argument("--reference", required=True, help="the checkpoint the policies started from")
     ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--rollouts", type=int, default=4, help="per prompt")
-    ap.add_argument("--min-p", type=float, default=0.03)
+    ap.add_argument("--rollouts", type=int, default=PRESETS["tiny"]["rollouts"], help="G, per prompt")
+    ap.add_argument("--min-p", type=float, default=PRESETS["tiny"]["min_p"])
     ap.add_argument("--flat", type=float, default=0.1, help="a position is flat below this top probability")
     ap.add_argument("--derailed", type=int, default=8, help="flat positions that make a rollout derailed")
     ap.add_argument("--show", type=int, default=0, help="read the N most derailed rollouts position by position")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rows, cols = GRID
-    n = rows * cols
+    n, G = rows * cols, args.rollouts
     pairs = rl_prompts(-1, args.prompts, 0.5, args.seed)
+    asks_text = torch.tensor([scene.text is not None for scene, _ in pairs]).repeat_interleave(G)
     ref = Pipeline.from_pretrained(args.reference)
     ref.model.eval()
-    print("| checkpoint | flat positions | derailed rollouts | entropy | min-p keeps > 100 codes | reference's top p: "
-          "at flat / other positions | reference's p of the code before a derail (median) |")
-    print("|---|---|---|---|---|---|---|")
+    pool = RewardPool(("rapidocr",), workers=0)
+    print("| checkpoint | flat positions | derailed rollouts: all / text prompts / scene prompts | entropy "
+          "| min-p keeps > 100 codes | reference's top p: at flat / other positions | reference's p of the code "
+          "before a derail (median) | reward: derailed / the rest of their groups |")
+    print("|---|---|---|---|---|---|---|---|")
     for ckpt in args.checkpoints.split(","):
         pipe = Pipeline.from_pretrained(ckpt)
         pipe.model.eval()
-        prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(args.rollouts)]
+        prompt_ids, tokens, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
+                                                           8, pool, chunks=1, seed=(args.seed, "derail"))
+        rewards, _ = combine(pool.gather(pending)[0], reward_weights(Config(), pool.components))
         with torch.no_grad():
-            out = pipe.engine.generate_image(prompt_ids, rows, cols, Sampling(temperature=1.0, min_p=args.min_p),
-                                             torch.Generator().manual_seed(args.seed))
             prefix = pipe.tok.image_prefix(rows, cols)
-            ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, out.tokens.tolist())], pipe.engine.pad_id)
+            ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())], pipe.engine.pad_id)
             p, p_ref = image_probs(pipe, ids, mask, n), image_probs(ref, ids, mask, n)
-        codes = pipe.fmt.vocab.image_code(out.tokens)
+        codes = pipe.fmt.vocab.image_code(tokens)
         top = p.max(-1).values
         flat = top < args.flat
         derailed = flat.sum(1) >= args.derailed
@@ -78,11 +88,16 @@ def main() -> None:
             first = int(flat[i].nonzero()[0, 0])
             if first > 0:
                 before.append(float(p_ref[i, first - 1, codes[i, first - 1]]))
+        r, d = torch.tensor(rewards).reshape(-1, G), derailed.reshape(-1, G)
+        mixed = d.any(1) & ~d.all(1) & torch.isfinite(r).all(1)
+        versus = (f"{r[mixed][d[mixed]].mean():.3f} / {r[mixed][~d[mixed]].mean():.3f} ({int(mixed.sum())} groups)"
+                  if mixed.any() else "-")
         at_flat = f"{ref_top[flat].median():.3f}" if flat.any() else "-"
         before_median = f"{torch.tensor(before).median():.3f}" if before else "-"
-        print(f"| {ckpt} | {flat.float().mean():.3f} | {int(derailed.sum())} of {len(prompt_ids)} | "
-              f"{entropy.mean():.3f} | {(kept > 100).float().mean():.3f} | {at_flat} / {ref_top[~flat].median():.3f} | "
-              f"{before_median} |", flush=True)
+        print(f"| {ckpt} | {flat.float().mean():.3f} | {int(derailed.sum())} / {int(derailed[asks_text].sum())} / "
+              f"{int(derailed[~asks_text].sum())} of {len(prompt_ids)} / {int(asks_text.sum())} / "
+              f"{int((~asks_text).sum())} | {entropy.mean():.3f} | {(kept > 100).float().mean():.3f} | "
+              f"{at_flat} / {ref_top[~flat].median():.3f} | {before_median} | {versus} |", flush=True)
         for i in flat.sum(1).argsort(descending=True)[: args.show].tolist():
             if not flat[i].any():
                 break
@@ -92,6 +107,7 @@ def main() -> None:
                 c = codes[i, j]
                 print(f"      position {j}: policy top {top[i, j]:.3f}, sampled code {p[i, j, c]:.3f} | "
                       f"reference top {ref_top[i, j]:.3f}, sampled code {p_ref[i, j, c]:.3f}")
+
 
 if __name__ == "__main__":
     main()

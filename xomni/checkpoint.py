@@ -16,6 +16,7 @@ weight-only: the model computes in fp32 after loading); `load_component` reads e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -30,7 +31,10 @@ from safetensors.torch import load_file, save_file
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def git_revision() -> str:
+    """The repository's revision ("-dirty" with uncommitted changes to tracked files) when this process first asked:
+    at import of this module, so a long run's checkpoints name the code it loaded, not commits made while it ran."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
@@ -38,6 +42,9 @@ def git_revision() -> str:
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+git_revision()
 
 
 def _jsonable(obj: Any) -> Any:
