@@ -18,10 +18,11 @@ stamp() { echo "[cpu_tiny_rl] $1 done after $(( $(date +%s) - t0 )) s"; }
 RUNS=()
 for seed in $SEEDS; do
     # the tiny preset (16 prompts x 8 rollouts a step, lr 5e-5, min-p 0.03); rewards: OCR of the asked-for text +
-    # scene-judge alignment with its clutter penalty and sign question (docs/unified.md); the held-out suites every
-    # 50 steps go into the run's log
+    # scene-judge alignment with its clutter penalty and sign question (docs/unified.md); the KL to the reference
+    # over the image head's whole softmax (--kl full, as the shipped policy was trained: docs/unified.md, "Session
+    # 23"); the held-out suites every 50 steps go into the run's log
     $X train grpo --preset tiny --checkpoint "$SFT" --out "$OUT/grpo_s$seed" --seed "$seed" --steps "$STEPS" \
-        --eval-every 50
+        --eval-every 50 --kl full
     stamp "GRPO seed $seed"
     RUNS+=("$OUT/grpo_s$seed")
 done
