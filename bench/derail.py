@@ -1,7 +1,8 @@
 """Rollouts that derail: where a policy's image head goes flat mid-image, what its reference says there, and what
 the reward makes of them.
 
-    .venv/bin/python bench/derail.py --checkpoints out/s22/zhmix/candidate,out/s22/grpo_s0 --reference out/s22/zhmix/candidate
+    .venv/bin/python bench/derail.py --checkpoints out/s22/zhmix/candidate,out/s22/grpo_s0 \
+        --reference out/s22/zhmix/candidate [--show 2]
 
 Each checkpoint samples G (`--rollouts`, GRPO's 8) rollouts of GRPO's 16 probe prompts (`rl_prompts` at step -1,
 seed 0: half ask for text) as the stage samples them (`sample_and_submit`: temperature 1, min-p `--min-p`, no CFG,

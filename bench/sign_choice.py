@@ -17,8 +17,9 @@ per checkpoint and language:
 
 A second table asks which way the reward pushes on the sign's size, over the rollouts with the sign in groups that
 have at least three: the sign's size is `sign_extent` (its plate's bounding box as a share of the asked box, at most
-1; of the prompt's plate colour or, when it names none, any coloured plate). Alignment is split into its questions (the share answered yes,
-the alignment reward with no clutter penalty) and its penalty (`CLUTTER_PENALTY` x clutter). Printed per checkpoint
+1; of the prompt's plate colour or, when it names none, any coloured plate). Alignment is split into its questions
+(the share answered yes, the alignment reward with no clutter penalty) and its penalty (`CLUTTER_PENALTY` x clutter,
+and the -CLUTTER_PENALTY of an image that answers none of the asked objects' questions). Printed per checkpoint
 and language: the median size; the within-group correlation (values less their group's mean over the signed
 rollouts, pooled) of size with the reward, OCR, the questions and the penalty; and the mean advantage (over the
 whole group) of the signed rollouts above their group's median size less that of those below it: above 0, GRPO

@@ -183,8 +183,8 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     scene with a wrong text or a blank plate scored below the scene without a sign (bench/reward_holes.py). Pass
     `reward_judge()`, which never reads a plate as an object; and a prompt asking for text on a coloured plate gets
     "is there a sign?" (`sign_drawn`), parent of the text question, so an attempt scores above leaving it out; it
-    scores the sign's size (`sign_extent`, up to the asked box), since with a yes for any sign a policy learned to
-    shrink its signs to make room for the objects (docs/unified.md, "Session 23: the sign's size"). An
+    scores the sign's size (`sign_extent`, up to the asked box), where a yes for a quarter of the box paid as much
+    as the whole sign (docs/unified.md, "What "smaller signs" were"). An
     image that answers none of the object questions of a prompt asking for objects still scores -CLUTTER_PENALTY,
     sign or not.
     Every question is one the prompt's words raise (`Rollout.said`, `prompt_aspects`): a short prompt with text ("a

@@ -11,7 +11,7 @@ the k3 term's place. Its gradient is the k3 term's expected gradient, computed e
 grad k3 = (1 - pi_ref(x) / pi(x)) grad log pi(x), whose mean over x ~ pi is -sum_x pi_ref(x) grad log pi(x), the
 gradient of KL(reference || policy). One sample per position estimates it badly where the policy has gone flat and
 the reference is sure: the sampled token is one the reference rejects, and k3's gradient can only push it down
-(docs/unified.md, "Session 23: rollouts that derail").
+(docs/unified.md, "Rollouts that derail").
 
 Every rollout of an image has the same rows*cols tokens, so token-level aggregation equals trl's per-sequence
 ("grpo") and per-batch ("bnpo") loss types here; `tests/test_grpo.py` checks the equality with trl's formula.

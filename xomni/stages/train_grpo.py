@@ -27,14 +27,14 @@ ask for):
        L = mean_tokens[ -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * k3(pi, pi_ref) ]
 
    with rho = pi / pi_old (`kl` full: KL(pi_ref || pi) over the image head's whole softmax in k3's place, the
-   expected gradient of the k3 term without its one-sample noise, xomni/rl/grpo.py). pi_old and pi_ref are recomputed by training forwards (the sampler's log-probs are not
-   trusted), all three over the image head's full softmax at temperature 1. Both presets sample with X-Omni's
-   min-p 0.03, so the objective's distribution is the unfiltered version of the sampled one (the usual
-   approximation); `--min-p 0` samples exactly the distribution the objective trains. That was the tiny default
-   while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
-   model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
-   min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
-   further, so CFG rollouts are refused here.
+   expected gradient of the k3 term without its one-sample noise, xomni/rl/grpo.py). pi_old and pi_ref are
+   recomputed by training forwards (the sampler's log-probs are not trusted), all three over the image head's full
+   softmax at temperature 1. Both presets sample with X-Omni's min-p 0.03, so the objective's distribution is the
+   unfiltered version of the sampled one (the usual approximation); `--min-p 0` samples exactly the distribution
+   the objective trains. That was the tiny default while the tiny model's image head was diffuse: min-p 0.03 cut
+   the first code of nearly every object of run 8's model, so rollouts were bare backgrounds and a group's rewards
+   hardly differed (docs/unified.md, "Sampling: min-p"); the text-capable model samples its objects at 0.03. With
+   CFG the sampled distribution would differ further, so CFG rollouts are refused here.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
