@@ -34,14 +34,14 @@ from xomni.engine import Sampling, left_pad
 from xomni.pipeline import Pipeline
 from xomni.rewards import combine
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import GRID, PRESETS, Config, reward_weights, rl_prompts, sample_and_submit
+from xomni.stages.train_grpo import (GRID, PRESETS, Config, image_logprobs, reward_weights, rl_prompts,
+                                    sample_and_submit)
 
 
-def image_probs(pipe: Pipeline, ids: torch.Tensor, mask: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, n, K) image-head probabilities at the n image positions of left-padded sequences."""
-    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = pipe.model(ids, positions=positions, pad_mask=mask, head="image", grid=pipe.engine.grid(ids))
-    return logits[:, -n - 1 : -1].float().softmax(-1)
+def image_probs(pipe: Pipeline, ids: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """(B, n, K) image-head probabilities at the n image positions of left-padded sequences (codes: B n)."""
+    *_, logp_all = image_logprobs(pipe.model, ids, mask, codes.shape[1], codes, pipe.engine.grid(ids), full=True)
+    return logp_all.exp()
 
 
 def main() -> None:
@@ -76,8 +76,8 @@ def main() -> None:
         with torch.no_grad():
             prefix = pipe.tok.image_prefix(rows, cols)
             ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())], pipe.engine.pad_id)
-            p, p_ref = image_probs(pipe, ids, mask, n), image_probs(ref, ids, mask, n)
-        codes = pipe.fmt.vocab.image_code(tokens)
+            codes = pipe.fmt.vocab.image_code(tokens)
+            p, p_ref = image_probs(pipe, ids, mask, codes), image_probs(ref, ids, mask, codes)
         top = p.max(-1).values
         flat = top < args.flat
         derailed = flat.sum(1) >= args.derailed

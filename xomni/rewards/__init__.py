@@ -95,37 +95,38 @@ def reward_judge():
     return SceneJudge(ignore_colors=tuple(plate for plate, _, _ in PLATES.values()))
 
 
-def plate_mask(arr: np.ndarray, plate: str, max_color_distance: float = 60.0) -> np.ndarray:
-    """(H, W) bool: the pixels of an RGB array within `max_color_distance` of the plate's colour and nearer it than
-    every object colour."""
+def plate_masks(arr: np.ndarray, plates, max_color_distance: float = 60.0) -> dict[str, np.ndarray]:
+    """For each plate in `plates` (PLATES names): (H, W) bool, the pixels of an RGB array within `max_color_distance`
+    of the plate's colour and nearer it than every object colour."""
     nearest_object = np.linalg.norm(arr[:, :, None, :] - _OBJECT_RGB[None, None], axis=-1).min(-1)
-    d = np.linalg.norm(arr - np.asarray(PLATES[plate][0], np.float32), axis=-1)
-    return (d <= max_color_distance) & (d < nearest_object)
+    out = {}
+    for plate in plates:
+        d = np.linalg.norm(arr - np.asarray(PLATES[plate][0], np.float32), axis=-1)
+        out[plate] = (d <= max_color_distance) & (d < nearest_object)
+    return out
 
 
 def plate_shares(image: Image.Image, box, plates, max_color_distance: float = 60.0) -> dict[str, float]:
-    """For each plate in `plates` (PLATES names): the image's pixels within `max_color_distance` of its colour and
-    nearer it than every object colour, as a share of `box`'s area (anywhere in the image: prompts do not place the
-    text)."""
-    arr = np.asarray(image.convert("RGB"), np.float32)
-    return {plate: float(plate_mask(arr, plate, max_color_distance).sum() / _area(box)) for plate in plates}
+    """For each plate in `plates` (PLATES names): its `plate_masks` pixels as a share of `box`'s area (anywhere in
+    the image: prompts do not place the text)."""
+    masks = plate_masks(np.asarray(image.convert("RGB"), np.float32), plates, max_color_distance)
+    return {plate: float(mask.sum() / _area(box)) for plate, mask in masks.items()}
 
 
 def sign_extent(image: Image.Image, scene: Scene, plate_named: bool = True) -> float:
-    """How big the drawn sign is: the bounding box of the plate-coloured pixels (`plate_mask`: the asked plate, or any
+    """How big the drawn sign is: the bounding box of the plate-coloured pixels (`plate_masks`: the asked plate, or any
     coloured plate when the prompt does not name it) of the largest region they form once every gap narrower than a
     Chinese character is bridged (the characters of a reconstructed sign cut its plate into pieces), as a share of
     the asked text box's area, at most 1. Unlike `plate_share` it does not count the ink: a blank plate and one full
     of characters have the same extent. 0 when no plate pixel is drawn."""
     import cv2
 
-    arr = np.asarray(image.convert("RGB"), np.float32)
     plates = [scene.text.plate] if plate_named else [p for p in PLATES if p != "white"]
     r = ZH_CELLS * scene.cell // 2  # bridges gaps of up to one Chinese character
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
     best = 0
-    for plate in plates:
-        mask = plate_mask(arr, plate).astype(np.uint8)
+    for mask in plate_masks(np.asarray(image.convert("RGB"), np.float32), plates).values():
+        mask = mask.astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.dilate(mask, kernel), connectivity=8)
         if n < 2:
             continue
