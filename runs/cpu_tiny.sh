@@ -4,20 +4,25 @@
 #   -> unified AR model: pretrain1, pretrain2, pretrain3, sft, text phases -> eval suites -> checkpoints/tiny
 # Every stage resumes from $OUT (default out/tiny) if interrupted; rerun the script to continue (a finished stage
 # returns at once). Prints how long each stage took. IMAGE_ONLY=1 stops after the image side.
+#   IMAGE_SIDE=DIR  skips training the image side: DIR's tokenizer, text tokenizer, decoder and alignment LM (e.g. the
+#                   shipped checkpoints/tiny) are used as they are; the shards are tokenized with DIR's tokenizer
+#   DEST            where the result is published (default checkpoints/tiny)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 X=".venv/bin/xomni"
 OUT=${OUT:-out/tiny}
+DEST=${DEST:-checkpoints/tiny}
+IMG=${IMAGE_SIDE:-$OUT}  # the folder holding tokenizer/, text_tokenizer.json, decoder/, alignment_lm/
 t0=$(date +%s)
 stamp() { echo "[cpu_tiny] $1 done after $(( $(date +%s) - t0 )) s"; }
 
 # the image side (issue 2)
-$X train tokenizer --preset tiny --out "$OUT"; stamp tokenizer
-$X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 16384
-$X tokenize --tokenizer "$OUT/tokenizer" --out "$OUT/shards" --split train --n 16384 --dense-text true; stamp tokenize
+if [ -z "${IMAGE_SIDE:-}" ]; then $X train tokenizer --preset tiny --out "$OUT"; stamp tokenizer; fi
+$X tokenize --tokenizer "$IMG/tokenizer" --out "$OUT/shards" --split train --n 16384
+$X tokenize --tokenizer "$IMG/tokenizer" --out "$OUT/shards" --split train --n 16384 --dense-text true; stamp tokenize
 SHARDS="$OUT/shards/train_128x128,$OUT/shards/train-dense_128x128"
-DEC=(--decoder "$OUT/decoder")
-AR=(--text-tokenizer "$OUT/text_tokenizer.json" --tokenizer "$OUT/tokenizer" --shards "$SHARDS")
+DEC=(--decoder "$IMG/decoder")
+AR=(--text-tokenizer "$IMG/text_tokenizer.json" --tokenizer "$IMG/tokenizer" --shards "$SHARDS")
 # generation samples: an object's first cell weighs 32 in the loss, its other cells 8 and a text cell 3, and
 # GenEval's "a photo of ..." prompts go only to scenes without text (docs/unified.md, "Reading the prompt", "Run 8")
 AR+=(--first-cell-weight 32 --object-cell-weight 8 --text-cell-weight 3 --photo-text-free true)
@@ -27,15 +32,20 @@ AR+=(--first-cell-weight 32 --object-cell-weight 8 --text-cell-weight 3 --photo-
 # transformer on what it leaves (recipe v5). Then the alignment LM on the frozen codes (no encoder) and the unified AR
 # model in the paper's phases, each starting from the previous one's weights. The tiny LLM starts from the alignment
 # LM (a Qwen2 of its shape that reads the tokens), where the paper's starts from Qwen2.5 (see xomni/stages/train_ar.py).
-$X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS" \
-    --prior-flow-grad false --prior-first 2000 --steps 5500; stamp decoder
-$X train tokenizer --preset tiny --out "$OUT" --lm-only true --shards "$SHARDS" --steps 3500; stamp "alignment LM"
-# the image side's numbers (issue 2): reconstructions through the tokens, and the alignment LM's answers
-$X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --command "bash runs/cpu_tiny.sh"
-$X eval reconstruction --checkpoint "$OUT/candidate" --out "$OUT/eval" --n 256; stamp "eval reconstruction"
+if [ -z "${IMAGE_SIDE:-}" ]; then
+    $X train decoder --preset tiny --tokenizer "$OUT/tokenizer" --out "$OUT" --shards "$SHARDS" \
+        --prior-flow-grad false --prior-first 2000 --steps 5500; stamp decoder
+    $X train tokenizer --preset tiny --out "$OUT" --lm-only true --shards "$SHARDS" --steps 3500; stamp "alignment LM"
+    # the image side's numbers (issue 2): reconstructions through the tokens, and the alignment LM's answers
+    $X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --command "bash runs/cpu_tiny.sh"
+    $X eval reconstruction --checkpoint "$OUT/candidate" --out "$OUT/eval" --n 256; stamp "eval reconstruction"
+    METRICS=(--metrics "$OUT/eval/metrics.json")
+else
+    METRICS=()  # DIR's components keep the meta (and reconstruction metrics) they were published with
+fi
 if [ "${IMAGE_ONLY:-0}" = 1 ]; then exit 0; fi
 
-$X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --llm-init "$OUT/alignment_lm" --steps 200 --lr 1e-3
+$X train ar --phase pretrain1 "${AR[@]}" --out "$OUT/ar_pt1" --llm-init "$IMG/alignment_lm" --steps 200 --lr 1e-3
 $X train ar --phase pretrain2 "${AR[@]}" --out "$OUT/ar_pt2" --init "$OUT/ar_pt1/model" --steps 1000 --lr 5e-4
 $X train ar --phase pretrain3 "${AR[@]}" --out "$OUT/ar_pt3" --init "$OUT/ar_pt2/model" --steps 150 --lr 3e-4
 $X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3/model" --steps 300 --lr 3e-4 \
@@ -61,7 +71,7 @@ $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix2" --init "$OUT/ar_zh/mode
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix3" --init "$OUT/ar_mix2/model" --steps 600 --final-lr 0 \
     --warmup 20 --quote-text-answers true; stamp "text phases"
 
-$X publish --run "$OUT" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --command "bash runs/cpu_tiny.sh"
+$X publish --run "$IMG" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --command "bash runs/cpu_tiny.sh"
 for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt
     $X eval "$suite" --checkpoint "$OUT/candidate" --source model --out "$OUT/eval_$suite"
     # X-Omni's min-p 0.03 cuts the tiny model's object starts (docs/unified.md, "Sampling: min-p"): also the full softmax
@@ -70,6 +80,6 @@ done
 for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
     $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
 done; stamp "eval suites"
-$X publish --run "$OUT" --dest checkpoints/tiny "${DEC[@]}" --ar "$OUT/ar_mix3/model" --int8 true \
-    --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh"
+$X publish --run "$IMG" --dest "$DEST" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --int8 true \
+    "${METRICS[@]}" --command "bash runs/cpu_tiny.sh"
 stamp "recipe"

@@ -170,6 +170,9 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
     assert "int8" in json.loads((tmp_path / "ship8" / "decoder" / "meta.json").read_text())["weights_dtype"]
     shipped8 = load_component(tmp_path / "ship8" / "decoder", DecoderConfig, SemanticFlux).state_dict()
     assert all(torch.allclose(shipped8[k], after[k], atol=after[k].abs().max().item() / 127 + 1e-3) for k in after)
+    publish.main(publish.Config(run=str(tmp_path / "ship8"), dest=str(tmp_path / "ship8"), int8=True))  # onto itself
+    again = load_component(tmp_path / "ship8" / "decoder", DecoderConfig, SemanticFlux).state_dict()
+    assert all(torch.allclose(again[k], shipped8[k], atol=shipped8[k].abs().max().item() / 127 + 1e-3) for k in after)
     monkeypatch.setitem(train_decoder.PRESETS, "other", DecoderConfig(**{**DEC.__dict__, "patch_prior": 8}))
     with pytest.raises(ValueError, match="different decoder"):
         train_decoder.main(dec_cfg(tmp_path / "c", preset="other", init=str(tmp_path / "a" / "decoder")))

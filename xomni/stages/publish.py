@@ -63,5 +63,6 @@ def main(cfg: Config) -> dict:
             meta["eval_reconstruction"] = metrics
         meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         sizes[c] = round((dest / c / "model.safetensors").stat().st_size / 2**20, 2)
-    shutil.copyfile(run / "text_tokenizer.json", dest / "text_tokenizer.json")
+    if not (dest / "text_tokenizer.json").exists() or not (dest / "text_tokenizer.json").samefile(run / "text_tokenizer.json"):
+        shutil.copyfile(run / "text_tokenizer.json", dest / "text_tokenizer.json")  # not onto itself (--run == --dest)
     return {"dest": str(dest), "megabytes": sizes}
