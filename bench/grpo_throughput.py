@@ -1,5 +1,6 @@
 """GRPO throughput: rollouts per second and the step-time split, with the judges in this process after sampling
-against judges in a worker process overlapped with sampling (xomni/rewards/pool.py).
+against judges in a worker process overlapped with sampling (xomni/rewards/pool.py), and with decoding and the
+update's forwards in bfloat16 (`--bf16 true`; pays where the CPU has native bf16).
 
     .venv/bin/python bench/grpo_throughput.py --checkpoint checkpoints/tiny [--steps 3] [--prompts 4 --rollouts 8]
 
@@ -19,8 +20,10 @@ from pathlib import Path
 from xomni.stages import train_grpo
 
 ARRANGEMENTS = {
-    "judges after sampling (1 chunk, in process)": {"chunks": 1, "reward_workers": 0},
-    "judges overlapped (2 chunks, 1 worker)": {"chunks": 2, "reward_workers": 1},
+    "judges after sampling (1 chunk, in process)": {"chunks": 1, "reward_workers": 0, "bf16": "false"},
+    "judges overlapped (2 chunks, 1 worker)": {"chunks": 2, "reward_workers": 1, "bf16": "false"},
+    "judges overlapped, bf16 decoding and update": {"chunks": 2, "reward_workers": 1, "bf16": "true"},
+    "the same in 4 chunks": {"chunks": 4, "reward_workers": 1, "bf16": "true"},
 }
 
 
@@ -30,15 +33,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=8)
+    ap.add_argument("--only", default="", help="run only the arrangements whose name contains this text")
     args = ap.parse_args()
     print(f"{args.prompts} prompts x {args.rollouts} rollouts per step, {args.steps} steps, checkpoint {args.checkpoint}")
     print("| arrangement | sample s | decode s | judge wait s | update s | rollouts/s |")
     print("|---|---|---|---|---|---|")
     for name, change in ARRANGEMENTS.items():
+        if args.only not in name:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             cfg = train_grpo.Config(checkpoint=args.checkpoint, out=str(Path(tmp) / "grpo"), steps=args.steps,
                                     prompts_per_step=args.prompts, rollouts=args.rollouts, save_every=10**6,
-                                    probe_prompts=0,
+                                    probe_prompts=0, kl="full",  # as runs/cpu_tiny_rl.sh
                                     **change)
             train_grpo.main(cfg)
             rows = [json.loads(x) for x in (Path(cfg.out) / "grpo_log.jsonl").read_text().splitlines()]

@@ -28,15 +28,22 @@ ask for):
 
    with rho = pi / pi_old (`kl` full: KL(pi_ref || pi) over the image head's whole softmax in k3's place, the
    expected gradient of the k3 term without its one-sample noise, xomni/rl/grpo.py). pi_old and pi_ref are
-   recomputed by training forwards (the sampler's log-probs are not trusted), all three over the image head's full
-   softmax at temperature 1. Both presets sample with X-Omni's min-p 0.03, so the objective's distribution is the
-   unfiltered version of the sampled one (the usual approximation); `--min-p 0` samples exactly the distribution
-   the objective trains. That was the tiny default while the tiny model's image head was diffuse: min-p 0.03 cut
-   the first code of nearly every object of run 8's model, so rollouts were bare backgrounds and a group's rewards
-   hardly differed (docs/unified.md, "Sampling: min-p"); the text-capable model samples its objects at 0.03. With
-   CFG the sampled distribution would differ further, so CFG rollouts are refused here.
+   recomputed by training forwards (the sampler's log-probs are not trusted; pi_old's and pi_ref's while the judges
+   score the last chunk), all three over the image head's full softmax at temperature 1. Both presets sample with
+   X-Omni's min-p 0.03, so the objective's distribution is the unfiltered version of the sampled one (the usual
+   approximation); `--min-p 0` samples exactly the distribution the objective trains. That was the tiny default
+   while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
+   model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
+   min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
+   further, so CFG rollouts are refused here.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
+
+`bf16` (auto: where the hardware computes bfloat16 natively, an AVX512-BF16/AMX CPU or a bf16 GPU) autocasts the
+decoder and tokenizer (decoding, re-reading) and the training forwards of the update (policy, old policy and
+reference alike, so the ratio and the KL compare like with like; the log-softmax over the image head stays in
+float32). The rollouts are sampled in float32: the engine's one-token decode is not faster in bf16 on the CPU
+(bench/grpo_throughput.py, docs/unified.md "Session 24").
 
 The run folder is itself a checkpoint folder (text tokenizer, tokenizer and decoder linked from `--checkpoint`, the
 policy in `ar/`), so `xomni generate --checkpoint OUT` and `xomni eval ... --checkpoint OUT` use the RL model; every
@@ -86,6 +93,7 @@ class Config:
     eps_high: float = 0.28
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
     decoder_steps: int = 8
+    bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
     text_share: float = 0.5  # share of prompts asking for text
     w_ocr: float = 1.0
     w_alignment: float = 1.0
@@ -121,7 +129,22 @@ def resolve(cfg: Config) -> Config:
         raise ValueError(f"unknown GRPO preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
     if cfg.kl not in ("k3", "full"):
         raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
+    if cfg.bf16 not in ("auto", "true", "false"):
+        raise ValueError(f"bf16 is true, false or auto, got {cfg.bf16!r}")
     return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively (an AVX512-BF16/AMX CPU, a bf16-capable GPU): where autocast
+    pays. Elsewhere bf16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on `device` when `enabled` (a no-op context otherwise)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
@@ -184,14 +207,15 @@ def seed_of(*parts) -> int:
 
 
 def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Sampling, decoder_steps: int,
-                      pool: RewardPool, chunks: int, seed: tuple, keep_images: list | None = None
-                      ) -> tuple[list, torch.Tensor, list, dict]:
+                      pool: RewardPool, chunks: int, seed: tuple, keep_images: list | None = None,
+                      bf16: bool = False) -> tuple[list, torch.Tensor, list, dict]:
     """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
     reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
     rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling, decoding and
     judging in this process (a pool without workers judges inside `submit`); the decoded images are appended to
-    `keep_images` when given."""
+    `keep_images` when given; `bf16` autocasts decoding and re-reading (not sampling)."""
     rows, cols = GRID
+    device = next(pipe.model.parameters()).device
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
     was_training = pipe.model.training
     pipe.model.eval()
@@ -206,8 +230,9 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
         seconds["sample"] += time.time() - ts
         ts = time.time()
         gen = torch.Generator().manual_seed(seed_of(*seed, "decode", c))
-        pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=decoder_steps, generator=gen)
-        reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
+        with autocast(device, bf16):
+            pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=decoder_steps, generator=gen).float()
+            reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
         images = [to_image(x) for x in pixels]
         seconds["decode"] += time.time() - ts
         if keep_images is not None:
@@ -224,7 +249,7 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
 
 
 def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
-          grid: Path | None = None) -> dict:
+          grid: Path | None = None, bf16: bool = False) -> dict:
     """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
     each with fixed seeds: the mean reward and the mean over prompts of the best of G. At step 0 this is the
     starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
@@ -232,7 +257,7 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
     images: list = []
     _, _, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool, cfg.chunks,
-                                            seed=(cfg.seed, "probe"), keep_images=images)
+                                         seed=(cfg.seed, "probe"), keep_images=images, bf16=bf16)
     if grid is not None:
         rows = min(8, len(pairs))
         W, H = images[0].size
@@ -261,6 +286,9 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     pipe = Pipeline.from_pretrained(cfg.checkpoint)
     policy = pipe.model
+    device = next(policy.parameters()).device
+    bf16 = native_bf16(device) if cfg.bf16 == "auto" else cfg.bf16 == "true"
+    cfg = replace(cfg, bf16=str(bf16).lower())  # the run's meta records what ran, not "auto"
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     policy.train().requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
@@ -272,8 +300,8 @@ def main(cfg: Config) -> dict:
         step = state["step"]
         print(f"resumed from {state_path} at step {step}")
     link_parts(Path(cfg.checkpoint), out)
-    models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm), ("unified", cfg.unified_reward))
-              if path}
+    models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm),
+                                            ("unified", cfg.unified_reward)) if path}
     rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models)
     weights = reward_weights(cfg, rewards_pool.components)
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
@@ -290,7 +318,7 @@ def main(cfg: Config) -> dict:
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
     def log_probe() -> None:
         record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
-                                        out / f"grpo_samples_{step:04d}.png")}
+                                        out / f"grpo_samples_{step:04d}.png", bf16)}
         log.write(json.dumps(record) + "\n")
         log.flush()
         tqdm.write(json.dumps(record))
@@ -301,8 +329,19 @@ def main(cfg: Config) -> dict:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
         prompt_ids, tokens, pending, seconds = sample_and_submit(
-            pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step))
+            pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step), bf16=bf16)
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
+
+        # the old policy's and the reference's log-probs need no rewards: computed while the judges finish
+        t1 = time.time()
+        prefix = pipe.tok.image_prefix(rows, cols)
+        ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())], pipe.engine.pad_id)
+        grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
+        full = cfg.kl == "full"
+        with torch.no_grad(), autocast(device, bf16):
+            old_logp, _ = image_logprobs(policy, ids, mask, N, codes, grid)
+            ref_logp, _, *ref_all = image_logprobs(reference, ids, mask, N, codes, grid, full=full)
+        t_before = time.time() - t1
 
         t2 = time.time()
         parts, failed_chunks = rewards_pool.gather(pending)
@@ -317,19 +356,13 @@ def main(cfg: Config) -> dict:
         if valid.any():
             adv, flat = group_advantages(r[valid])
             keep = valid.repeat_interleave(G)
-            prefix = pipe.tok.image_prefix(rows, cols)
-            seqs = [p + prefix + t for p, t, k in zip(prompt_ids, tokens.tolist(), keep.tolist()) if k]
-            ids, mask = left_pad(seqs, pipe.engine.pad_id)
-            grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
-            kept_codes = codes[keep]
-            full = cfg.kl == "full"
-            with torch.no_grad():
-                old_logp, _ = image_logprobs(policy, ids, mask, N, kept_codes, grid)
-                ref_logp, _, *ref_all = image_logprobs(reference, ids, mask, N, kept_codes, grid, full=full)
+            ids, mask, kept_codes, grid = ids[keep], mask[keep], codes[keep], grid[keep] if grid is not None else None
+            old_logp, ref_logp, ref_all = old_logp[keep], ref_logp[keep], [a[keep] for a in ref_all]
             policy.train()
             token_mask = torch.ones_like(old_logp)
             for _ in range(cfg.updates):
-                logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
+                with autocast(device, bf16):
+                    logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
                 kl = forward_kl(logp_all[0], ref_all[0]) if full else None
                 loss, stats = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), token_mask, cfg.eps_low,
                                         cfg.eps_high, cfg.beta, kl)
@@ -338,7 +371,7 @@ def main(cfg: Config) -> dict:
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
                 opt.step()
             stats.update(loss=loss.item(), entropy=float(entropy.detach().mean()), zero_variance_groups=int(flat.sum()))
-        t_update = time.time() - t3
+        t_update = time.time() - t3 + t_before
         step += 1
 
         finite = [x for x in rewards if math.isfinite(x)]
