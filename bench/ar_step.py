@@ -1,7 +1,8 @@
 """One AR training step (forward + backward of the split loss) on a real packed batch, for model sizes side by side:
-what sized the tiny preset of `xomni.model.unified`.
+what sized the tiny preset of `xomni.model.unified`, and what bfloat16 autocast saves (`xomni train ar --bf16`; on a
+CPU with native bf16, AVX512-BF16 / AMX).
 
-    .venv/bin/python bench/ar_step.py --run out/tiny4 [--repeats 3]
+    .venv/bin/python bench/ar_step.py --run out/tiny4 [--repeats 3] [--text-tokenizer FILE]
 
 The batch is what `xomni train ar` builds at step 0 (32 world samples packed into rows of 320) from the run's text
 tokenizer and token shards. Prints a markdown table: parameters, seconds per step (best of --repeats), ratio.
@@ -26,6 +27,7 @@ from xomni.tokenizer.text import TextTokenizer
 
 VARIANTS = {
     "tiny preset (4 LLM layers, 1 + 1 vision)": {},
+    "tiny preset, bf16 autocast (`--bf16 true`)": {"bf16": True},
     "tiny preset, joint head at every position (the first loss)": {"joint_loss": True},
     "6 LLM layers, 2 + 2 vision (the first preset)": {"num_layers": 6, "num_vision_layers": 2},
     "4 LLM layers, 1 + 1 vision, MLP 512": {"intermediate_size": 512},
@@ -34,12 +36,13 @@ VARIANTS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="out/tiny", help="run folder with text_tokenizer.json and shards/")
+    ap.add_argument("--run", default="out/tiny", help="run folder with shards/ (and text_tokenizer.json)")
+    ap.add_argument("--text-tokenizer", default="", help="the text tokenizer (default: RUN/text_tokenizer.json)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
     torch.manual_seed(0)
-    tok = TextTokenizer.from_file(f"{args.run}/text_tokenizer.json")
+    tok = TextTokenizer.from_file(args.text_tokenizer or f"{args.run}/text_tokenizer.json")
     folder = f"{args.run}/shards/train_128x128"
     idx, codes = load_shards(folder)
     split, world = shard_world(folder)
@@ -55,16 +58,19 @@ def main() -> None:
     for name, change in VARIANTS.items():
         change = dict(change)
         joint = change.pop("joint_loss", False)
+        bf16 = change.pop("bf16", False)
         model = UnifiedModel(UnifiedConfig(**{**asdict(PRESETS["tiny"]), "text_vocab_size": tok.vocab_size, **change}))
         times = []
         for _ in range(args.repeats + 1):  # the first is a warm-up
             t0 = time.perf_counter()
-            if joint:  # every position through both heads, one softmax over the joint vocabulary
-                logits = model(ids, positions=positions, segments=segments)
-                F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100).backward()
-            else:
-                hidden = model(ids, positions=positions, segments=segments, head="hidden")
-                split_loss(model, hidden, labels)[0].backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if joint:  # every position through both heads, one softmax over the joint vocabulary
+                    logits = model(ids, positions=positions, segments=segments)
+                    loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+                else:
+                    hidden = model(ids, positions=positions, segments=segments, head="hidden")
+                    loss = split_loss(model, hidden, labels)[0]
+            loss.backward()
             times.append(time.perf_counter() - t0)
             model.zero_grad(set_to_none=True)
         best = min(times[1:])
