@@ -3,6 +3,7 @@
 # claims measured (xomni eval claims), then the first seed's policy shipped as checkpoints/tiny.
 #   OUT     the recipe's run folder (default out/tiny): its candidate/ is the SFT model, and the GRPO runs go in it
 #   SEEDS   GRPO seeds (default "0 1 2"); STEPS per run (default 100)
+#   DEST    where the first seed's policy is published (default checkpoints/tiny)
 # Every stage resumes if interrupted; rerun the script to continue. Prints how long each part took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ X=".venv/bin/xomni"
 OUT=${OUT:-out/tiny}
 SEEDS=${SEEDS:-0 1 2}
 STEPS=${STEPS:-100}
+DEST=${DEST:-checkpoints/tiny}
 SFT="$OUT/candidate"
 t0=$(date +%s)
 stamp() { echo "[cpu_tiny_rl] $1 done after $(( $(date +%s) - t0 )) s"; }
@@ -29,6 +31,8 @@ done
 RL=$(IFS=,; echo "${RUNS[*]}")
 $X eval claims --sft "$SFT" --rl "$RL" --out "$OUT/claims" --n 100 --cfg-scales 1,1.5,3 --min-p 0.03; stamp claims
 first=${RUNS[0]}  # the first seed, whatever it scored: no pick of the best
-$X publish --run "$OUT" --dest checkpoints/tiny --decoder "$OUT/decoder" --ar "$first/ar" \
-    --int8 true --metrics "$OUT/eval/metrics.json" --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"
+METRICS=()  # the image side's reconstruction metrics, where this recipe trained it (not with IMAGE_SIDE)
+if [ -f "$OUT/eval/metrics.json" ]; then METRICS=(--metrics "$OUT/eval/metrics.json"); fi
+$X publish --run "$SFT" --dest "$DEST" --decoder "$SFT/decoder" --ar "$first/ar" --int8 true "${METRICS[@]}" \
+    --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"
 stamp "RL recipe"
