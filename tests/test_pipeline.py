@@ -127,6 +127,37 @@ def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(ch
     assert Pipeline.from_pretrained(tmp_path / "g").model is not None  # the run folder is a checkpoint
 
 
+def test_grpo_drops_a_group_whose_reward_failed_and_updates_on_the_rest(checkpoint, tmp_path, monkeypatch):
+    import math
+
+    import torch
+
+    from xomni.rewards import pool
+    from xomni.stages import train_grpo
+
+    judge = pool._score
+
+    def failing(rollouts):  # the first prompt's alignment fails (NaN) on every rollout
+        out = judge(rollouts)
+        first = rollouts[0].prompt
+        out["alignment"] = [math.nan if r.prompt == first else x for r, x in zip(rollouts, out["alignment"])]
+        return out
+
+    monkeypatch.setattr(pool, "_score", failing)
+    threads = torch.get_num_threads()  # 1 in the tests (conftest)
+    cfg = train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1, prompts_per_step=2,
+                            rollouts=2, updates=1, decoder_steps=1, lr=1e-3, chunks=1, reward_workers=0,
+                            probe_prompts=0, kl="full")
+    torch.set_num_threads(2)
+    try:
+        train_grpo.main(cfg)
+        assert torch.get_num_threads() == 2  # judging in this process leaves its threads alone
+    finally:
+        torch.set_num_threads(threads)
+    row = json.loads((tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()[0])
+    assert row["dropped_groups"] == 1 and row["kl_full"] >= 0 and "clip_fraction" in row  # updated on the other
+
+
 def test_a_crashed_reward_worker_fails_its_chunk_not_the_run():
     import math
 

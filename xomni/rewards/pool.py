@@ -35,13 +35,14 @@ def _load_model_judge(name: str, path: str):
     raise ValueError(f"unknown model judge {name!r}; choose from {MODEL_JUDGES}")
 
 
-def _init(ocr: tuple[str, ...], models: dict[str, str]) -> None:
+def _init(ocr: tuple[str, ...], models: dict[str, str], worker: bool = True) -> None:
     import torch
 
     from xomni.eval.ocr import make_ocr_judge
     from xomni.rewards import reward_judge
 
-    torch.set_num_threads(1)
+    if worker:  # a judge process takes one core; judging in the caller's process leaves its threads alone
+        torch.set_num_threads(1)
     _JUDGES["ocr"] = [make_ocr_judge(e) for e in ocr]
     _JUDGES["scene"] = reward_judge()
     _JUDGES["models"] = {name: _load_model_judge(name, path) for name, path in models.items()}
@@ -98,7 +99,7 @@ class RewardPool:
             self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init,
                                                                   initargs=(tuple(ocr), models))
         else:
-            _init(tuple(ocr), models)
+            _init(tuple(ocr), models, worker=False)
 
     def submit(self, rollouts: list[Rollout]):
         """Start judging a chunk; returns a handle for `gather`."""

@@ -63,6 +63,7 @@ def main(cfg: Config) -> dict:
             meta["eval_reconstruction"] = metrics
         meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         sizes[c] = round((dest / c / "model.safetensors").stat().st_size / 2**20, 2)
-    if not (dest / "text_tokenizer.json").exists() or not (dest / "text_tokenizer.json").samefile(run / "text_tokenizer.json"):
-        shutil.copyfile(run / "text_tokenizer.json", dest / "text_tokenizer.json")  # not onto itself (--run == --dest)
+    text_tok = dest / "text_tokenizer.json"
+    if not (text_tok.exists() and text_tok.samefile(run / "text_tokenizer.json")):  # not onto itself (--run == --dest)
+        shutil.copyfile(run / "text_tokenizer.json", text_tok)
     return {"dest": str(dest), "megabytes": sizes}
