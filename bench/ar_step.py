@@ -5,7 +5,8 @@ CPU with native bf16, AVX512-BF16 / AMX).
     .venv/bin/python bench/ar_step.py --run out/tiny4 [--repeats 3] [--text-tokenizer FILE]
 
 The batch is what `xomni train ar` builds at step 0 (32 world samples packed into rows of 320) from the run's text
-tokenizer and token shards. Prints a markdown table: parameters, seconds per step (best of --repeats), ratio.
+tokenizer and token shards. Prints a markdown table: parameters, seconds per step (best of --repeats), ratio; then
+the loss and gradient of one step in float32 and under bf16 autocast on the same weights.
 """
 
 from __future__ import annotations
@@ -76,6 +77,27 @@ def main() -> None:
         best = min(times[1:])
         base = base or best
         print(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} | {best:.2f} | {best / base:.2f} |")
+    agreement(ids, labels, segments, positions, tok.vocab_size)
+
+
+def agreement(ids, labels, segments, positions, vocab: int) -> None:
+    """The same step in float32 and under bf16 autocast, on the same weights (seeded tiny model): loss and gradient."""
+    torch.manual_seed(0)
+    model = UnifiedModel(UnifiedConfig(**{**asdict(PRESETS["tiny"]), "text_vocab_size": vocab}))
+    losses, grads = {}, {}
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            hidden = model(ids, positions=positions, segments=segments, head="hidden")
+            loss, parts = split_loss(model, hidden, labels)
+        loss.backward()
+        losses[bf16] = (loss.item(), parts["image"], parts["text"])
+        grads[bf16] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).double()
+        model.zero_grad(set_to_none=True)
+    cos = F.cosine_similarity(grads[False], grads[True], dim=0).item()
+    print(f"\nfloat32 vs bf16 autocast, same weights and batch: loss {losses[False][0]:.4f} vs {losses[True][0]:.4f} "
+          f"(image {losses[False][1]:.4f} vs {losses[True][1]:.4f}, text {losses[False][2]:.4f} vs "
+          f"{losses[True][2]:.4f}); gradient cosine {cos:.5f}, norm ratio "
+          f"{(grads[True].norm() / grads[False].norm()).item():.4f}")
 
 
 if __name__ == "__main__":
