@@ -1,4 +1,5 @@
-"""Decoder training throughput by patch size, measured side by side in one run (ratios matter, not seconds).
+"""Decoder training throughput by patch size, and under bf16 autocast (`xomni train decoder --bf16 true`), measured
+side by side in one run (ratios matter, not seconds).
 
     .venv/bin/python bench/decoder_speed.py [--steps 4] [--batch 32]
 
@@ -13,7 +14,7 @@ import torch
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
 
 
-def measure(cfg: DecoderConfig, batch: int, steps: int) -> tuple[float, float]:
+def measure(cfg: DecoderConfig, batch: int, steps: int, bf16: bool = False) -> tuple[float, float]:
     torch.manual_seed(0)
     net = SemanticFlux(cfg)
     opt = torch.optim.AdamW(net.parameters(), 1e-4)
@@ -23,7 +24,9 @@ def measure(cfg: DecoderConfig, batch: int, steps: int) -> tuple[float, float]:
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        net(x, t, sem).pow(2).mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = net(x, t, sem).float().pow(2).mean()
+        loss.backward()
         opt.step()
         opt.zero_grad()
         if i:  # the first step warms up allocators
@@ -38,10 +41,11 @@ def main() -> None:
     args = ap.parse_args()
     tiny = PRESETS["tiny"]
     configs = {
-        "tiny (16 px patches, r=1)": tiny,
-        "8 px patches (r=2)": DecoderConfig(**{**tiny.__dict__, "patch_px": 8, "patch_size": 8}),
+        "tiny (16 px patches, r=1)": (tiny, False),
+        "tiny, bf16 autocast": (tiny, True),
+        "8 px patches (r=2)": (DecoderConfig(**{**tiny.__dict__, "patch_px": 8, "patch_size": 8}), False),
     }
-    rows = [(name, *measure(cfg, args.batch, args.steps)) for name, cfg in configs.items()]
+    rows = [(name, *measure(cfg, args.batch, args.steps, bf16)) for name, (cfg, bf16) in configs.items()]
     base = rows[0][2]
     print(f"{'config':30s} {'params (M)':>10s} {'images/s':>9s} {'ratio':>6s}")
     for name, params, ips in rows:

@@ -1,6 +1,7 @@
 """Stage smoke tests on dummy-sized components: they run, they checkpoint, and a killed run resumes exactly."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -148,6 +149,11 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
                                               out=str(out), steps=2, batch_size=2, eval_every=100), **kw})
 
     train_decoder.main(dec_cfg(tmp_path / "a"))
+    train_decoder.main(dec_cfg(tmp_path / "bf", bf16=True))  # autocast forward; the weights stay float32
+    bf_log = [json.loads(x) for x in (tmp_path / "bf" / "decoder_log.jsonl").read_text().splitlines()]
+    assert len(bf_log) == 2 and all(math.isfinite(r["loss"]) for r in bf_log)
+    bf_weights = load_file(str(tmp_path / "bf" / "decoder" / "model.safetensors"))
+    assert all(v.dtype == torch.float32 for v in bf_weights.values())
     start = load_component(tmp_path / "a" / "decoder", DecoderConfig, SemanticFlux).state_dict()
     train_decoder.main(dec_cfg(tmp_path / "b", init=str(tmp_path / "a" / "decoder"), prior_first=2))
     after = load_component(tmp_path / "b" / "decoder", DecoderConfig, SemanticFlux).state_dict()

@@ -46,7 +46,7 @@ def flow_matching_loss(net: SemanticFlux, x0: torch.Tensor, semantic: torch.Tens
     t = sample_t(B, generator, x0.device)  # B
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise  # B N P
-    return F.mse_loss(predict_velocity(net, xt, t, semantic, prior), noise - x0)
+    return F.mse_loss(predict_velocity(net, xt, t, semantic, prior).float(), noise - x0)  # float32 under autocast
 
 
 def velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torch.Tensor, guidance: float) -> torch.Tensor:

@@ -15,6 +15,8 @@ is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy
 `--prior-first N` spends the first N steps on the prior's regression alone (a fraction of a full step each), so the
 transformer starts from a prior that already draws E[patch | embedding] and learns what the prior cannot.
 `--init DIR` starts a fresh run from a trained decoder's weights (a fine-tune; the preset must match).
+`--bf16 true` autocasts the training forward to bfloat16 (on a CPU with native bf16 a step takes about half the
+time, bench/decoder_speed.py; not the tiny recipe's default until a whole run shows the reconstructions hold).
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
@@ -60,6 +62,7 @@ class Config:
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
+    bf16: bool = False  # autocast the training forward (prior, transformer, losses) to bfloat16
     save_every: int = 100
     eval_every: int = 700
     sample_steps: int = 20
@@ -173,15 +176,16 @@ def main(cfg: Config) -> dict:
         x0 = pipe.codec.to_patches(pixels)  # B N P
         for group, (peak, start) in zip(opt.param_groups, schedules):
             group["lr"] = lr_at(step, cfg, peak, start)
-        prior = net.prior_patches(semantic) if net.prior is not None else None  # once, for both losses
-        losses, loss = {}, 0.0
-        if step >= cfg.prior_first:
-            flow = flow_matching_loss(net, x0, semantic, gen, prior)
-            losses["flow"], loss = flow.item(), flow
-        if prior is not None and cfg.prior_weight > 0:
-            prior_loss = F.mse_loss(prior, x0)
-            losses["prior"] = prior_loss.item()
-            loss = loss + cfg.prior_weight * prior_loss
+        with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            prior = net.prior_patches(semantic) if net.prior is not None else None  # once, for both losses
+            losses, loss = {}, 0.0
+            if step >= cfg.prior_first:
+                flow = flow_matching_loss(net, x0, semantic, gen, prior)
+                losses["flow"], loss = flow.item(), flow
+            if prior is not None and cfg.prior_weight > 0:
+                prior_loss = F.mse_loss(prior.float(), x0)
+                losses["prior"] = prior_loss.item()
+                loss = loss + cfg.prior_weight * prior_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
