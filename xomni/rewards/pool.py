@@ -94,6 +94,7 @@ class RewardPool:
                 raise ValueError(f"unknown model judge {name!r}; choose from {MODEL_JUDGES}")
             _check_folder(path, name)  # MissingPart now rather than a dead worker later
         self.components = BASE + tuple(models)
+        self.workers = workers
         self.pool = None
         if workers > 0:
             self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init,

@@ -55,6 +55,7 @@ fixed set of prompts (G rollouts each, fixed seeds): the log's `probe_reward` ag
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -147,6 +148,20 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+@contextlib.contextmanager
+def beside_judges(pool: RewardPool):
+    """torch's threads lowered by the pool's worker processes, for work done while they judge. torch's default team
+    has a thread per core; beside a busy judge process one of them waits for a core, and the whole team with it:
+    128 rollouts sampled beside a judging worker took 11.5 s with 2 threads and about 2 s with 1 on this 2-core
+    machine (bench/grpo_throughput.py, docs/unified.md "Session 24")."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(max(1, n - pool.workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
     """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite): `text_share`
     of them ask for text, half of those short texts and half long ones; the rest are general scenes without text.
@@ -223,18 +238,21 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     seconds = {"sample": 0.0, "decode": 0.0, "judge_inline": 0.0}
     per_chunk = math.ceil(len(pairs) / max(1, chunks)) * G
     for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
-        ts = time.time()
-        gen = torch.Generator().manual_seed(seed_of(*seed, "sample", c))
-        rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling, gen)
-        chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
-        seconds["sample"] += time.time() - ts
-        ts = time.time()
-        gen = torch.Generator().manual_seed(seed_of(*seed, "decode", c))
-        with autocast(device, bf16):
-            pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=decoder_steps, generator=gen).float()
-            reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
-        images = [to_image(x) for x in pixels]
-        seconds["decode"] += time.time() - ts
+        # from the second chunk on, the workers judge the one before: leave them their cores
+        with beside_judges(pool) if c else contextlib.nullcontext():
+            ts = time.time()
+            gen = torch.Generator().manual_seed(seed_of(*seed, "sample", c))
+            rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling, gen)
+            chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
+            seconds["sample"] += time.time() - ts
+            ts = time.time()
+            gen = torch.Generator().manual_seed(seed_of(*seed, "decode", c))
+            with autocast(device, bf16):
+                pixels = pipe.image.decode(chunk_codes.reshape(-1, rows, cols), steps=decoder_steps,
+                                           generator=gen).float()
+                reread = pipe.image.encode(pixels).flatten(1)  # the tokenizer's reading of what was drawn
+            images = [to_image(x) for x in pixels]
+            seconds["decode"] += time.time() - ts
         if keep_images is not None:
             keep_images += images
         ts = time.time()
@@ -338,7 +356,7 @@ def main(cfg: Config) -> dict:
         ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())], pipe.engine.pad_id)
         grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
         full = cfg.kl == "full"
-        with torch.no_grad(), autocast(device, bf16):
+        with torch.no_grad(), autocast(device, bf16), beside_judges(rewards_pool):
             old_logp, _ = image_logprobs(policy, ids, mask, N, codes, grid)
             ref_logp, _, *ref_all = image_logprobs(reference, ids, mask, N, codes, grid, full=full)
         t_before = time.time() - t1
