@@ -116,7 +116,7 @@ class Config:
     eval_n: int = 64
     seed: int = 0
     resume: bool = True
-    bf16: bool = False  # autocast the forward to bfloat16 (paper scale)
+    bf16: bool = False  # autocast the forward to bfloat16 (a GPU, or a CPU with native bf16: bench/ar_step.py)
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
     image_embed_init: str = ""  # "tokenizer": a fresh run starts mm_embed from the tokenizer's per-code vectors
     llm_init: str = ""  # tiny: an alignment_lm folder; a fresh run's LLM and mm_embed start from it (alignment_start)

@@ -15,8 +15,9 @@ is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy
 `--prior-first N` spends the first N steps on the prior's regression alone (a fraction of a full step each), so the
 transformer starts from a prior that already draws E[patch | embedding] and learns what the prior cannot.
 `--init DIR` starts a fresh run from a trained decoder's weights (a fine-tune; the preset must match).
-`--bf16 true` autocasts the training forward to bfloat16 (on a CPU with native bf16 a step takes about half the
-time, bench/decoder_speed.py; not the tiny recipe's default until a whole run shows the reconstructions hold).
+`--bf16 true` autocasts the training forward to bfloat16 (on this project's 2-core CPU with native bf16, 1.38x the
+images a second of float32, bench/decoder_speed.py; not the tiny recipe's default until a whole run shows the
+reconstructions hold).
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
