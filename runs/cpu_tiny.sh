@@ -8,7 +8,7 @@
 #                   shipped checkpoints/tiny) are used as they are; the shards are tokenized with DIR's tokenizer
 #   DEST            where the result is published (default checkpoints/tiny)
 #   BF16            true / false: the AR phases' forward in bfloat16 (autocast); default: true where the CPU has
-#                   native bf16 (AVX512-BF16 / AMX), where it is ~1.9x faster per step (docs/unified.md, "Session 24")
+#                   native bf16 (AVX512-BF16 / AMX), where a step takes 0.57x the time (bench/ar_step.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 X=".venv/bin/xomni"
