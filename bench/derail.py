@@ -30,7 +30,7 @@ import argparse
 
 import torch
 
-from xomni.engine import Sampling, left_pad
+from xomni.engine import DERAIL_POSITIONS, FLAT, Sampling, left_pad
 from xomni.pipeline import Pipeline
 from xomni.rewards import combine
 from xomni.rewards.pool import RewardPool
@@ -51,8 +51,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--rollouts", type=int, default=PRESETS["tiny"]["rollouts"], help="G, per prompt")
     ap.add_argument("--min-p", type=float, default=PRESETS["tiny"]["min_p"])
-    ap.add_argument("--flat", type=float, default=0.1, help="a position is flat below this top probability")
-    ap.add_argument("--derailed", type=int, default=8, help="flat positions that make a rollout derailed")
+    ap.add_argument("--flat", type=float, default=FLAT, help="a position is flat below this top probability")
+    ap.add_argument("--derailed", type=int, default=DERAIL_POSITIONS, help="flat positions that make a rollout derailed")
     ap.add_argument("--show", type=int, default=0, help="read the N most derailed rollouts position by position")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -70,8 +70,9 @@ def main() -> None:
     for ckpt in args.checkpoints.split(","):
         pipe = Pipeline.from_pretrained(ckpt)
         pipe.model.eval()
-        prompt_ids, tokens, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
-                                                           8, pool, chunks=1, seed=(args.seed, "derail"))
+        sampling = Sampling(temperature=1.0, min_p=args.min_p)
+        prompt_ids, tokens, _, pending, _ = sample_and_submit(pipe, pairs, G, sampling, 8, pool, chunks=1,
+                                                              seed=(args.seed, "derail"))
         rewards, _ = combine(pool.gather(pending)[0], reward_weights(Config(), pool.components))
         with torch.no_grad():
             prefix = pipe.tok.image_prefix(rows, cols)

@@ -61,9 +61,9 @@ def main() -> None:
     for kind, level in KINDS:
         pairs = kind_prompts(kind, level, args.prompts, args.seed)
         images: list = []
-        _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
-                                             args.decoder_steps, pool, chunks=1, seed=(args.seed, kind, level),
-                                             keep_images=images)
+        _, _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
+                                                args.decoder_steps, pool, chunks=1, seed=(args.seed, kind, level),
+                                                keep_images=images)
         said, _ = pool.gather(pending)
         whole = [Rollout(pairs[i // G][0], im) for i, im in enumerate(images)]  # no prompt: the whole scene
         scene_parts = {**said, "ocr": ocr_accuracy(whole, ocr), "alignment": alignment(whole, judge)}

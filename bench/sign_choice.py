@@ -96,9 +96,9 @@ def main() -> None:
         for lang in ("en", "zh"):
             pairs = sign_prompts(lang, args.prompts, args.seed)
             images: list = []
-            _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
-                                                 args.decoder_steps, pool, chunks=1, seed=(args.seed, "sign_choice"),
-                                                 keep_images=images)
+            _, _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
+                                                    args.decoder_steps, pool, chunks=1, seed=(args.seed, "sign_choice"),
+                                                    keep_images=images)
             parts, _ = pool.gather(pending)
             rewards, _ = combine(parts, reward_weights(Config(), pool.components))
             r = torch.tensor(rewards).reshape(-1, G)

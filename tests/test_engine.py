@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from xomni.engine import DecodeWeights, Engine, Sampling, filter_logits, guided_logits, left_pad, sample
+from xomni.engine import (DecodeWeights, Engine, Sampling, derailed, filter_logits, flat_positions, guided_logits,
+                          left_pad, sample)
 from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel
 from xomni.tokenizer.text import TextTokenizer
 
@@ -50,6 +51,25 @@ def test_greedy_cached_generation_matches_full_forwards(engine):
             logits = engine.model(torch.tensor([seq]))[0, -1]
             assert t == V + int(logits[V:].argmax())
             seq.append(t)
+
+
+def test_top_is_the_full_forwards_most_likely_code_probability(engine):
+    prompt = _prompts(engine)[0]
+    out = engine.generate_image([prompt], 2, 3, Sampling(), torch.Generator().manual_seed(4))
+    seq = prompt + engine.tok.image_prefix(2, 3)
+    V = engine.vocab.text_vocab_size
+    with torch.no_grad():
+        for t, top in zip(out.tokens[0].tolist(), out.top[0].tolist()):
+            logits = engine.model(torch.tensor([seq]))[0, -1]
+            assert top == pytest.approx(float(logits[V:].softmax(-1).max()), abs=1e-5)
+            seq.append(t)
+
+
+def test_flat_positions_and_derailed_count_low_top_probabilities():
+    top = torch.tensor([[0.05, 0.5, 0.09, 0.1], [0.9, 0.8, 0.7, 0.02], [0.01, 0.02, 0.03, 0.04]])
+    assert flat_positions(top).tolist() == [2, 1, 4]
+    assert derailed(top, positions=2).tolist() == [True, False, True]
+    assert derailed(top, flat=0.95, positions=4).tolist() == [True, True, True]
 
 
 def test_batched_left_padding_matches_each_prompt_alone(engine):

@@ -99,6 +99,7 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     probes = [r for r in rows if "probe_reward" in r]
     assert [r["step"] for r in steps] == [1, 2] and -CLUTTER_PENALTY <= metrics["reward"] <= 1
     assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(steps[-1])
+    assert all(0 <= r["derailed"] <= 4 for r in steps) and all(0 <= r["probe_derailed"] <= 4 for r in probes)
     assert [r["step"] for r in probes] == [0, 2]  # the starting model, then every probe_every steps
     assert all(-CLUTTER_PENALTY <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2
                for r in probes)
@@ -182,6 +183,18 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
                                              n=2, source="model", steps=1, cfg=1.5))
     assert text["source"] == "model" and text["n"] == 2 and 0 <= text["score"] <= 1
     assert text["cfg"] == 1.5 and text["min_p"] == 0.03  # the sampler is part of the result
+    sampled = tmp_path / "t" / "sampled.jsonl"
+    counts = [json.loads(x) for x in sampled.read_text().splitlines()]
+    assert [c["id"] for c in counts] == ["synth-text-en/0000", "synth-text-en/0001"]
+    assert text["derailed"] == sum(c["flat_positions"] >= 8 for c in counts) / 2 and "derailed/length/short" in text
+    # images made before the counts were kept: a rerun samples their tokens again (same seeds) and counts the same
+    sampled.unlink()
+    image = tmp_path / "t" / "images" / "0000.png"
+    made = image.stat().st_mtime_ns
+    again = eval_suite.main(eval_suite.Config(suite="synth-text-en", out=str(tmp_path / "t"), checkpoint=str(checkpoint),
+                                              n=2, source="model", steps=1, cfg=1.5))
+    assert [json.loads(x) for x in sampled.read_text().splitlines()] == counts and image.stat().st_mtime_ns == made
+    assert again["derailed"] == text["derailed"]
     vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))
     assert vqa["judge"] == "unified-model"
 

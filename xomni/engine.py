@@ -104,6 +104,24 @@ class Rollout:
     logprobs: torch.Tensor  # (B, N) their log-probabilities under the sampling distribution
     prompt: torch.Tensor  # (B, L) left-padded prompt ids
     prompt_mask: torch.Tensor  # (B, L)
+    top: torch.Tensor | None = None  # image mode: (B, N) the probability of the most likely code at each step
+
+
+# A derailed image (docs/unified.md, "Rollouts that derail"): the image head goes flat mid-image and stays flat, and
+# the decoder draws noise there. A position is flat when the most likely code has probability under FLAT (the tiny
+# codebook has 4,096 codes); an image with at least DERAIL_POSITIONS flat positions has derailed.
+FLAT = 0.1
+DERAIL_POSITIONS = 8
+
+
+def flat_positions(top: torch.Tensor, flat: float = FLAT) -> torch.Tensor:
+    """(B, N) top-code probabilities (`Rollout.top`) -> (B,) how many positions are flat."""
+    return (top < flat).sum(-1)
+
+
+def derailed(top: torch.Tensor, flat: float = FLAT, positions: int = DERAIL_POSITIONS) -> torch.Tensor:
+    """(B, N) top-code probabilities -> (B,) bool: the rollouts that derailed."""
+    return flat_positions(top, flat) >= positions
 
 
 def _probe_packed_linear() -> bool:
@@ -237,7 +255,9 @@ class Engine:
     def generate_image(self, prompts: list[list[int]], rows: int, cols: int, sampling: Sampling = Sampling(),
                        generator: torch.Generator | None = None) -> Rollout:
         """Prompt ids (each without the image prefix) -> rows*cols image tokens per prompt, then <EOM> (not sampled).
-        Returns the image tokens (B, rows*cols) in the joint vocabulary and their log-probabilities."""
+        Returns the image tokens (B, rows*cols) in the joint vocabulary, their log-probabilities, and at each step the
+        probability of the most likely code under the (guided) logits at temperature 1, before any filtering (`top`:
+        a flat head there is where a rollout derails, `derailed`)."""
         prefix = self.tok.image_prefix(rows, cols)
         cond = [p + prefix for p in prompts]
         guided = sampling.cfg != 1.0
@@ -250,10 +270,11 @@ class Engine:
         weights = DecodeWeights(self.model) if self.fast else None
         logits = self.prefill(ids, mask, cache, head="image")  # image mode: only the codes can be drawn
         position = mask.long().sum(-1)  # the next token's RoPE position, per row
-        tokens, logps = [], []
+        tokens, logps, tops = [], [], []
         for _ in range(n):
             if guided:
                 logits = guided_logits(logits[:B], logits[B:], sampling.cfg)
+            tops.append(logits.float().softmax(-1).amax(-1))
             code, logp = sample(logits, sampling, generator)
             tok = code + V
             tokens.append(tok), logps.append(logp)
@@ -263,7 +284,8 @@ class Engine:
                 cell = torch.tensor(divmod(len(tokens) - 1, cols)).expand(step.shape[0], 2)  # the cell just drawn
                 logits = self.decode_one_token(step, position, mask, cache, head="image", weights=weights, cell=cell)
                 position = position + 1
-        return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids[:B], mask[:B, : ids.shape[1]])
+        return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids[:B], mask[:B, : ids.shape[1]],
+                       torch.stack(tops, 1))
 
     @torch.no_grad()
     def generate_text(self, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),

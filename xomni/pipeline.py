@@ -132,15 +132,25 @@ class Pipeline:
     def generate(self, prompts: list[str], width: int = 128, height: int = 128, sampling=None, seed: int = 0,
                  decoder_steps: int = 20) -> tuple[list[Image.Image], torch.Tensor]:
         """Prompts -> images and their codes (B, rows, cols). X-Omni's default sampling (min-p 0.03, no CFG)."""
+        gen = torch.Generator().manual_seed(seed)
+        _, codes = self.sample_codes(prompts, width, height, sampling, gen)
+        return self.render(codes, decoder_steps, gen), codes
+
+    def sample_codes(self, prompts: list[str], width: int = 128, height: int = 128, sampling=None,
+                     generator: torch.Generator | None = None):
+        """Prompts -> the engine's rollout (tokens, log-probs, top-code probabilities) and the codes (B, rows, cols):
+        `generate` without the decoder."""
         from xomni.engine import Sampling
 
         rows, cols = check_generation_size(width, height, self.preset)
         ids = [self.fmt.generation_prompt(p) for p in prompts]
-        gen = torch.Generator().manual_seed(seed)
-        out = self.engine.generate_image(ids, rows, cols, sampling or Sampling(), gen)
-        codes = self.fmt.vocab.image_code(out.tokens).reshape(len(prompts), rows, cols)
-        pixels = self.image.decode(codes, steps=decoder_steps, generator=gen)
-        return [to_image(x) for x in pixels], codes
+        out = self.engine.generate_image(ids, rows, cols, sampling or Sampling(), generator)
+        return out, self.fmt.vocab.image_code(out.tokens).reshape(len(prompts), rows, cols)
+
+    def render(self, codes: torch.Tensor, decoder_steps: int = 20,
+               generator: torch.Generator | None = None) -> list[Image.Image]:
+        """Codes (B, rows, cols) -> images, through the diffusion decoder."""
+        return [to_image(x) for x in self.image.decode(codes, steps=decoder_steps, generator=generator)]
 
     def codes_of(self, image: Image.Image) -> torch.Tensor:
         """Any image -> its (rows, cols) codes, prepared by the preset's rule."""

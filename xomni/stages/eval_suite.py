@@ -5,11 +5,13 @@
 Three steps, each kept on disk so nothing is lost and scoring re-runs without regenerating:
 1. images: `DIR/images/NNNN.png` for every item, from the item's scene rendered (`renders`), passed through the
    tokenizer and decoder (`reconstructions`), or generated from its prompt by the unified model (`model`, once it
-   exists); `DIR/manifest.jsonl` holds the items. Images already there for the same manifest are kept.
+   exists); `DIR/manifest.jsonl` holds the items. Images already there for the same manifest are kept. A generated
+   image's count of flat positions (`xomni.engine.flat_positions`) goes to `DIR/sampled.jsonl`.
 2. judge: `DIR/judged.jsonl`, the judge's raw output per item (OCR text, scene-judge objects, the model's answer),
    appended as it goes; a rerun continues after the last judged item.
 3. score: `DIR/metrics.json`, a flat object with `suite`, `score` (the headline in [0, 1]), `n`, `judge`, `source`,
-   the suite version and the suite's detailed metrics.
+   the suite version and the suite's detailed metrics; for generated images whose sampling was recorded, the share
+   that derailed (`derailed`, and `derailed/length/...` by text length).
 Understanding suites (synth-vqa, synth-pope) are answered by the model under test: the unified model when the
 checkpoint has one (`ar/`), otherwise the tokenizer's alignment LM reading the image's tokens. `--cfg` and
 `--min-p` set the sampler for `--source model`, as for `xomni generate`.
@@ -33,7 +35,7 @@ from xomni.eval.geneval import Detection
 from xomni.errors import MissingPart
 from xomni.eval.ocr import OCRPool
 from xomni.eval.scene_judge import SceneJudge, SceneObject
-from xomni.engine import Sampling
+from xomni.engine import DERAIL_POSITIONS, Sampling, flat_positions
 from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, Pipeline, to_image
 
 SOURCES = ("renders", "reconstructions", "model")
@@ -69,28 +71,52 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def make_images(cfg: Config, items: list[dict], folder: Path) -> list[Path]:
-    """Write any missing image of the items; returns every image path in item order."""
+def _sample(model: Pipeline, cfg: Config, item: dict, k: int) -> tuple:
+    """Item k's prompt at its scene's size, seeded by its index: the rollout, its codes and the generator (which the
+    decoder goes on with, as in Pipeline.generate)."""
+    s = item["scene"]
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + k)
+    sampling = Sampling(min_p=cfg.min_p, cfg=cfg.cfg)
+    rollout, codes = model.sample_codes([item["prompt"]], s["width"], s["height"], sampling, gen)
+    return rollout, codes, gen
+
+
+def _record(sampled: Path, rows: list[tuple[str, int]]) -> None:
+    with open(sampled, "a", encoding="utf-8") as f:
+        f.writelines(json.dumps({"id": i, "flat_positions": n}) + "\n" for i, n in rows)
+
+
+def make_images(cfg: Config, items: list[dict], folder: Path, sampled: Path | None = None) -> list[Path]:
+    """Write any missing image of the items; returns every image path in item order. `sampled` (generated images):
+    where each image's flat positions are appended, before the image is written; an image already there without
+    its count (made before counts were kept) is sampled again with its seed, without the decoder, to count them."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{k:04d}.png" for k in range(len(items))]
     todo = [k for k, p in enumerate(paths) if not p.is_file()]
-    if not todo:
+    recorded = {r["id"] for r in _read_jsonl(sampled)} if sampled is not None and sampled.is_file() else set()
+    uncounted = [k for k, p in enumerate(paths)
+                 if sampled is not None and p.is_file() and items[k]["id"] not in recorded]
+    if not todo and not uncounted:
         return paths
     if cfg.source == "model":
         if not (Path(cfg.checkpoint) / "ar").is_dir():
             raise MissingPart(f"--source model needs a unified AR model ({cfg.checkpoint}/ar); no recipe trains one "
                               "yet: use --source renders or --source reconstructions")
         model = Pipeline.from_pretrained(cfg.checkpoint)
+    if uncounted:
+        counts = [(items[k]["id"], int(flat_positions(_sample(model, cfg, items[k], k)[0].top)[0]))
+                  for k in tqdm(uncounted, desc="count flat positions", dynamic_ncols=True)]
+        _record(sampled, counts)
     pipe = ImagePipeline.from_pretrained(cfg.checkpoint) if cfg.source == "reconstructions" else None
     for start in tqdm(range(0, len(todo), cfg.batch_size), desc=f"images ({cfg.source})", dynamic_ncols=True):
         batch = todo[start : start + cfg.batch_size]
-        if cfg.source == "model":  # each item's own prompt at its scene's size, seeded by its index
+        flat: list[tuple[str, int]] = []
+        if cfg.source == "model":
             images = []
             for k in batch:
-                s = items[k]["scene"]
-                drawn, _ = model.generate([items[k]["prompt"]], s["width"], s["height"],
-                                          Sampling(min_p=cfg.min_p, cfg=cfg.cfg), cfg.seed * 7919 + k, cfg.steps)
-                images.append(drawn[0])
+                rollout, codes, gen = _sample(model, cfg, items[k], k)
+                images += model.render(codes, cfg.steps, gen)
+                flat.append((items[k]["id"], int(flat_positions(rollout.top)[0])))
         else:
             images = [render(Scene.from_dict(items[k]["scene"])) for k in batch]
         if pipe is not None:
@@ -102,11 +128,25 @@ def make_images(cfg: Config, items: list[dict], folder: Path) -> list[Path]:
                 gen = torch.Generator().manual_seed(cfg.seed * 7919 + batch[js[0]])
                 for j, x in zip(js, pipe.decode(codes, steps=cfg.steps, generator=gen)):
                     images[j] = to_image(x)
+        if sampled is not None and flat:
+            _record(sampled, flat)
         for k, im in zip(batch, images):
             tmp = paths[k].with_suffix(".tmp.png")
             im.save(tmp)
             tmp.replace(paths[k])
     return paths
+
+
+def derail_metrics(items: list[dict], sampled: Path) -> dict:
+    """The share of derailed images, overall and by text length, when every item's sampling was recorded."""
+    rows = {r["id"]: r["flat_positions"] for r in _read_jsonl(sampled)} if sampled.is_file() else {}
+    if any(it["id"] not in rows for it in items):
+        return {}  # images made before sampling was recorded (or not generated): no count
+    out = {"derailed": sum(rows[it["id"]] >= DERAIL_POSITIONS for it in items) / len(items)}
+    for length in sorted({it["length"] for it in items if "length" in it}):
+        group = [it for it in items if it.get("length") == length]
+        out[f"derailed/length/{length}"] = sum(rows[it["id"]] >= DERAIL_POSITIONS for it in group) / len(group)
+    return out
 
 
 class ModelAnswerer:
@@ -213,14 +253,17 @@ def main(cfg: Config) -> dict:
             for p in (out / "images").glob("*.png"):
                 p.unlink()
             (out / "judged.jsonl").unlink(missing_ok=True)
+            (out / "sampled.jsonl").unlink(missing_ok=True)
     items = suites.build(cfg.suite, cfg.n, split=cfg.split)
     manifest.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *items]), encoding="utf-8")
-    paths = make_images(cfg, items, out / "images")
+    sampled = out / "sampled.jsonl"
+    paths = make_images(cfg, items, out / "images", sampled if cfg.source == "model" else None)
     judged, judge_name = judge_items(cfg, items, paths, out / "judged.jsonl")
     metrics = {"suite": cfg.suite, **score(cfg.suite, items, judged), "n": len(items), "judge": judge_name,
                "source": cfg.source, "split": cfg.split, "version": suites.version(),
                "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1),
-               **({"cfg": cfg.cfg, "min_p": cfg.min_p} if cfg.source == "model" else {})}
+               **({"cfg": cfg.cfg, "min_p": cfg.min_p, **derail_metrics(items, sampled)}
+                  if cfg.source == "model" else {})}
     metrics = {"suite": metrics.pop("suite"), "score": metrics.pop("score"), **metrics}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return metrics

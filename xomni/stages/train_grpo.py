@@ -50,7 +50,9 @@ policy in `ar/`), so `xomni generate --checkpoint OUT` and `xomni eval ... --che
 `eval_every` steps the held-out suites in `eval_suites` run on it (`eval_n` items each, no CFG) into
 OUT/eval/step_NNNN/, and their scores go into the log. At step 0 and every `probe_every` steps, `probe` scores a
 fixed set of prompts (G rollouts each, fixed seeds): the log's `probe_reward` against the starting model's
-`probe_best_of_g` is the paper's Figure 2b, and `grpo_samples_STEP.png` shows those rollouts over the run.
+`probe_best_of_g` is the paper's Figure 2b, and `grpo_samples_STEP.png` shows those rollouts over the run. The log
+counts the rollouts whose image head went flat mid-image (`derailed`, `probe_derailed`; docs/unified.md, "Rollouts
+that derail"), read off the sampler's logits at no extra cost.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from tqdm import tqdm
 
 from xomni.checkpoint import load_train_state, open_log, save_component, save_train_state
 from xomni.data.world import WorldConfig, make_scene, prompts
-from xomni.engine import Sampling, left_pad
+from xomni.engine import Sampling, derailed, left_pad
 from xomni.pipeline import Pipeline, to_image
 from xomni.rewards import Rollout, combine
 from xomni.rewards.pool import RewardPool
@@ -223,18 +225,18 @@ def seed_of(*parts) -> int:
 
 def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Sampling, decoder_steps: int,
                       pool: RewardPool, chunks: int, seed: tuple, keep_images: list | None = None,
-                      bf16: bool = False) -> tuple[list, torch.Tensor, list, dict]:
+                      bf16: bool = False) -> tuple[list, torch.Tensor, torch.Tensor, list, dict]:
     """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
     reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
-    rollout), the image tokens (B, N), the pool's pending results, and the seconds spent sampling, decoding and
-    judging in this process (a pool without workers judges inside `submit`); the decoded images are appended to
+    rollout), the image tokens (B, N), the sampler's top-code probabilities (B, N: where a rollout derails), the
+    pool's pending results, and the seconds spent sampling, decoding and judging in this process (a pool without workers judges inside `submit`); the decoded images are appended to
     `keep_images` when given; `bf16` autocasts decoding and re-reading (not sampling)."""
     rows, cols = GRID
     device = next(pipe.model.parameters()).device
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
     was_training = pipe.model.training
     pipe.model.eval()
-    tokens, pending = [], []
+    tokens, tops, pending = [], [], []
     seconds = {"sample": 0.0, "decode": 0.0, "judge_inline": 0.0}
     per_chunk = math.ceil(len(pairs) / max(1, chunks)) * G
     for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
@@ -261,21 +263,22 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
                     pairs[(start + i) // G][1])
             for i in range(len(images))]))  # judged while the next chunk samples (with workers)
         seconds["judge_inline"] += time.time() - ts
-        tokens.append(rollout.tokens)
+        tokens.append(rollout.tokens), tops.append(rollout.top)
     pipe.model.train(was_training)
-    return prompt_ids, torch.cat(tokens), pending, seconds
+    return prompt_ids, torch.cat(tokens), torch.cat(tops), pending, seconds
 
 
 def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
           grid: Path | None = None, bf16: bool = False) -> dict:
     """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
-    each with fixed seeds: the mean reward and the mean over prompts of the best of G. At step 0 this is the
+    each with fixed seeds: the mean reward, the mean over prompts of the best of G, and how many rollouts derailed
+    (`xomni.engine.derailed`). At step 0 this is the
     starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
     grid: where to save the rollouts of the first 8 prompts, one row each (the report shows these over steps)."""
     pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
     images: list = []
-    _, _, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool, cfg.chunks,
-                                         seed=(cfg.seed, "probe"), keep_images=images, bf16=bf16)
+    _, _, top, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool,
+                                              cfg.chunks, seed=(cfg.seed, "probe"), keep_images=images, bf16=bf16)
     if grid is not None:
         rows = min(8, len(pairs))
         W, H = images[0].size
@@ -288,9 +291,10 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     r = torch.tensor(rewards).reshape(-1, cfg.rollouts)
     ok = torch.isfinite(r).all(1)
     if not ok.any():  # every group had a failed reward: nothing to report, and no NaN in the log
-        return {"probe_reward": None, "probe_best_of_g": None, "probe_groups": 0}
+        return {"probe_reward": None, "probe_best_of_g": None, "probe_groups": 0,
+                "probe_derailed": int(derailed(top).sum())}
     out = {"probe_reward": float(r[ok].mean()), "probe_best_of_g": float(r[ok].max(1).values.mean()),
-           "probe_groups": int(ok.sum())}
+           "probe_groups": int(ok.sum()), "probe_derailed": int(derailed(top).sum())}
     for k, vals in parts.items():
         v = [x for x in vals if x is not None and math.isfinite(x)]
         out[f"probe_{k}"] = sum(v) / len(v) if v else None
@@ -346,7 +350,7 @@ def main(cfg: Config) -> dict:
     while step < cfg.steps:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
-        prompt_ids, tokens, pending, seconds = sample_and_submit(
+        prompt_ids, tokens, top, pending, seconds = sample_and_submit(
             pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step), bf16=bf16)
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
@@ -398,6 +402,7 @@ def main(cfg: Config) -> dict:
                   **{f"reward_{k}": (sum(v) / len(v) if (v := [x for x in vals if x is not None and math.isfinite(x)])
                                      else None) for k, vals in parts.items()},
                   "dropped_groups": int((~valid).sum()), "failed_chunks": failed_chunks, **reward_stats, **stats,
+                  "derailed": int(derailed(top).sum()),
                   "rollouts_per_s": round(len(prompt_ids) / (time.time() - t0), 3),
                   "seconds": {"sample": round(seconds["sample"], 2), "decode": round(seconds["decode"], 2),
                               "judge_wait": round(t_judge, 2), "update": round(t_update, 2)}}
