@@ -7,8 +7,8 @@
 #   IMAGE_SIDE=DIR  skips training the image side: DIR's tokenizer, text tokenizer, decoder and alignment LM (e.g. the
 #                   shipped checkpoints/tiny) are used as they are; the shards are tokenized with DIR's tokenizer
 #   DEST            where the result is published (default checkpoints/tiny)
-#   BF16            true / false: the AR phases' forward in bfloat16 (autocast); default: true where the CPU has
-#                   native bf16 (AVX512-BF16 / AMX), where a step takes 0.57x the time (bench/ar_step.py)
+#   BF16            auto / true / false: the AR phases' forward in bfloat16 (autocast); auto (default): where the CPU
+#                   has native bf16 (AVX512-BF16 / AMX), where a step takes 0.57x the time (bench/ar_step.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 X=".venv/bin/xomni"
@@ -28,8 +28,7 @@ AR=(--text-tokenizer "$IMG/text_tokenizer.json" --tokenizer "$IMG/tokenizer" --s
 # generation samples: an object's first cell weighs 32 in the loss, its other cells 8 and a text cell 3, and
 # GenEval's "a photo of ..." prompts go only to scenes without text (docs/unified.md, "Reading the prompt", "Run 8")
 AR+=(--first-cell-weight 32 --object-cell-weight 8 --text-cell-weight 3 --photo-text-free true)
-BF16=${BF16:-$(.venv/bin/python -c "import torch; print(str(torch.cpu._is_avx512_bf16_supported()).lower())")}
-AR+=(--bf16 "$BF16")
+AR+=(--bf16 "${BF16:-auto}")
 
 # From here every stage reads only the shards. The decoder first, on both cores (tokenizer + decoder are issue 2's
 # time bar; docs/image_side.md, "Tokenizer and decoder, one after the other"): its patch prior fitted alone, then the

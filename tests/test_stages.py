@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from xomni.checkpoint import load_component
 from xomni.data.world import WorldConfig
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
+from xomni.precision import native_bf16
 from xomni.stages import eval_reconstruction, tokenize, train_decoder, train_tokenizer
 from xomni.tokenizer.siglip_vq import SiglipVQConfig, SiglipVQ
 
@@ -149,7 +150,8 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
                                               out=str(out), steps=2, batch_size=2, eval_every=100), **kw})
 
     train_decoder.main(dec_cfg(tmp_path / "a"))
-    train_decoder.main(dec_cfg(tmp_path / "bf", bf16=True))  # autocast forward; the weights stay float32
+    train_decoder.main(dec_cfg(tmp_path / "bf", bf16="true"))  # autocast forward; the weights stay float32
+    assert json.loads((tmp_path / "bf" / "decoder" / "meta.json").read_text())["config"]["bf16"] == "true"
     bf_log = [json.loads(x) for x in (tmp_path / "bf" / "decoder_log.jsonl").read_text().splitlines()]
     assert len(bf_log) == 2 and all(math.isfinite(r["loss"]) for r in bf_log)
     bf_weights = load_file(str(tmp_path / "bf" / "decoder" / "model.safetensors"))
@@ -251,7 +253,9 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"vision_pre", "vision_post", "mm_embed", "mm_head", "mm_norm"}
     train_ar.main(ar_cfg(tmp_path / "pt1t", phase="pretrain1", init=str(tmp_path / "text" / "model"), steps=1, lr=0.0,
-                         image_embed_init="tokenizer"))  # lr 0: the weights stay the initialisation
+                         image_embed_init="tokenizer", bf16="auto"))  # lr 0: the weights stay the initialisation
+    ran = json.loads((tmp_path / "pt1t" / "model" / "meta.json").read_text())["config"]["bf16"]
+    assert ran == str(native_bf16("cpu")).lower()  # auto resolved, and the meta says what ran
     started = load_component(tmp_path / "pt1t" / "model", UnifiedConfig, UnifiedModel).mm_embed.weight
     vq = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
     torch.testing.assert_close(started, train_ar.tokenizer_image_embeddings(vq, before["embed_tokens.weight"]))

@@ -47,7 +47,8 @@ Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the sa
 NCCL on GPUs); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
 counts, so the loss curve equals one process with the same global batch (tests/test_distributed.py). `--fsdp true`
 shards instead of replicating (FSDP2 `fully_shard` per block and per head; checkpoints gather full weights on rank
-0, so a sharded run resumes sharded or not); `--bf16` autocasts the forward.
+0, so a sharded run resumes sharded or not); `--bf16 true` (or auto: where the CPU or GPU computes bfloat16 natively)
+autocasts the forward.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
                               scene_task)
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
+from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
 from xomni.tokenizer.alignment import AlignmentLM
@@ -116,7 +118,7 @@ class Config:
     eval_n: int = 64
     seed: int = 0
     resume: bool = True
-    bf16: bool = False  # autocast the forward to bfloat16 (a GPU, or a CPU with native bf16: bench/ar_step.py)
+    bf16: str = "false"  # autocast the forward to bfloat16: true, false, or auto (native bf16 only; bench/ar_step.py)
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
     image_embed_init: str = ""  # "tokenizer": a fresh run starts mm_embed from the tokenizer's per-code vectors
     llm_init: str = ""  # tiny: an alignment_lm folder; a fresh run's LLM and mm_embed start from it (alignment_start)
@@ -378,6 +380,7 @@ def main(cfg: Config) -> dict:
     shares = parse_scene_mix(cfg.scene_mix) if cfg.scene_mix else None
     if cfg.text_lang not in ("", "en", "zh"):
         raise ValueError(f"text_lang must be '', 'en' or 'zh', got {cfg.text_lang!r}")
+    check_bf16(cfg.bf16)
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():
@@ -413,6 +416,8 @@ def main(cfg: Config) -> dict:
                                               "codebook_size": vq.config.codebook_size,
                                               "image_grid_embed": cfg.image_grid_embed}))
     mcfg = model.config
+    bf16 = resolve_bf16(cfg.bf16, next(model.parameters()).device)
+    cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
     if mcfg.text_vocab_size != tok.vocab_size or mcfg.codebook_size != vq.config.codebook_size:
         raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
                          f"tokenizers' {tok.vocab_size} + {vq.config.codebook_size}")
@@ -488,7 +493,7 @@ def main(cfg: Config) -> dict:
         counts = target_counts(labels, mcfg.text_vocab_size, weights)
         if world > 1:
             dist.all_reduce(counts)
-        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast(ids.device, bf16):
             hidden = net(ids, positions=positions, segments=segments, head="hidden", grid=grid)
             loss, parts = split_loss(model, hidden, labels, {"image": float(counts[0]), "text": float(counts[1])},
                                      weights)

@@ -15,9 +15,9 @@ is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy
 `--prior-first N` spends the first N steps on the prior's regression alone (a fraction of a full step each), so the
 transformer starts from a prior that already draws E[patch | embedding] and learns what the prior cannot.
 `--init DIR` starts a fresh run from a trained decoder's weights (a fine-tune; the preset must match).
-`--bf16 true` autocasts the training forward to bfloat16 (on this project's 2-core CPU with native bf16, 1.38x the
-images a second of float32, bench/decoder_speed.py; not the tiny recipe's default until a whole run shows the
-reconstructions hold).
+`--bf16 true` (or auto: where the device computes bf16 natively) autocasts the training forward to bfloat16 (on this
+project's 2-core CPU with native bf16, 1.38x the images a second of float32, bench/decoder_speed.py; not the tiny
+recipe's default until a whole run shows the reconstructions hold).
 
 Outputs in --out: `decoder/` (component checkpoint), `decoder_state.pt` (resume), `decoder_log.jsonl`,
 `decoder_samples_STEP.png` (held-out originals over reconstructions).
@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import flow_matching_loss
 from xomni.pipeline import ImagePipeline, to_image
+from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.stages.tokenize import load_shards, shard_world
 from xomni.stages.train_tokenizer import load_tokenizer
 
@@ -63,7 +64,7 @@ class Config:
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
-    bf16: bool = False  # autocast the training forward (prior, transformer, losses) to bfloat16
+    bf16: str = "false"  # autocast the training forward (prior, transformer, losses) to bfloat16: true, false, auto
     save_every: int = 100
     eval_every: int = 700
     sample_steps: int = 20
@@ -107,6 +108,7 @@ def render_rows(sources: list[tuple[str, WorldConfig]], source_of: torch.Tensor,
 
 
 def main(cfg: Config) -> dict:
+    check_bf16(cfg.bf16)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -129,6 +131,8 @@ def main(cfg: Config) -> dict:
     if dec_config.semantic_dim != vq.config.adapter_dim:
         raise ValueError(f"decoder preset expects {dec_config.semantic_dim}-d embeddings, tokenizer gives {vq.config.adapter_dim}")
     net = SemanticFlux(dec_config)
+    bf16 = resolve_bf16(cfg.bf16, next(net.parameters()).device)
+    cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
     prior = list(net.prior.parameters()) if net.prior is not None else []
     rest = [p for n, p in net.named_parameters() if not n.startswith("prior.")]
     groups = [{"params": rest}] + ([{"params": prior}] if prior else [])
@@ -177,7 +181,7 @@ def main(cfg: Config) -> dict:
         x0 = pipe.codec.to_patches(pixels)  # B N P
         for group, (peak, start) in zip(opt.param_groups, schedules):
             group["lr"] = lr_at(step, cfg, peak, start)
-        with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with autocast(x0.device, bf16):
             prior = net.prior_patches(semantic) if net.prior is not None else None  # once, for both losses
             losses, loss = {}, 0.0
             if step >= cfg.prior_first:

@@ -75,6 +75,7 @@ from xomni.checkpoint import load_train_state, open_log, save_component, save_tr
 from xomni.data.world import WorldConfig, make_scene, prompts
 from xomni.engine import Sampling, derailed, left_pad
 from xomni.pipeline import Pipeline, to_image
+from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.rewards import Rollout, combine
 from xomni.rewards.pool import RewardPool
 from xomni.rl.grpo import forward_kl, group_advantages, grpo_loss
@@ -132,22 +133,8 @@ def resolve(cfg: Config) -> Config:
         raise ValueError(f"unknown GRPO preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
     if cfg.kl not in ("k3", "full"):
         raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
-    if cfg.bf16 not in ("auto", "true", "false"):
-        raise ValueError(f"bf16 is true, false or auto, got {cfg.bf16!r}")
+    check_bf16(cfg.bf16)
     return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively (an AVX512-BF16/AMX CPU, a bf16-capable GPU): where autocast
-    pays. Elsewhere bf16 is emulated and slower than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on `device` when `enabled` (a no-op context otherwise)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @contextlib.contextmanager
@@ -309,7 +296,7 @@ def main(cfg: Config) -> dict:
     pipe = Pipeline.from_pretrained(cfg.checkpoint)
     policy = pipe.model
     device = next(policy.parameters()).device
-    bf16 = native_bf16(device) if cfg.bf16 == "auto" else cfg.bf16 == "true"
+    bf16 = resolve_bf16(cfg.bf16, device)
     cfg = replace(cfg, bf16=str(bf16).lower())  # the run's meta records what ran, not "auto"
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     policy.train().requires_grad_(True)
