@@ -39,3 +39,10 @@ def test_claims_from_scores():
         C.check(sft, [], probes, [1.0])
     with pytest.raises(ValueError, match="probe"):
         C.check(sft, rl, [[{"step": 1, "reward": 0.3}]], [1.0])
+
+
+def test_derail_table_has_a_column_per_counted_suite_and_a_dash_where_not_counted():
+    table = C.derail_markdown({"sft": {"a@1": 0.0, "b@1": None}, "rl_s0": {"a@1": 0.125, "b@1": 0.5}})
+    assert table.splitlines() == ["| derailed images | a@1 | b@1 |", "|---|---|---|",
+                                  "| sft | 0.000 | - |", "| rl_s0 | 0.125 | 0.500 |"]
+    assert C.derail_markdown({"sft": {"a@1": None}}) == ""

@@ -212,6 +212,9 @@ def test_claims_stage_scores_sft_and_rl_and_reuses_its_evaluations(checkpoint, t
     assert set(report["scores"]) == {"sft", "rl_g"}
     assert set(report["scores"]["sft"]) == {f"{s}@{c}" for s in ("synth-geneval", "synth-text-en", "synth-text-zh")
                                             for c in ("1", "1.5")} | {"synth-vqa@1"}
+    assert set(report["derailed"]["rl_g"]) == set(report["scores"]["rl_g"]) - {"synth-vqa@1"}
+    assert all(0 <= v <= 1 for row in report["derailed"].values() for v in row.values())
+    assert "| derailed images |" in (tmp_path / "c" / "claims.md").read_text()
     assert result["claims"] == len(report["claims"]) == 8  # Fig. 2b, three deltas, three CFG gaps, VQA
     assert (tmp_path / "c" / "figure2b.svg").read_text().startswith("<svg")
     image = tmp_path / "c" / "rl_g" / "synth-geneval_cfg1.5" / "images" / "0000.png"

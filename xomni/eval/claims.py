@@ -110,3 +110,15 @@ def markdown(claims: list[Claim]) -> str:
     lines = ["| claim | measured | bar | met |", "|---|---|---|---|"]
     lines += [f"| {c.claim} | {c.measured} | {c.bar} | {'yes' if c.met else 'no'} |" for c in claims]
     return "\n".join(lines) + "\n"
+
+
+def derail_markdown(derailed: dict[str, dict[str, float | None]]) -> str:
+    """model -> {key(suite, cfg): share of derailed images, None where not counted} -> a table (empty if none)."""
+    keys = sorted({k for row in derailed.values() for k, v in row.items() if v is not None})
+    if not keys:
+        return ""
+    lines = ["| derailed images | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, row in derailed.items():
+        cells = [f"{row[k]:.3f}" if row.get(k) is not None else "-" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -9,7 +9,9 @@ synth-vqa on the held-out renders; each run's GRPO log gives its probe curve (th
 prompts against the SFT model's best of G on the same prompts and seeds: Fig. 2b). Evaluations already on disk are
 reused (eval_suite keeps images, judgements and scores), so a rerun only scores what is missing.
 
-Writes OUT/claims.md (the table), OUT/claims.json (the table and every score), OUT/figure2b.svg (the probe curves),
+Writes OUT/claims.md (the table, then the share of derailed images per model, suite and scale, as
+`xomni.engine.derailed` counts them), OUT/claims.json (the table, every score and derailed share), OUT/figure2b.svg
+(the probe curves),
 and each evaluation under OUT/<model>/<suite>_cfg<scale>/. The checks themselves are xomni/eval/claims.py.
 """
 
@@ -66,8 +68,9 @@ def main(cfg: Config) -> dict:
     if len(set(names)) != len(names):
         raise ValueError(f"--rl folders need distinct names (their evaluations go to OUT/rl_NAME): {cfg.rl}")
     scores: dict[str, dict[str, float]] = {}
+    derailed: dict[str, dict[str, float | None]] = {}  # the share of generated images whose sampling derailed
     for name, folder in zip(names, [Path(cfg.sft), *runs]):
-        scores[name] = {}
+        scores[name], derailed[name] = {}, {}
         jobs = [(s, c) for s in suites for c in scales] + [("synth-vqa", C.NO_CFG)]
         for suite, scale in jobs:
             model = suite != "synth-vqa"
@@ -76,14 +79,18 @@ def main(cfg: Config) -> dict:
                 n=cfg.n, source="model" if model else "renders", steps=cfg.steps, cfg=scale, min_p=cfg.min_p,
                 seed=cfg.seed))
             scores[name][C.key(suite, scale)] = m["score"]
+            if model:
+                derailed[name][C.key(suite, scale)] = m.get("derailed")
     probes = [_read_jsonl(p) for p in logs]
     table = C.check(scores["sft"], [scores[n] for n in names[1:]], probes, scales)
     out.mkdir(parents=True, exist_ok=True)
     skipped = [s for s in GENERATION if s not in suites]
     note = f"\nNot measured (left out by --suites): {', '.join(skipped)}.\n" if skipped else ""
+    if derail := C.derail_markdown(derailed):
+        note += "\n" + derail
     (out / "claims.md").write_text(C.markdown(table) + note)
     (out / "claims.json").write_text(json.dumps({"config": asdict(cfg), "claims": [c.to_dict() for c in table],
-                                                 "scores": scores}, indent=2) + "\n")
+                                                 "scores": scores, "derailed": derailed}, indent=2) + "\n")
     curves = [(run.name, *C.probe_curve(rows)) for run, rows in zip(runs, probes)]
     last = max(s for _, curve, _ in curves for s, _ in curve)
     series = [(f"GRPO {name}: probe mean", curve) for name, curve, _ in curves]
