@@ -83,3 +83,14 @@ def test_a_given_kl_replaces_k3_in_the_loss():
     torch.testing.assert_close(loss, without + 0.5 * kl.mean())
     assert stats["kl_full"] == pytest.approx(float(kl.mean()))
     assert stats["kl"] == pytest.approx(float(k3(logp, ref).mean()))
+
+
+def test_pg_mask_leaves_out_the_policy_gradient_term_and_keeps_the_kl_everywhere():
+    logp = torch.zeros(2, 3, requires_grad=True)  # ratio 1: each token's policy-gradient term is -A
+    adv, kl = torch.tensor([1.0, -1.0]), torch.full((2, 3), 0.2)
+    pg_mask = torch.tensor([[True, True, False], [True, False, False]])
+    loss, _ = grpo_loss(logp, logp.detach(), logp.detach(), adv, torch.ones(2, 3), beta=0.5, kl_per_token=kl,
+                        pg_mask=pg_mask)
+    assert loss.item() == pytest.approx((-1 - 1 + 1 + 0.5 * 0.2 * 6) / 6)  # -A on 3 tokens, the KL on all 6
+    loss.backward()
+    assert torch.equal(logp.grad == 0, ~pg_mask)  # no gradient through a masked token's ratio

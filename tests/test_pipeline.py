@@ -117,12 +117,14 @@ def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(ch
     cfg = train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1, prompts_per_step=2,
                             rollouts=2, updates=1, decoder_steps=1, lr=1e-3, chunks=2, reward_workers=1,
                             eval_every=1, eval_suites="synth-text-en", eval_n=2, probe_prompts=0, kl="full",
-                            bf16="true")  # bfloat16 decoding and update forwards (emulated where not native)
+                            bf16="true",  # bfloat16 decoding and update forwards (emulated where not native)
+                            derail_mask=True)
     train_grpo.main(cfg)
     assert json.loads((tmp_path / "g" / "ar" / "meta.json").read_text())["config"]["bf16"] == "true"
     rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]
     assert rows[0]["failed_chunks"] == 0 and rows[0]["excluded"] == 0 and "judge_wait" in rows[0]["seconds"]
     assert rows[0]["kl_full"] >= 0  # the whole-softmax KL took k3's place
+    assert 0 <= rows[0]["pg_masked"] <= 1
     assert 0 <= rows[1]["eval/synth-text-en"] <= 1
     assert (tmp_path / "g" / "eval" / "step_0001" / "synth-text-en" / "metrics.json").is_file()
     assert Pipeline.from_pretrained(tmp_path / "g").model is not None  # the run folder is a checkpoint

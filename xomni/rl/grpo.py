@@ -51,14 +51,19 @@ def forward_kl(logp_all: torch.Tensor, ref_logp_all: torch.Tensor) -> torch.Tens
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, advantages: torch.Tensor,
               mask: torch.Tensor, eps_low: float = 0.2, eps_high: float = 0.2, beta: float = 0.01,
-              kl_per_token: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              kl_per_token: torch.Tensor | None = None,
+              pg_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """logp/old_logp/ref_logp/mask (B, T), advantages (B,) -> scalar loss and stats (kl: the k3 estimate; kl_full:
-    the mean of `kl_per_token` when given, which then replaces k3 in the loss; clip fraction; ratio)."""
+    the mean of `kl_per_token` when given, which then replaces k3 in the loss; clip fraction; ratio).
+    pg_mask (B, T): where given, the tokens whose policy-gradient term counts (the KL term counts on all of `mask`,
+    and the mean is still over `mask`'s tokens)."""
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
     unclipped, clipped = ratio * a, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * a
     per_token = -torch.min(unclipped, clipped)
+    if pg_mask is not None:
+        per_token = per_token * pg_mask.to(logp.dtype)
     kl = k3(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     if beta:
         per_token = per_token + beta * (kl if kl_per_token is None else kl_per_token)

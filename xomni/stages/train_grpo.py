@@ -35,7 +35,11 @@ ask for):
    while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
    model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
    min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
-   further, so CFG rollouts are refused here.
+   further, so CFG rollouts are refused here. `derail_mask`: at the flat positions of a rollout that derailed
+   (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left out and only the KL
+   term acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
+   negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
+   softmax against ~0.14 at a code of probability 0.9 (docs/unified.md, "Session 25").
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
@@ -73,7 +77,7 @@ from tqdm import tqdm
 
 from xomni.checkpoint import load_train_state, open_log, save_component, save_train_state
 from xomni.data.world import WorldConfig, make_scene, prompts
-from xomni.engine import Sampling, derailed, left_pad
+from xomni.engine import FLAT, Sampling, derailed, left_pad
 from xomni.pipeline import Pipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.rewards import Rollout, combine
@@ -95,6 +99,7 @@ class Config:
     kl: str = "k3"  # k3 (the sampled token's estimate) or full (KL(ref || policy) over the whole softmax)
     eps_low: float = 0.2
     eps_high: float = 0.28
+    derail_mask: bool = False  # no policy-gradient term at a derailed rollout's flat positions (the KL term stays)
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
     decoder_steps: int = 8
     bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
@@ -216,8 +221,9 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
     reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
     rollout), the image tokens (B, N), the sampler's top-code probabilities (B, N: where a rollout derails), the
-    pool's pending results, and the seconds spent sampling, decoding and judging in this process (a pool without workers judges inside `submit`); the decoded images are appended to
-    `keep_images` when given; `bf16` autocasts decoding and re-reading (not sampling)."""
+    pool's pending results, and the seconds spent sampling, decoding and judging in this process (a pool without
+    workers judges inside `submit`); the decoded images are appended to `keep_images` when given; `bf16` autocasts
+    decoding and re-reading (not sampling)."""
     rows, cols = GRID
     device = next(pipe.model.parameters()).device
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
@@ -369,17 +375,23 @@ def main(cfg: Config) -> dict:
             old_logp, ref_logp, ref_all = old_logp[keep], ref_logp[keep], [a[keep] for a in ref_all]
             policy.train()
             token_mask = torch.ones_like(old_logp)
+            pg_mask = None
+            if cfg.derail_mask:  # the sampled code at a flat position says nothing of the prompt: only the KL acts
+                kept_top = top[keep]
+                pg_mask = ~((kept_top < FLAT) & derailed(kept_top)[:, None])
             for _ in range(cfg.updates):
                 with autocast(device, bf16):
                     logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
                 kl = forward_kl(logp_all[0], ref_all[0]) if full else None
                 loss, stats = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), token_mask, cfg.eps_low,
-                                        cfg.eps_high, cfg.beta, kl)
+                                        cfg.eps_high, cfg.beta, kl, pg_mask)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
                 opt.step()
             stats.update(loss=loss.item(), entropy=float(entropy.detach().mean()), zero_variance_groups=int(flat.sum()))
+            if pg_mask is not None:
+                stats["pg_masked"] = float(1 - pg_mask.float().mean())
         t_update = time.time() - t3 + t_before
         step += 1
 
