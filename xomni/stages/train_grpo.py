@@ -39,7 +39,8 @@ ask for):
    (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left out and only the KL
    term acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
    negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
-   softmax against ~0.14 at a code of probability 0.9 (docs/unified.md, "Session 25").
+   softmax against ~0.14 at a code of probability 0.9. One run with it derailed more on held-out prompts, not less
+   (docs/unified.md, "Session 25"): off by default.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
