@@ -6,7 +6,8 @@
   it would alone.
 - Sampling: temperature, top-k, top-p, min-p (X-Omni samples images with temperature 1.0 and min-p 0.03, no CFG);
   a seeded `torch.Generator` makes a rollout reproducible; every sampled token's log-probability under the
-  distribution it was drawn from is returned (GRPO needs it).
+  distribution it was drawn from is returned (GRPO needs it), and in image mode the most likely code's probability
+  at each step (`Rollout.top`: where it stays low, the rollout has derailed, `derailed`).
 - Image mode: after the `<SOM>{rows} {cols}<IMAGE>` prefix only image tokens are allowed (the model computes only its
   image head), exactly rows*cols of them, then `<EOM>` is appended. Text mode computes only the text head.
 - Optional classifier-free guidance: the unconditional branch is the image prefix alone, and the two are combined
