@@ -27,6 +27,8 @@ def read_jsonl(path: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", help="text-suite eval folders of generated images")
+    ap.add_argument("--grid", default="", help="save derailed images of the last folder over the first's here")
+    ap.add_argument("--show", type=int, default=12, help="derailed images in --grid")
     args = ap.parse_args()
     print("| eval folder | length | images | derailed | accuracy: clean / derailed | read nothing: clean / derailed |")
     print("|---|---|---|---|---|---|")
@@ -49,6 +51,24 @@ def main() -> None:
                   f"{blank[0]} / {blank[1]} |")
         clean = [match[it["id"]] for it in items if flat[it["id"]] < DERAIL_POSITIONS]
         print(f"| {folder} | clean images only | {len(clean)} | 0 | {text_accuracy(clean):.3f} | |")
+    if args.grid:
+        save_grid(Path(args.folders[0]), Path(args.folders[-1]), Path(args.grid), args.show)
+
+
+def save_grid(below: Path, above: Path, path: Path, show: int, size: int = 128) -> None:
+    """The first `show` derailed images of `above` over `below`'s images of the same items (images/NNNN.png)."""
+    from PIL import Image
+
+    ids = [r["id"] for r in read_jsonl(above / "sampled.jsonl") if r["flat_positions"] >= DERAIL_POSITIONS][:show]
+    if not ids:
+        raise SystemExit(f"{above}: no derailed images to show")
+    grid = Image.new("RGB", (size * len(ids), 2 * size), "white")
+    for i, item in enumerate(ids):
+        for j, folder in enumerate((above, below)):
+            image = Image.open(folder / "images" / f"{item.split('/')[-1]}.png").convert("RGB")
+            grid.paste(image.resize((size, size)), (i * size, j * size))
+    grid.save(path)
+    print(f"wrote {path}: {len(ids)} derailed images of {above} (top) over {below}'s (bottom)")
 
 
 if __name__ == "__main__":
