@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xomni.rl.grpo import forward_kl, grpo_loss, group_advantages, k3
+from xomni.rl.grpo import forward_kl, grpo_loss, group_advantages, k3, weight_negative
 
 
 def test_advantages_by_hand():
@@ -14,6 +14,17 @@ def test_advantages_by_hand():
         group_advantages(torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ValueError, match="rollouts"):
         group_advantages(torch.tensor([[1.0]]))
+
+
+def test_negative_advantages_weighted_by_hand():
+    adv, _ = group_advantages(torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
+    torch.testing.assert_close(weight_negative(adv, 0.5)[0], torch.tensor([-0.580905, -0.193635, 0.38727, 1.16181]),
+                               rtol=0, atol=1e-5)
+    assert torch.equal(weight_negative(adv, 1.0), adv)  # GRPO as written
+    assert weight_negative(adv, 0.0).min() == 0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            weight_negative(adv, bad)
 
 
 def _trl_loss(per_token_logps, old_per_token_logps, ref_per_token_logps, advantages, completion_mask, beta,

@@ -118,7 +118,7 @@ def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(ch
                             rollouts=2, updates=1, decoder_steps=1, lr=1e-3, chunks=2, reward_workers=1,
                             eval_every=1, eval_suites="synth-text-en", eval_n=2, probe_prompts=0, kl="full",
                             bf16="true",  # bfloat16 decoding and update forwards (emulated where not native)
-                            derail_mask=True)
+                            derail_mask=True, neg_scale=0.5)
     train_grpo.main(cfg)
     assert json.loads((tmp_path / "g" / "ar" / "meta.json").read_text())["config"]["bf16"] == "true"
     rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]

@@ -49,6 +49,8 @@ HELP = {
           "over the image head's whole softmax: k3's expected gradient, without the one-sample noise)",
     "eps_low": "clip range below 1 of the importance ratio",
     "eps_high": "clip range above 1 of the importance ratio",
+    "neg_scale": "weight of the negative advantages, in [0, 1] (1: GRPO as written; lower: rollouts worse than "
+                 "their group push their codes down less)",
     "min_p": "min-p filter of the image sampler (X-Omni: 0.03)",
     "cfg": "classifier-free guidance scale of the image sampler (1: off, X-Omni's default)",
     "decoder_steps": "diffusion decoder steps when decoding rollouts",

@@ -40,7 +40,10 @@ ask for):
    term acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
    negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
    softmax against ~0.14 at a code of probability 0.9. One run with it derailed more on held-out prompts, not less
-   (docs/unified.md, "Session 25"): off by default.
+   (docs/unified.md, "Session 25"): off by default. `neg_scale` (default 1, GRPO as written) multiplies the
+   negative advantages: a rollout worse than its group pushes down every code it sampled, and where the policy is
+   unsure (a derail starts at a code of median probability 0.39, docs/unified.md, "Session 26") that push spreads
+   the mass over the other codes; below 1 the rollouts that beat their group weigh more than those that lose.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
@@ -83,7 +86,7 @@ from xomni.pipeline import Pipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.rewards import Rollout, combine
 from xomni.rewards.pool import RewardPool
-from xomni.rl.grpo import forward_kl, group_advantages, grpo_loss
+from xomni.rl.grpo import forward_kl, group_advantages, grpo_loss, weight_negative
 
 
 @dataclass
@@ -101,6 +104,7 @@ class Config:
     eps_low: float = 0.2
     eps_high: float = 0.28
     derail_mask: bool = False  # no policy-gradient term at a derailed rollout's flat positions (the KL term stays)
+    neg_scale: float = 1.0  # weight of the negative advantages (1: GRPO as written)
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
     decoder_steps: int = 8
     bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
@@ -140,6 +144,7 @@ def resolve(cfg: Config) -> Config:
     if cfg.kl not in ("k3", "full"):
         raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
     check_bf16(cfg.bf16)
+    weight_negative(torch.zeros(1), cfg.neg_scale)  # refuse a bad weight before anything is written
     return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
 
 
@@ -371,6 +376,7 @@ def main(cfg: Config) -> dict:
         stats: dict = {}
         if valid.any():
             adv, flat = group_advantages(r[valid])
+            adv = weight_negative(adv, cfg.neg_scale)
             keep = valid.repeat_interleave(G)
             ids, mask, kept_codes, grid = ids[keep], mask[keep], codes[keep], grid[keep] if grid is not None else None
             old_logp, ref_logp, ref_all = old_logp[keep], ref_logp[keep], [a[keep] for a in ref_all]
