@@ -7,7 +7,7 @@ under several min-p values, sampling only (no decoder, no judge).
 For each checkpoint and min-p, the suite's first n held-out prompts are sampled at their scenes' sizes in batches
 (temperature 1, no CFG; one generator per batch, seeded by seed and batch, so two checkpoints see the same noise),
 and the engine's top-code probabilities (`Rollout.top`) say which images derailed (`xomni.engine.derailed`). For the
-derailed images, also: where the first flat position falls (median index of 64), and the probability the policy
+derailed images, also: in which row of the image the first flat position falls (how many images per row), and the probability the policy
 gave the code it sampled just before it (median; the sampler's log-prob, after the min-p filter), against the
 median of every other sampled code. If a derail starts from a code in the distribution's tail, a larger min-p (which
 cuts the tail) derails less; if it starts from a state the policy cannot go on from whatever it samples, it does not.
@@ -44,7 +44,7 @@ def main() -> None:
         raise SystemExit(f"the suite's scenes have several sizes {sorted(sizes)}: this bench batches one size")
     (width, height), prompts = sizes.pop(), [it["prompt"] for it in items]
     print(f"{args.suite}: {len(prompts)} held-out prompts at {width}x{height}, temperature 1, no CFG")
-    print("| checkpoint | min-p | derailed | first flat position (median) | p of the code before it (median) "
+    print("| checkpoint | min-p | derailed | first flat position: images per row | p of the code before it (median) "
           "| p of the codes before those (median) |")
     print("|---|---|---|---|---|---|")
     for path in args.checkpoints.split(","):
@@ -53,17 +53,18 @@ def main() -> None:
             hit, firsts, before, others = 0, [], [], []
             for b in range(0, len(prompts), args.batch):
                 gen = torch.Generator().manual_seed(args.seed * 100003 + b)
-                rollout, _ = pipe.sample_codes(prompts[b : b + args.batch], width, height, Sampling(min_p=min_p), gen)
+                rollout, codes = pipe.sample_codes(prompts[b : b + args.batch], width, height, Sampling(min_p=min_p), gen)
                 probs, flat = rollout.logprobs.exp(), rollout.top < FLAT
                 for i in torch.nonzero(derailed(rollout.top)).flatten().tolist():
                     first = int(flat[i].nonzero()[0])
                     hit += 1
-                    firsts.append(first)
+                    firsts.append(first // codes.shape[2])  # the row it falls in
                     if first > 0:
                         before.append(float(probs[i, first - 1]))
                     others.extend(probs[i, :first - 1].tolist() if first > 1 else [])
             med = lambda xs: f"{statistics.median(xs):.3f}" if xs else "-"  # noqa: E731
-            print(f"| {path} | {min_p} | {hit / len(prompts):.3f} ({hit}) | {statistics.median(firsts) if firsts else '-'} | {med(before)} | {med(others)} |")
+            rows = " ".join(str(firsts.count(r)) for r in range(codes.shape[1])) if firsts else "-"
+            print(f"| {path} | {min_p} | {hit / len(prompts):.3f} ({hit}) | {rows} | {med(before)} | {med(others)} |")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ RUNS=()
 for seed in $SEEDS; do
     # the tiny preset (16 prompts x 8 rollouts a step, lr 5e-5, min-p 0.03); rewards: OCR of the asked-for text +
     # scene-judge alignment with its clutter penalty and sign question (docs/unified.md); the KL to the reference
-    # over the image head's whole softmax (--kl full, as the shipped policy was trained: docs/unified.md, "Session
-    # 23"); the held-out suites every 50 steps go into the run's log
+    # over the image head's whole softmax (--kl full: docs/unified.md, "Session 23"); the negative advantages at half
+    # weight (--neg-scale 0.5: at 1 the policy's text rollouts derail; docs/unified.md, "Session 26"); the held-out
+    # suites every 50 steps go into the run's log
     $X train grpo --preset tiny --checkpoint "$SFT" --out "$OUT/grpo_s$seed" --seed "$seed" --steps "$STEPS" \
-        --eval-every 50 --kl full
+        --eval-every 50 --kl full --neg-scale 0.5
     stamp "GRPO seed $seed"
     RUNS+=("$OUT/grpo_s$seed")
 done

@@ -43,7 +43,11 @@ ask for):
    (docs/unified.md, "Session 25"): off by default. `neg_scale` (default 1, GRPO as written) multiplies the
    negative advantages: a rollout worse than its group pushes down every code it sampled, and where the policy is
    unsure (a derail starts at a code of median probability 0.39, docs/unified.md, "Session 26") that push spreads
-   the mass over the other codes; below 1 the rollouts that beat their group weigh more than those that lose.
+   the mass over the other codes; below 1 the rollouts that beat their group weigh more than those that lose. As
+   A' = (1 + s) / 2 A + (1 - s) / 2 |A| for weight s, that is (1 + s) / 2 of GRPO's gradient plus a term that raises
+   the log-probability of every sampled rollout in proportion to |A|: it lowers the policy's entropy. The tiny
+   recipe (`runs/cpu_tiny_rl.sh`) runs 0.5: its seed-0 run derailed no held-out image (at 1: a fifth of the Chinese
+   ones) and its probe crossed the SFT best of 8 at step 70.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
