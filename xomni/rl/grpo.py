@@ -37,11 +37,15 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Te
     return adv.masked_fill(flat[:, None], 0.0), flat
 
 
+def check_neg_scale(scale: float) -> None:
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"the weight of negative advantages must be in [0, 1], got {scale}")
+
+
 def weight_negative(advantages: torch.Tensor, scale: float) -> torch.Tensor:
     """Advantages with the negative ones multiplied by `scale` in [0, 1] (1: GRPO as written; 0: learn only from the
     rollouts that beat their group). A departure from the paper, off by default: `xomni train grpo --neg-scale`."""
-    if not 0.0 <= scale <= 1.0:
-        raise ValueError(f"the weight of negative advantages must be in [0, 1], got {scale}")
+    check_neg_scale(scale)
     return torch.where(advantages < 0, advantages * scale, advantages)
 
 

@@ -90,7 +90,7 @@ from xomni.pipeline import Pipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.rewards import Rollout, combine
 from xomni.rewards.pool import RewardPool
-from xomni.rl.grpo import forward_kl, group_advantages, grpo_loss, weight_negative
+from xomni.rl.grpo import check_neg_scale, forward_kl, group_advantages, grpo_loss, weight_negative
 
 
 @dataclass
@@ -148,7 +148,7 @@ def resolve(cfg: Config) -> Config:
     if cfg.kl not in ("k3", "full"):
         raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
     check_bf16(cfg.bf16)
-    weight_negative(torch.zeros(1), cfg.neg_scale)  # refuse a bad weight before anything is written
+    check_neg_scale(cfg.neg_scale)
     return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
 
 
