@@ -6,7 +6,8 @@ Reads each run's grpo_log.jsonl (no model is loaded). Prints, per window of `win
 step records' `derailed` (rollouts of the step whose image head went flat mid-image: `xomni.engine.derailed`),
 `kl_full` (KL(reference || policy) over the image head's softmax; logged by runs with `--kl full`), `kl` (the k3
 estimate at the sampled codes, whose mean estimates KL(policy || reference)), `entropy` and `reward`, and the
-probe's mean reward at the window's last step. `--svg` also draws the derailed rollouts a step (window means), one line per run.
+probe's mean reward at the window's last step. `--svg` also draws the derailed rollouts a step (window means), one
+line per run.
 A log that predates a field shows "-" there.
 """
 
@@ -50,7 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="GRPO run folders")
     ap.add_argument("--window", type=int, default=10, help="steps per row")
-    ap.add_argument("--svg", default="", help="also write the derailed rollouts a step (window means) as an SVG plot here")
+    ap.add_argument("--svg", default="",
+                    help="also write the derailed rollouts a step (window means) as an SVG plot here")
     args = ap.parse_args()
     if args.window < 1:
         raise SystemExit("--window must be >= 1")
