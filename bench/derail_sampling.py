@@ -9,8 +9,8 @@ For each checkpoint and min-p, the suite's first n held-out prompts are sampled 
 and the engine's top-code probabilities (`Rollout.top`) say which images derailed (`xomni.engine.derailed`). For the
 derailed images, also: in which row of the image the first flat position falls (how many images per row), and the
 probability the policy gave the code it sampled just before it (median; the sampler's log-prob, after the min-p
-filter), against the median over the codes sampled before that one. If a derail starts from a code in the distribution's tail, a larger min-p (which
-cuts the tail) derails less; if it starts from a state the policy cannot go on from whatever it samples, it does not.
+filter), against the median over the codes sampled before that one. If a derail starts from a code in the
+distribution's tail, a larger min-p (which cuts the tail) derails less; if it starts from a state the policy cannot go on from whatever it samples, it does not.
 X-Omni's sampler (min-p 0.03) is what every suite is scored with; the other values are a diagnosis, not a proposal.
 """
 
@@ -29,7 +29,8 @@ from xomni.pipeline import Pipeline
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", required=True, help="comma-separated checkpoint folders")
-    ap.add_argument("--suite", default="synth-text-zh", help="a suite that generates images: synth-geneval or a text suite")
+    ap.add_argument("--suite", default="synth-text-zh",
+                    help="a suite that generates images: synth-geneval or a text suite")
     ap.add_argument("--min-p", default="0.03,0.1,0.3", help="comma-separated min-p values")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--batch", type=int, default=50)
@@ -53,7 +54,8 @@ def main() -> None:
             hit, firsts, before, others = 0, [], [], []
             for b in range(0, len(prompts), args.batch):
                 gen = torch.Generator().manual_seed(args.seed * 100003 + b)
-                rollout, codes = pipe.sample_codes(prompts[b : b + args.batch], width, height, Sampling(min_p=min_p), gen)
+                rollout, codes = pipe.sample_codes(prompts[b : b + args.batch], width, height,
+                                                   Sampling(min_p=min_p), gen)
                 probs, flat = rollout.logprobs.exp(), rollout.top < FLAT
                 for i in torch.nonzero(derailed(rollout.top)).flatten().tolist():
                     first = int(flat[i].nonzero()[0])
