@@ -10,8 +10,9 @@ and the engine's top-code probabilities (`Rollout.top`) say which images deraile
 derailed images, also: in which row of the image the first flat position falls (how many images per row), and the
 probability the policy gave the code it sampled just before it (median; the sampler's log-prob, after the min-p
 filter), against the median over the codes sampled before that one. If a derail starts from a code in the
-distribution's tail, a larger min-p (which cuts the tail) derails less; if it starts from a state the policy cannot go on from whatever it samples, it does not.
-X-Omni's sampler (min-p 0.03) is what every suite is scored with; the other values are a diagnosis, not a proposal.
+distribution's tail, a larger min-p (which cuts the tail) derails less; if it starts from a state the policy cannot
+go on from whatever it samples, it does not. X-Omni's sampler (min-p 0.03) is what every suite is scored with;
+the other values are a diagnosis, not a proposal.
 """
 
 from __future__ import annotations
