@@ -39,6 +39,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.suite not in (*TEXT_SUITES, "synth-geneval"):
         raise SystemExit(f"--suite must generate images (synth-geneval, {', '.join(TEXT_SUITES)}), got {args.suite!r}")
+    if args.n < 1 or args.batch < 1:
+        raise SystemExit("--n and --batch must be >= 1")
     min_ps = [float(x) for x in args.min_p.split(",")]
     items = build(args.suite, args.n)
     sizes = {(it["scene"]["width"], it["scene"]["height"]) for it in items}
