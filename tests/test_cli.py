@@ -72,6 +72,8 @@ def test_grpo_preset_fills_what_is_not_given_and_an_unknown_one_is_refused(tmp_p
     assert "unknown GRPO preset" in capsys.readouterr().err and not (tmp_path / "g").exists()
     assert main(["train", "grpo", "--neg-scale", "2", "--out", str(tmp_path / "g")]) == 2
     assert "negative advantages must be in [0, 1]" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    assert main(["train", "grpo", "--keep-understanding", "-1", "--out", str(tmp_path / "g")]) == 2
+    assert "keep_understanding must be >= 0" in capsys.readouterr().err and not (tmp_path / "g").exists()
     for stage in ("grpo", "ar", "decoder"):  # one --bf16 form for every training stage
         assert main(["train", stage, "--bf16", "yes", "--out", str(tmp_path / stage)]) == 2
         assert "bf16 is true, false or auto" in capsys.readouterr().err and not (tmp_path / stage).exists()

@@ -91,7 +91,8 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     def cfg(out, steps):
         return train_grpo.Config(checkpoint=str(checkpoint), out=str(out), steps=steps, prompts_per_step=2,
                                  rollouts=2, updates=2, decoder_steps=1, save_every=1, lr=1e-3, reward_workers=0,
-                                 probe_prompts=2, probe_every=2, bf16="false")
+                                 probe_prompts=2, probe_every=2, bf16="false", keep_understanding=1.0,
+                                 keep_conversations=2)
 
     metrics = train_grpo.main(cfg(tmp_path / "a", 2))
     rows = [json.loads(x) for x in (tmp_path / "a" / "grpo_log.jsonl").read_text().splitlines()]
@@ -99,6 +100,7 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     probes = [r for r in rows if "probe_reward" in r]
     assert [r["step"] for r in steps] == [1, 2] and -CLUTTER_PENALTY <= metrics["reward"] <= 1
     assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(steps[-1])
+    assert all(r["keep_kl"] > 0 for r in steps)  # the second update's text head has moved off the reference's
     assert all(0 <= r["derailed"] <= 4 for r in steps) and all(0 <= r["probe_derailed"] <= 4 for r in probes)
     assert [r["step"] for r in probes] == [0, 2]  # the starting model, then every probe_every steps
     assert all(-CLUTTER_PENALTY <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2
@@ -109,6 +111,25 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     b = load_component(tmp_path / "b" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keep_understanding_batch_supervises_exactly_the_answers(checkpoint):
+    import random
+
+    from xomni.data.world import WorldConfig, caption, make_scene, questions
+    from xomni.stages.train_grpo import understanding_batch
+
+    pipe = Pipeline.from_pretrained(checkpoint)
+    ids, mask, answer, grid = understanding_batch(pipe, step=3, n=3, seed=0, quote_text=False, turns=1)
+    assert grid is None and not (answer & ~mask).any()
+    rng = random.Random("grpo-keep/0/3")  # the batch's scenes, drawn as it draws them
+    scenes = [make_scene(WorldConfig(), "train", rng.randrange(10**7)) for _ in range(3)]
+    for b, scene in enumerate(scenes):
+        predicted = ids[b, 1:][answer[b, :-1]].tolist()  # the tokens the answer positions are trained to give
+        assert predicted[-1] == pipe.fmt.vocab.eos_id and pipe.fmt.vocab.eos_id not in predicted[:-1]
+        said = pipe.tok.decode(predicted[:-1])
+        assert said in {q.answer for q in questions(scene)} | {caption(scene)}
+        assert not answer[b, -1]  # nothing follows the last token
 
 
 def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(checkpoint, tmp_path):

@@ -51,6 +51,10 @@ HELP = {
     "eps_high": "clip range above 1 of the importance ratio",
     "neg_scale": "weight of the negative advantages, in [0, 1] (1: GRPO as written; lower: rollouts worse than "
                  "their group push their codes down less)",
+    "keep_understanding": "weight of KL(reference || policy) over the text head at the answers of understanding "
+                          "conversations about training scenes (0: off, the paper's objective; holds understanding "
+                          "while RL trains generation)",
+    "keep_conversations": "understanding conversations a GRPO step for --keep-understanding",
     "min_p": "min-p filter of the image sampler (X-Omni: 0.03)",
     "cfg": "classifier-free guidance scale of the image sampler (1: off, X-Omni's default)",
     "decoder_steps": "diffusion decoder steps when decoding rollouts",

@@ -84,7 +84,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from xomni.checkpoint import load_train_state, open_log, save_component, save_train_state
-from xomni.data.world import WorldConfig, make_scene, prompts
+from xomni.data.batches import pixels_of, understanding_pairs
+from xomni.data.sequences import IGNORE
+from xomni.data.world import WorldConfig, make_scene, prompts, render
 from xomni.engine import FLAT, Sampling, derailed, left_pad
 from xomni.pipeline import Pipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
@@ -109,6 +111,8 @@ class Config:
     eps_high: float = 0.28
     derail_mask: bool = False  # no policy-gradient term at a derailed rollout's flat positions (the KL term stays)
     neg_scale: float = 1.0  # weight of the negative advantages (1: GRPO as written)
+    keep_understanding: float = 0.0  # weight of the text head's KL to the reference on conversations (0: off)
+    keep_conversations: int = 16  # understanding conversations a step for that term
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
     decoder_steps: int = 8
     bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
@@ -149,6 +153,9 @@ def resolve(cfg: Config) -> Config:
         raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
     check_bf16(cfg.bf16)
     check_neg_scale(cfg.neg_scale)
+    if cfg.keep_understanding < 0 or cfg.keep_conversations < 1:
+        raise ValueError(f"keep_understanding must be >= 0 and keep_conversations >= 1, got "
+                         f"{cfg.keep_understanding} and {cfg.keep_conversations}")
     return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
 
 
@@ -208,6 +215,49 @@ def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: 
     logp = logp_all.gather(-1, codes[..., None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return (logp, entropy, logp_all) if full else (logp, entropy)
+
+
+def understanding_batch(pipe: Pipeline, step: int, n: int, seed: int, quote_text: bool,
+                        turns: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`n` understanding conversations about training scenes, laid out as SFT lays them out (`understanding_pairs`:
+    the caption with SFT's probability 0.1, then up to `turns` questions; a sign's text quoted with `quote_text`),
+    the image read by the frozen tokenizer. Returns ids and mask (B, L, left-padded), answer (B, L) bool: the
+    positions whose next token is an answer token, and the image grid (None unless the model has row/column
+    embeddings). Fixed by (seed, step), so a resumed run sees the same conversations."""
+    rng = random.Random(f"grpo-keep/{seed}/{step}")
+    scenes = [make_scene(WorldConfig(), "train", rng.randrange(10**7)) for _ in range(n)]
+    device = next(pipe.model.parameters()).device
+    with torch.no_grad():
+        codes = pipe.image.encode(pixels_of([render(s) for s in scenes]).to(device))  # B h w
+    rows, cols = codes.shape[1:]
+    samples = []
+    for scene, c in zip(scenes, codes):
+        pairs = understanding_pairs(scene, rng, turns, caption_prob=0.1, quote_text=quote_text)
+        sample = pipe.fmt.conversation(c.flatten().tolist(), rows, cols, pairs)
+        while len(sample.ids) > pipe.model.config.max_positions and len(pairs) > 1:  # fewer turns, as SFT does
+            pairs = pairs[:-1]
+            sample = pipe.fmt.conversation(c.flatten().tolist(), rows, cols, pairs)
+        samples.append(sample)
+    ids, mask = left_pad([x.ids for x in samples], pipe.engine.pad_id)
+    labels, _ = left_pad([x.labels for x in samples], IGNORE)
+    ids, mask, answer = ids.to(device), mask.to(device), (mask & (labels != IGNORE)).to(device)
+    return ids, mask, answer, pipe.engine.grid(ids)
+
+
+def answer_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, answer: torch.Tensor,
+                    grid: torch.Tensor | None = None) -> torch.Tensor:
+    """The text head's log-softmax (A, V) at the A answer positions of `answer`, by one training forward (the head
+    applied only there)."""
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = model(ids, positions=positions, pad_mask=mask, head="hidden", grid=grid)
+    return model.lm_head(hidden[answer]).float().log_softmax(-1)
+
+
+def quotes_text_answers(checkpoint: Path) -> bool:
+    """Whether the starting model was taught to quote a sign's text in its answers (its AR meta's config)."""
+    meta = checkpoint / "ar" / "meta.json"
+    return bool(json.loads(meta.read_text()).get("config", {}).get("quote_text_answers", False)) if meta.is_file() \
+        else False
 
 
 GRID = (8, 8)  # rows, cols of every rollout's image (tiny: 128 x 128 px)
@@ -332,6 +382,7 @@ def main(cfg: Config) -> dict:
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
     rows, cols = GRID
     N, G = rows * cols, cfg.rollouts
+    quote_text = quotes_text_answers(Path(cfg.checkpoint))
 
     def checkpoint(metrics: dict) -> None:
         meta = {"stage": "train_grpo", "step": step, "metrics": metrics, "config": asdict(cfg)}
@@ -366,6 +417,12 @@ def main(cfg: Config) -> dict:
         with torch.no_grad(), autocast(device, bf16), beside_judges(rewards_pool):
             old_logp, _ = image_logprobs(policy, ids, mask, N, codes, grid)
             ref_logp, _, *ref_all = image_logprobs(reference, ids, mask, N, codes, grid, full=full)
+            keep_batch = None
+            if cfg.keep_understanding:  # the reference's answers to hold the policy's text head to
+                u_ids, u_mask, u_answer, u_grid = understanding_batch(pipe, step, cfg.keep_conversations, cfg.seed,
+                                                                      quote_text)
+                keep_batch = (u_ids, u_mask, u_answer, u_grid,
+                              answer_logprobs(reference, u_ids, u_mask, u_answer, u_grid))
         t_before = time.time() - t1
 
         t2 = time.time()
@@ -396,6 +453,13 @@ def main(cfg: Config) -> dict:
                 kl = forward_kl(logp_all[0], ref_all[0]) if full else None
                 loss, stats = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), token_mask, cfg.eps_low,
                                         cfg.eps_high, cfg.beta, kl, pg_mask)
+                if keep_batch is not None:
+                    *u_batch, u_ref = keep_batch
+                    with autocast(device, bf16):
+                        u_logp = answer_logprobs(policy, *u_batch)
+                    keep_kl = forward_kl(u_logp, u_ref).mean()
+                    loss = loss + cfg.keep_understanding * keep_kl
+                    stats["keep_kl"] = float(keep_kl.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
