@@ -47,7 +47,12 @@ ask for):
    A' = (1 + s) / 2 A + (1 - s) / 2 |A| for weight s, that is (1 + s) / 2 of GRPO's gradient plus a term that raises
    the log-probability of every sampled rollout in proportion to |A|: it lowers the policy's entropy. The tiny
    recipe (`runs/cpu_tiny_rl.sh`) runs 0.5: its seed-0 run derailed no held-out image (at 1: a fifth of the Chinese
-   ones) and its probe crossed the SFT best of 8 at step 70.
+   ones) and its probe crossed the SFT best of 8 at step 70. `keep_understanding` C (default 0, the paper's objective)
+   adds C * mean over answer tokens of KL(pi_ref || pi) of the text head, on `keep_conversations` understanding
+   conversations a step about fresh training scenes (`understanding_batch`, laid out as SFT lays them out): it
+   distils the reference's answers, to hold understanding while RL moves the shared layers; it cannot teach.
+   Tried at 1 and 10 on one seed (docs/unified.md, "Session 27"): neither held the text head on conversations the
+   run never saw (it drifted about three times as far as without the term), and at 10 GenEval fell below SFT's.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
