@@ -101,6 +101,8 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     assert [r["step"] for r in steps] == [1, 2] and -CLUTTER_PENALTY <= metrics["reward"] <= 1
     assert {"kl", "clip_fraction", "entropy", "seconds", "reward_alignment"} <= set(steps[-1])
     assert all(r["keep_kl"] > 0 for r in steps)  # the second update's text head has moved off the reference's
+    meta = json.loads((tmp_path / "a" / "ar" / "meta.json").read_text())
+    assert meta["quote_text_answers"] is False  # carried over from the starting model (which never quoted)
     assert all(0 <= r["derailed"] <= 4 for r in steps) and all(0 <= r["probe_derailed"] <= 4 for r in probes)
     assert [r["step"] for r in probes] == [0, 2]  # the starting model, then every probe_every steps
     assert all(-CLUTTER_PENALTY <= r["probe_reward"] <= r["probe_best_of_g"] <= 1 and r["probe_groups"] == 2

@@ -259,10 +259,14 @@ def answer_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, answer: torch.
 
 
 def quotes_text_answers(checkpoint: Path) -> bool:
-    """Whether the starting model was taught to quote a sign's text in its answers (its AR meta's config)."""
-    meta = checkpoint / "ar" / "meta.json"
-    return bool(json.loads(meta.read_text()).get("config", {}).get("quote_text_answers", False)) if meta.is_file() \
-        else False
+    """Whether the starting model was taught to quote a sign's text in its answers: its AR meta's config says so
+    (`xomni train ar --quote-text-answers`), or, for a GRPO policy, the meta's `quote_text_answers`, which GRPO
+    carries over from the checkpoint it started from."""
+    path = checkpoint / "ar" / "meta.json"
+    if not path.is_file():
+        return False
+    meta = json.loads(path.read_text())
+    return bool(meta.get("quote_text_answers", meta.get("config", {}).get("quote_text_answers", False)))
 
 
 GRID = (8, 8)  # rows, cols of every rollout's image (tiny: 128 x 128 px)
@@ -390,7 +394,8 @@ def main(cfg: Config) -> dict:
     quote_text = quotes_text_answers(Path(cfg.checkpoint))
 
     def checkpoint(metrics: dict) -> None:
-        meta = {"stage": "train_grpo", "step": step, "metrics": metrics, "config": asdict(cfg)}
+        meta = {"stage": "train_grpo", "step": step, "metrics": metrics, "config": asdict(cfg),
+                "quote_text_answers": quote_text}
         save_component(out / "ar", policy.config, policy, meta)
         save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step})
 
