@@ -13,7 +13,7 @@
 - Optional classifier-free guidance: the unconditional branch is the image prefix alone, and the two are combined
   in `guided_logits`, the one place CFG lives.
 - On the CPU, decoding one token per row does not go through the modules: `DecodeWeights` repacks the weights once
-  per call (q/k/v fused, gate/up fused, each matrix pre-packed for oneDNN) and `decode_step` runs the whole network
+  per call (q/k/v fused, gate/up fused, each matrix transposed once) and `decode_step` runs the whole network
   as plain tensor ops (RoPE from a table, attention written out). At a tiny batch the step is bound by small
   matrix products and per-op overhead, and this is what beats transformers' `generate` (bench/engine_speed.py,
   docs/unified.md). The prompt still runs through the model's own forward, and tests hold the two paths equal.
@@ -125,27 +125,14 @@ def derailed(top: torch.Tensor, flat: float = FLAT, positions: int = DERAIL_POSI
     return flat_positions(top, flat) >= positions
 
 
-def _probe_packed_linear() -> bool:
-    try:
-        w = torch.ops.mkldnn._reorder_linear_weight(torch.zeros(4, 2), 1)
-        torch.ops.mkldnn._linear_pointwise(torch.zeros(1, 4), w, None, "none", [], "")
-        return True
-    except Exception:  # a torch without oneDNN's packed linear: pre-transposed matrices and torch.mm instead
-        return False
-
-
-_PACKED = _probe_packed_linear()
-
-
 def _pack(weight: torch.Tensor) -> torch.Tensor:
-    """An nn.Linear weight (out, in) -> the form `_linear` multiplies fastest."""
-    w = weight.detach().t().contiguous()  # in out
-    return torch.ops.mkldnn._reorder_linear_weight(w, 16) if _PACKED else w
+    """An nn.Linear weight (out, in) -> (in, out), contiguous: `_linear` multiplies it with `torch.mm`/`addmm`, no
+    transpose per call. (oneDNN's pre-packed `torch.ops.mkldnn._linear_pointwise` was tried here: slower than the
+    plain product at these sizes, 53 against 35 us for 16 x 256 by 256 x 768 on one thread; docs/unified.md.)"""
+    return weight.detach().t().contiguous()
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    if _PACKED:
-        return torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")
     return torch.addmm(bias, x, w) if bias is not None else x @ w
 
 
