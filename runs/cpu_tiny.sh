@@ -3,7 +3,9 @@
 #   tokenizer -> token shards -> decoder -> alignment LM on the shards -> eval reconstruction
 #   -> unified AR model: pretrain1, pretrain2, pretrain3, sft, text phases -> eval suites -> checkpoints/tiny
 # Every stage resumes from $OUT (default out/tiny) if interrupted; rerun the script to continue (a finished stage
-# returns at once). Prints how long each stage took. IMAGE_ONLY=1 stops after the image side.
+# returns at once). Prints how long each stage took, and the recipe's time on the clock summed over every run of
+# the script (and of runs/cpu_tiny_rl.sh on the same $OUT): $OUT/recipe_clock, one line a stage in
+# $OUT/recipe_clock.log (runs/clock.sh). IMAGE_ONLY=1 stops after the image side.
 #   IMAGE_SIDE=DIR  skips training the image side: DIR's tokenizer, text tokenizer, decoder and alignment LM (e.g. the
 #                   shipped checkpoints/tiny) are used as they are; the shards are tokenized with DIR's tokenizer
 #   DEST            where the result is published (default checkpoints/tiny)
@@ -15,8 +17,8 @@ X=".venv/bin/xomni"
 OUT=${OUT:-out/tiny}
 DEST=${DEST:-checkpoints/tiny}
 IMG=${IMAGE_SIDE:-$OUT}  # the folder holding tokenizer/, text_tokenizer.json, decoder/, alignment_lm/
-t0=$(date +%s)
-stamp() { echo "[cpu_tiny] $1 done after $(( $(date +%s) - t0 )) s"; }
+source runs/clock.sh  # stamp: seconds this run, and the recipe's time summed over its resumes
+clock_start "$OUT"
 
 # the image side (issue 2)
 if [ -z "${IMAGE_SIDE:-}" ]; then $X train tokenizer --preset tiny --out "$OUT"; stamp tokenizer; fi

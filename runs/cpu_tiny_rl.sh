@@ -4,7 +4,8 @@
 #   OUT     the recipe's run folder (default out/tiny): its candidate/ is the SFT model, and the GRPO runs go in it
 #   SEEDS   GRPO seeds (default "0 1 2"); STEPS per run (default 100)
 #   DEST    where the first seed's policy is published (default checkpoints/tiny)
-# Every stage resumes if interrupted; rerun the script to continue. Prints how long each part took.
+# Every stage resumes if interrupted; rerun the script to continue. Prints how long each part took; the recipe's
+# clock ($OUT/recipe_clock, runs/clock.sh) goes on from runs/cpu_tiny.sh's, so its last stamp is the whole recipe's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 X=".venv/bin/xomni"
@@ -13,8 +14,8 @@ SEEDS=${SEEDS:-0 1 2}
 STEPS=${STEPS:-100}
 DEST=${DEST:-checkpoints/tiny}
 SFT="$OUT/candidate"
-t0=$(date +%s)
-stamp() { echo "[cpu_tiny_rl] $1 done after $(( $(date +%s) - t0 )) s"; }
+source runs/clock.sh  # stamp: seconds this run, and the recipe's time summed over its resumes
+clock_start "$OUT"
 [ -d "$SFT/ar" ] || { echo "no SFT model in $SFT: run runs/cpu_tiny.sh first (OUT=$OUT)"; exit 1; }
 
 RUNS=()
