@@ -1,6 +1,8 @@
 """Engine speed, side by side in one run: cached batched image sampling against transformers' `generate` on the same
 network and tokens, against the compute floor (one teacher-forced forward over the same sequences), CFG against no
 CFG, and the vision-only blocks on image positions only against on every position (as the official code runs them).
+The engine's row is also set against its decode steps' matrix products alone (the same products on the same weights,
+nothing else): what is left of the engine's time is attention, norms, sampling and per-op overhead.
 
     .venv/bin/python bench/engine_speed.py [--batch 16] [--rows 8 --cols 8] [--repeats 3]
 
@@ -20,7 +22,7 @@ import time
 import torch
 from transformers import Qwen2ForCausalLM
 
-from xomni.engine import Engine, Sampling
+from xomni.engine import DecodeWeights, Engine, Sampling, _linear
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
 from xomni.tokenizer.text import TextTokenizer
 
@@ -87,7 +89,19 @@ def main() -> None:
     full = torch.cat([ids, ours.tokens], 1)
     with torch.no_grad():
         t_floor = best_of(lambda: flat(full), args.repeats)
+    w = DecodeWeights(flat)  # the decode step's matrix products alone, in its order, as many steps as the rollout
+    x, u = torch.randn(args.batch, flat.config.hidden_size), torch.randn(args.batch, flat.config.intermediate_size)
+
+    def products():
+        for _ in range(n - 1):
+            for blk in w.blocks:
+                _linear(x, blk["qkv"], blk["qkv_bias"]), _linear(x, blk["o"])
+                _linear(x, blk["gate_up"]), _linear(u, blk["down"])
+            _linear(x, w.heads["image"])
+
+    t_products = best_of(products, args.repeats)
     rows += [("engine, KV cache (no vision blocks)", t_engine, 1.0),
+             ("its decode steps' matrix products alone", t_products, t_products / t_engine),
              ("engine decoding through the modules (fast=False)", t_modules, t_modules / t_engine),
              ("transformers generate, same weights", t_hf, t_hf / t_engine),
              ("one teacher-forced forward (floor)", t_floor, t_floor / t_engine)]
