@@ -9,7 +9,8 @@
   distribution it was drawn from is returned (GRPO needs it), and in image mode the most likely code's probability
   at each step (`Rollout.top`: where it stays low, the rollout has derailed, `derailed`).
 - Image mode: after the `<SOM>{rows} {cols}<IMAGE>` prefix only image tokens are allowed (the model computes only its
-  image head), exactly rows*cols of them, then `<EOM>` is appended. Text mode computes only the text head.
+  image head), exactly rows*cols of them; `<EOM>` follows them unsampled (the caller appends it: `Pipeline`). Text
+  mode computes only the text head.
 - Optional classifier-free guidance: the unconditional branch is the image prefix alone, and the two are combined
   in `guided_logits`, the one place CFG lives.
 - On the CPU, decoding one token per row does not go through the modules: `DecodeWeights` repacks the weights once
@@ -47,7 +48,7 @@ class Sampling:
 
 def filter_logits(logits: torch.Tensor, s: Sampling) -> torch.Tensor:
     """(B, V) logits -> (B, V) log-probabilities of the distribution to sample from (temperature, then top-k,
-    top-p and min-p; removed tokens at -inf). Temperature 0 keeps only the arg-max."""
+    min-p and top-p; removed tokens at -inf). Temperature 0 keeps only the arg-max."""
     if s.temperature == 0:
         out = torch.full_like(logits, float("-inf"))
         return out.scatter(-1, logits.argmax(-1, keepdim=True), 0.0)

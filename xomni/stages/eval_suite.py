@@ -100,8 +100,8 @@ def make_images(cfg: Config, items: list[dict], folder: Path, sampled: Path | No
         return paths
     if cfg.source == "model":
         if not (Path(cfg.checkpoint) / "ar").is_dir():
-            raise MissingPart(f"--source model needs a unified AR model ({cfg.checkpoint}/ar); no recipe trains one "
-                              "yet: use --source renders or --source reconstructions")
+            raise MissingPart(f"--source model needs a unified AR model ({cfg.checkpoint}/ar): train one with "
+                              "runs/cpu_tiny.sh, or use --source renders or --source reconstructions")
         model = Pipeline.from_pretrained(cfg.checkpoint)
     if uncounted:
         counts = [(items[k]["id"], int(flat_positions(_sample(model, cfg, items[k], k)[0].top)[0]))
@@ -162,7 +162,8 @@ class ModelAnswerer:
 
 
 class AlignmentAnswerer:
-    """The model under test for understanding suites until the unified model exists: the tokenizer's alignment LM."""
+    """The model under test for understanding suites on a checkpoint without a unified model (the image side alone):
+    the tokenizer's alignment LM."""
 
     name = "alignment-lm"
 

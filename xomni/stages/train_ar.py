@@ -9,9 +9,13 @@
 Phases (what trains, what data):
 - pretrain1: only the new vision parts (vision-only blocks, image embedding `mm_embed`, image head `mm_head`, image
   norm) train; generation and understanding from the world.
-- pretrain2: everything, same mixture.
-- pretrain3: annealing on the best data: text-rich and dense-prompt scenes, learning rate to 10%.
-- sft: prompts at every level of detail and the understanding questions, learning rate decaying to 0.
+- pretrain2: everything, same mixture (a generation sample is prompted by the dense caption half the time in
+  pretrain1 and 2, by a level of detail drawn uniformly otherwise).
+- pretrain3: annealing: every prompt level drawn uniformly, the learning rate decaying to `final_lr` (10% by
+  default). Deviation: the paper anneals on its best data; every scene of the world is equally clean, so ours
+  selects none (runs/cpu_tiny.sh gives every phase the same shards).
+- sft: prompts at every level of detail and the understanding questions (fewer captions), the learning rate decaying
+  to 0 when `--final-lr 0` is given, as runs/cpu_tiny.sh does (the default, 0.1, is every phase's).
 Deviation (tiny scale): the paper's LLM is a pretrained Qwen2.5; ours is a tiny Qwen2 with nothing behind it. Two
 stand-ins for that pretraining: phase `text` trains a random one on the world's language alone (captions, prompts,
 questions and answers); or `--llm-init DIR` starts pretrain1 from the tokenizer stage's alignment LM, a Qwen2 of the
@@ -99,7 +103,7 @@ class Config:
     seq_len: int = 320
     lr: float = 1e-3
     warmup: int = 50
-    final_lr: float = 0.1  # fraction of lr at the end (sft: 0)
+    final_lr: float = 0.1  # fraction of lr at the end (runs/cpu_tiny.sh: 0 for sft)
     weight_decay: float = 0.05
     gen_share: float = 0.5  # share of generation samples
     cond_drop: float = 0.1  # share of generation samples without their prompt (CFG's unconditional branch)

@@ -59,7 +59,7 @@ of the step (on-policy: one batch of rollouts per step).
 `bf16` (auto: where the hardware computes bfloat16 natively, an AVX512-BF16/AMX CPU or a bf16 GPU) autocasts the
 decoder and tokenizer (decoding, re-reading) and the training forwards of the update (policy, old policy and
 reference alike, so the ratio and the KL compare like with like; the log-softmax over the image head stays in
-float32). The rollouts are sampled in float32 (the engine's CPU decode packs its weights for oneDNN in float32).
+float32). The rollouts are sampled in float32 (the engine's CPU decode path runs the model's float32 weights).
 bench/grpo_throughput.py measures what it saves (docs/unified.md, "Session 24").
 
 The run folder is itself a checkpoint folder (text tokenizer, tokenizer and decoder linked from `--checkpoint`, the

@@ -11,11 +11,12 @@ Deviations at tiny scale, each because the paper's tokenizer starts from a pretr
   Here linear heads on the semantic embeddings (the decode-side adapter's output, which is also what the diffusion
   decoder reads) predict each cell's ground-truth semantics (glyph, plate, object colour and shape, background).
   The targets are semantic, never pixels. Heads on single code vectors trained far slower (docs/image_side.md).
-- Text-dense scenes. `dense_share` of every batch is drawn with `WorldConfig.dense_text`, so each of the 500
-  Chinese characters is seen hundreds of times rather than a few dozen (run 1 read 0.4% of them from its tokens).
+- Text-dense scenes. `dense_share` of every batch is drawn with `WorldConfig.dense_text`, so each of the world's
+  Chinese characters (300, `N_CHARS_ZH`) is seen hundreds of times rather than a few dozen (run 1 read 0.4% of
+  them from its tokens).
 - Dense heads first. For `heads_first` steps only the heads train the encoder (no LM): SigLIP2 is pretrained
-  before X-Omni aligns it, and a glyph head trained alone learned the 500 characters in ~400 steps here, while with
-  the LM from the start it had learned 5% of them after 600 (docs/image_side.md).
+  before X-Omni aligns it, and a glyph head trained alone learned the 500 characters the world had then in ~400
+  steps here, while with the LM from the start it had learned 5% of them after 600 (docs/image_side.md).
 - Codes placed after the features exist. For `codebook_after` steps the quantiser is bypassed (the adapter reads
   the normalised features); then spherical k-means on the encoder's outputs places every code on the data and
   quantisation starts. Codes placed on a random encoder's outputs, then kept alive by restarts, merged glyphs that
@@ -79,7 +80,7 @@ class Config:
     warmup: int = 100
     weight_decay: float = 0.05
     dense_weight: float = 1.0  # per dense head
-    glyph_weight: float = 3.0  # the glyph head's extra weight: 500 characters are the slowest thing to learn
+    glyph_weight: float = 3.0  # the glyph head's extra weight: the characters are the slowest thing to learn
     heads_first: int = 500  # first steps: the dense heads alone (no LM), as SigLIP2 is pretrained before alignment
     codebook_after: int = 800  # steps on continuous features, then k-means places the codes and quantisation starts
     kmeans_scenes: int = 768
