@@ -9,6 +9,7 @@ from PIL import Image
 from xomni.checkpoint import save_component
 from xomni.cli import main as cli
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
+from xomni.engine import Sampling
 from xomni.model.unified import UnifiedConfig, UnifiedModel
 from xomni.pipeline import Pipeline, check_generation_size
 from xomni.rewards import CLUTTER_PENALTY
@@ -56,6 +57,14 @@ def test_bad_input_is_refused(checkpoint, tmp_path, capsys):
         pipe.generate([" "])
     with pytest.raises(ValueError, match="context"):
         pipe.generate(["1 2 3 4 5 6 7 8 9 " * 40])
+    with pytest.raises(ValueError, match="256 tokens"):  # a short prompt, but 16 x 16 codes after it do not fit
+        pipe.generate(["a red circle"], 256, 256)
+    with pytest.raises(ValueError, match="at least one token"):
+        pipe.understand(Image.new("RGB", (128, 128)), "what?", max_new_tokens=0)
+    with pytest.raises(ValueError, match="bad sampling"):
+        Sampling(temperature=float("nan"))
+    with pytest.raises(ValueError, match="bad sampling"):
+        Sampling(cfg=float("inf"))
     with pytest.raises(ValueError, match="whole grid"):
         check_generation_size(100, 128)
     with pytest.raises(ValueError, match="aspect"):
@@ -64,6 +73,11 @@ def test_bad_input_is_refused(checkpoint, tmp_path, capsys):
     assert "whole grid" in capsys.readouterr().err and not (tmp_path / "g").exists()
     assert cli(["generate", "--prompt", "x", "--out", str(tmp_path / "g"), "--checkpoint", str(tmp_path)]) == 2
     assert "lacks" in capsys.readouterr().err
+    (tmp_path / "file").write_text("mine")
+    assert cli(["generate", "--prompt", "x", "--out", str(tmp_path / "file"), "--checkpoint", str(checkpoint)]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "file").read_text() == "mine"
+    assert cli(["render", "--split", "heldout", "--index", "0", "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_generate_and_understand_commands(checkpoint, tmp_path, capsys):

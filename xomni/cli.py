@@ -284,11 +284,27 @@ def _reconstruct(args) -> dict:
     from xomni.tokenizer.preprocess import load_image, prepare_image
 
     image = prepare_image(load_image(args.image), "tiny")  # validate before loading any weights
+    _check_file_out(args.out)
     pipe = ImagePipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
     out = pipe.reconstruct_images([image], steps=args.steps, seed=args.seed)[0]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    out.save(args.out)
+    _save_image(out, Path(args.out))
     return {"out": args.out, "size": list(out.size)}
+
+
+def _check_file_out(path: str) -> None:
+    """An image file to write: refused before any work if the path is a folder."""
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        raise ValueError(f"--out {path} is a folder; give the image file to write")
+
+
+def _save_image(image, path) -> None:
+    """Write an image whole or not at all (a temporary file renamed over the target)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    image.save(tmp)
+    tmp.replace(path)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -307,10 +323,10 @@ def _render(args) -> dict:
     if args.index < 0:
         raise ValueError("--index must be >= 0")
     width, height = _size(args.size)
+    _check_file_out(args.out)
     scene = make_scene(WorldConfig(width=width, height=height), args.split, args.index)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    render(scene).save(out)
+    _save_image(render(scene), out)
     return {"out": str(out), "split": args.split, "index": args.index, "prompts": prompts(scene),
             "caption": caption(scene), "questions": [[q.question, q.answer] for q in questions(scene)]}
 
@@ -327,21 +343,22 @@ def _generate(args) -> dict:
         raise ValueError("the prompt is empty")
     if args.n < 1:
         raise ValueError("--n must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the images and their manifest")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, min_p=args.min_p, cfg=args.cfg)
     pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
     images, _ = pipe.generate([args.prompt] * args.n, width, height, sampling, args.seed, args.decoder_steps)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, im in enumerate(images):
         path = out / f"{k:04d}.png"
-        tmp = path.with_suffix(".tmp.png")
-        im.save(tmp)
-        tmp.replace(path)
+        _save_image(im, path)
         rows.append({"file": path.name, "prompt": args.prompt, "seed": args.seed, "index": k, "size": args.size,
                      "cfg": args.cfg, "min_p": args.min_p, "temperature": args.temperature,
                      "checkpoint": str(args.checkpoint or DEFAULT_CHECKPOINT)})
-    (out / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp = out / ".manifest.jsonl.tmp"  # the manifest names exactly this run's images, whole or not at all
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(out / "manifest.jsonl")
     return {"out": str(out), "images": len(images)}
 
 
@@ -361,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.handler(args)
-    except (ValueError, FileNotFoundError, MissingPart) as e:
+    except (ValueError, OSError, MissingPart) as e:  # OSError: a file or folder that cannot be read or written
         print(f"xomni: error: {e}", file=sys.stderr)
         return 2
     if isinstance(result, dict):

@@ -42,7 +42,8 @@ class Sampling:
     cfg: float = 1.0  # classifier-free guidance scale; 1: off
 
     def __post_init__(self):
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1 or self.top_k < 0:
+        finite = all(math.isfinite(x) for x in (self.temperature, self.top_p, self.min_p, self.cfg))
+        if not finite or self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1 or self.top_k < 0:
             raise ValueError(f"bad sampling settings {self}")
 
 
@@ -213,6 +214,16 @@ class Engine:
             raise ValueError(f"tokenizer has {self.vocab.text_vocab_size} text tokens, model {model.config.text_vocab_size}")
         self.pad_id = tokenizer.token_id("<|endoftext|>")
 
+    def check_context(self, prompt_len: int, new_tokens: int) -> None:
+        """A clear error, before anything is sampled, when a prompt and the tokens to sample after it would not fit
+        the model's context."""
+        if new_tokens < 1:
+            raise ValueError(f"at least one token must be sampled, got {new_tokens}")
+        context = self.model.config.max_positions
+        if prompt_len + new_tokens > context:
+            raise ValueError(f"a prompt of {prompt_len} tokens and {new_tokens} to sample exceed the model's context "
+                             f"of {context} tokens")
+
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache, head: str) -> torch.Tensor:
         """Run the prompt (B, L) into an empty cache; the last position's logits over `head`'s ids (B, K or V)."""
@@ -253,6 +264,7 @@ class Engine:
         seqs = cond + [prefix] * len(prompts) if guided else cond
         ids, mask = left_pad(seqs, self.pad_id)
         B, n = len(prompts), rows * cols
+        self.check_context(ids.shape[1], n)
         cache = KVCache.allocate(self.model.config, ids.shape[0], ids.shape[1] + n,
                                  dtype=next(self.model.parameters()).dtype)
         V = self.vocab.text_vocab_size
@@ -283,6 +295,7 @@ class Engine:
         stop = self.tok.token_id("<|im_end|>") if stop is None else stop
         ids, mask = left_pad(prompts, self.pad_id)
         B = len(prompts)
+        self.check_context(ids.shape[1], max_new_tokens)
         cache = KVCache.allocate(self.model.config, B, ids.shape[1] + max_new_tokens,
                                  dtype=next(self.model.parameters()).dtype)
         weights = DecodeWeights(self.model) if self.fast else None
