@@ -68,8 +68,12 @@ def test_grpo_preset_fills_what_is_not_given_and_an_unknown_one_is_refused(tmp_p
     assert (tiny.steps, tiny.prompts_per_step, tiny.rollouts, tiny.lr, tiny.min_p) == (100, 16, 8, 5e-5, 0.03)
     assert (paper.steps, paper.prompts_per_step, paper.rollouts, paper.lr, paper.beta) == (200, 512, 16, 2e-6, 0.01)
     assert resolved("--min-p", "0").min_p == 0.0  # a given 0 is not "unset"
-    assert main(["train", "grpo", "--preset", "huge", "--out", str(tmp_path / "g")]) == 2
-    assert "unknown GRPO preset" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    with pytest.raises(ValueError, match="unknown GRPO preset"):
+        train_grpo.resolve(train_grpo.Config(preset="huge"))
+    for stage in ("grpo", "ar", "decoder", "tokenizer"):  # refused by the parser, before anything is written
+        with pytest.raises(SystemExit):
+            main(["train", stage, "--preset", "huge", "--out", str(tmp_path / "g")])
+        assert "invalid choice: 'huge'" in capsys.readouterr().err and not (tmp_path / "g").exists()
     assert main(["train", "grpo", "--neg-scale", "2", "--out", str(tmp_path / "g")]) == 2
     assert "negative advantages must be in [0, 1]" in capsys.readouterr().err and not (tmp_path / "g").exists()
     assert main(["train", "grpo", "--keep-understanding", "-1", "--out", str(tmp_path / "g")]) == 2
@@ -77,3 +81,14 @@ def test_grpo_preset_fills_what_is_not_given_and_an_unknown_one_is_refused(tmp_p
     for stage in ("grpo", "ar", "decoder"):  # one --bf16 form for every training stage
         assert main(["train", stage, "--bf16", "yes", "--out", str(tmp_path / stage)]) == 2
         assert "bf16 is true, false or auto" in capsys.readouterr().err and not (tmp_path / stage).exists()
+
+
+def test_counts_below_their_minimum_are_refused_before_anything_is_written(tmp_path, capsys):
+    cases = [(["train", "ar", "--steps", "0"], "--steps 0"), (["train", "decoder", "--save-every", "0"], "--save-every 0"),
+             (["train", "tokenizer", "--eval-every", "0"], "--eval-every 0"),
+             (["train", "grpo", "--rollouts", "1"], "--rollouts 1: must be at least 2"),
+             (["train", "grpo", "--updates", "0"], "--updates 0"),
+             (["eval", "reconstruction", "--n", "0"], "--n 0"), (["tokenize", "--shard-size", "0"], "--shard-size 0")]
+    for argv, message in cases:
+        assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv
+        assert message in capsys.readouterr().err and not (tmp_path / "o").exists(), argv

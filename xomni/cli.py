@@ -141,6 +141,9 @@ HELP = {
 }
 
 
+PRESET_NAMES = ("tiny", "paper")
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -178,8 +181,9 @@ def add_config_args(parser: argparse.ArgumentParser, config_cls, fixed: dict | N
         convert = _bool if kind is bool else kind if kind in (int, float, str) else str
         text = HELP.get(f"{stage}.{f.name}") or HELP.get(f.name) or comments.get(f.name) or f.name.replace("_", " ")
         default = "set by --preset" if f.default is None and hasattr(config_cls, "preset") else f.default
+        choices = PRESET_NAMES if f.name == "preset" else None  # every component's presets are these two
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=convert, default=f.default,
-                            metavar=kind.__name__.upper() if hasattr(kind, "__name__") else "VALUE",
+                            choices=choices, metavar=kind.__name__.upper() if hasattr(kind, "__name__") else "VALUE",
                             help=f"{text} (default: {default})")
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from xomni.data.batches import scene_batch
 from xomni.data.world import WorldConfig, font
+from xomni.errors import check_at_least
 from xomni.eval.ocr import RapidOCRJudge
 from xomni.eval.reconstruction import object_colors, text_hits
 from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, to_image
@@ -44,6 +45,7 @@ class Config:
 
 
 def main(cfg: Config) -> dict:
+    check_at_least(cfg, 1, "n", "steps", "batch_size")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = Path(cfg.checkpoint)

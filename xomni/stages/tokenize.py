@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from xomni.data.batches import scene_batch
 from xomni.data.world import SPLIT_VERSION, WorldConfig
+from xomni.errors import check_at_least
 from xomni.stages.train_tokenizer import load_tokenizer
 
 
@@ -52,6 +53,7 @@ def shard_world(folder: str | Path) -> tuple[str, WorldConfig]:
 
 
 def main(cfg: Config) -> Path:
+    check_at_least(cfg, 1, "n", "shard_size", "batch_size")
     vq = load_tokenizer(cfg.tokenizer)
     world = WorldConfig(width=cfg.width, height=cfg.height, dense_text=cfg.dense_text)
     folder = shard_dir(cfg.out, cfg.split, cfg.height, cfg.width, cfg.dense_text)

@@ -79,6 +79,7 @@ from xomni.data.sequences import IGNORE, Formatter, Sample, image_grids, pack, p
 from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
                               scene_task)
+from xomni.errors import check_at_least
 from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.stages.tokenize import load_shard_folders
@@ -385,6 +386,7 @@ def main(cfg: Config) -> dict:
     if cfg.text_lang not in ("", "en", "zh"):
         raise ValueError(f"text_lang must be '', 'en' or 'zh', got {cfg.text_lang!r}")
     check_bf16(cfg.bf16)
+    check_at_least(cfg, 1, "steps", "batch_size", "seq_len", "save_every", "eval_every", "eval_n")
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():

@@ -41,6 +41,7 @@ from xomni.data.batches import pixels_of, scene_batch
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import flow_matching_loss
+from xomni.errors import check_at_least
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.stages.tokenize import load_shards, shard_world
@@ -109,6 +110,7 @@ def render_rows(sources: list[tuple[str, WorldConfig]], source_of: torch.Tensor,
 
 def main(cfg: Config) -> dict:
     check_bf16(cfg.bf16)
+    check_at_least(cfg, 1, "steps", "batch_size", "save_every", "eval_every", "sample_steps")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -93,6 +93,7 @@ from xomni.data.batches import pixels_of, understanding_pairs
 from xomni.data.sequences import IGNORE
 from xomni.data.world import WorldConfig, make_scene, prompts, render
 from xomni.engine import FLAT, Sampling, derailed, left_pad
+from xomni.errors import check_at_least
 from xomni.pipeline import Pipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.rewards import Rollout, combine
@@ -161,7 +162,10 @@ def resolve(cfg: Config) -> Config:
     if cfg.keep_understanding < 0 or cfg.keep_conversations < 1:
         raise ValueError(f"keep_understanding must be >= 0 and keep_conversations >= 1, got "
                          f"{cfg.keep_understanding} and {cfg.keep_conversations}")
-    return replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
+    cfg = replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
+    check_at_least(cfg, 1, "steps", "prompts_per_step", "updates", "save_every", "chunks")
+    check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
+    return cfg
 
 
 @contextlib.contextmanager

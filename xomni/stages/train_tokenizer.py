@@ -48,6 +48,7 @@ from xomni.data.batches import label_batch, pixels_of, scene_batch, understandin
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
                               SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
                               ZH_QUADRANTS, prompts, render, questions)
+from xomni.errors import check_at_least
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, kmeans, load_official_projector,
                                        load_siglip_encoder, utilization)
@@ -257,6 +258,7 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
 
 
 def main(cfg: Config) -> dict:
+    check_at_least(cfg, 1, "steps", "batch_size", "save_every", "eval_every", "eval_n", "restart_every")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
