@@ -84,7 +84,8 @@ def test_grpo_preset_fills_what_is_not_given_and_an_unknown_one_is_refused(tmp_p
 
 
 def test_counts_below_their_minimum_are_refused_before_anything_is_written(tmp_path, capsys):
-    cases = [(["train", "ar", "--steps", "0"], "--steps 0"), (["train", "decoder", "--save-every", "0"], "--save-every 0"),
+    cases = [(["train", "ar", "--steps", "0"], "--steps 0"),
+             (["train", "decoder", "--save-every", "0"], "--save-every 0"),
              (["train", "tokenizer", "--eval-every", "0"], "--eval-every 0"),
              (["train", "grpo", "--rollouts", "1"], "--rollouts 1: must be at least 2"),
              (["train", "grpo", "--updates", "0"], "--updates 0"),

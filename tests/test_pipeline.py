@@ -234,6 +234,13 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
                                               n=2, source="model", steps=1, cfg=1.5))
     assert [json.loads(x) for x in sampled.read_text().splitlines()] == counts and image.stat().st_mtime_ns == made
     assert again["derailed"] == text["derailed"]
+    # a bad setting changes the header, but is refused before the folder's results are replaced
+    for bad in ({"n": 0}, {"split": "bogus"}, {"ocr": "tesseractt"}, {"min_p": 1.5}, {"steps": 0}):
+        with pytest.raises(ValueError):
+            eval_suite.main(eval_suite.Config(**{"suite": "synth-text-en", "out": str(tmp_path / "t"),
+                                                 "checkpoint": str(checkpoint), "n": 2, "source": "model", "steps": 1,
+                                                 "cfg": 1.5, **bad}))
+        assert image.stat().st_mtime_ns == made and sampled.is_file() and (tmp_path / "t" / "judged.jsonl").is_file()
     vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))
     assert vqa["judge"] == "unified-model"
 

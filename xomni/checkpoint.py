@@ -211,6 +211,11 @@ def _write_file_atomically(path: Path, write) -> None:
         raise
 
 
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """A text file (a manifest, metrics) written whole or not at all."""
+    _write_file_atomically(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def save_train_state(path: str | Path, state: dict) -> None:
     """torch.save to a temporary file, then rename over `path`."""
     path = Path(path)

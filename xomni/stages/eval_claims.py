@@ -21,6 +21,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from xomni.checkpoint import write_text_atomically
 from xomni.eval import claims as C
 from xomni.eval.report import svg_curves
 from xomni.stages import eval_suite
@@ -88,13 +89,13 @@ def main(cfg: Config) -> dict:
     note = f"\nNot measured (left out by --suites): {', '.join(skipped)}.\n" if skipped else ""
     if derail := C.derail_markdown(derailed):
         note += "\n" + derail
-    (out / "claims.md").write_text(C.markdown(table) + note)
-    (out / "claims.json").write_text(json.dumps({"config": asdict(cfg), "claims": [c.to_dict() for c in table],
-                                                 "scores": scores, "derailed": derailed}, indent=2) + "\n")
+    write_text_atomically(out / "claims.md", C.markdown(table) + note)
+    record = {"config": asdict(cfg), "claims": [c.to_dict() for c in table], "scores": scores, "derailed": derailed}
+    write_text_atomically(out / "claims.json", json.dumps(record, indent=2) + "\n")
     curves = [(run.name, *C.probe_curve(rows)) for run, rows in zip(runs, probes)]
     last = max(s for _, curve, _ in curves for s, _ in curve)
     series = [(f"GRPO {name}: probe mean", curve) for name, curve, _ in curves]
     series += [(f"SFT best-of-G ({name}'s probe)", [(0, best), (last, best)]) for name, _, best in curves]
-    (out / "figure2b.svg").write_text(svg_curves(series, width=480, height=220))
+    write_text_atomically(out / "figure2b.svg", svg_curves(series, width=480, height=220))
     print(C.markdown(table) + note)
     return {"out": str(out), "met": sum(c.met for c in table), "claims": len(table)}

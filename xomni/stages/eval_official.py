@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from xomni.checkpoint import REPO_ROOT
+from xomni.checkpoint import REPO_ROOT, write_text_atomically
 from xomni.errors import MissingPart
 from xomni.eval import dpg, geneval, longtext, oneig
 from xomni.eval.ocr import ENGINES, OCRPool
@@ -269,5 +269,5 @@ def main(cfg: Config) -> dict:
     metrics = run(cfg, out)
     metrics = {"suite": cfg.benchmark + ("" if cfg.benchmark in ("geneval", "dpg") else f"-{cfg.lang}"),
                "score": metrics.pop("score"), **metrics, "source": str(cfg.images)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics

@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from xomni.checkpoint import write_text_atomically
 from xomni.data.batches import scene_batch
 from xomni.data.world import WorldConfig, font
 from xomni.errors import check_at_least
@@ -123,7 +124,7 @@ def main(cfg: Config) -> dict:
         "seconds_judge": round(t_judge, 1),
         "seconds_total": round(time.time() - t0, 1),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     with open(out / "samples.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

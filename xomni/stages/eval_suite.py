@@ -28,12 +28,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from xomni.checkpoint import write_text_atomically
 from xomni.data.batches import pixels_of
 from xomni.data.world import Scene, render
 from xomni.eval import suites
 from xomni.eval.geneval import Detection
-from xomni.errors import MissingPart
-from xomni.eval.ocr import OCRPool
+from xomni.errors import MissingPart, check_at_least
+from xomni.eval.ocr import ENGINES, OCRPool
 from xomni.eval.scene_judge import SceneJudge, SceneObject
 from xomni.engine import DERAIL_POSITIONS, Sampling, flat_positions
 from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, Pipeline, to_image
@@ -243,6 +244,13 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"unknown suite {cfg.suite!r}; choose one of {suites.SUITES}")
     if cfg.source not in SOURCES:
         raise ValueError(f"unknown source {cfg.source!r}; choose one of {SOURCES}")
+    # every setting checked before a folder's earlier results are replaced (a different header deletes them)
+    items = suites.build(cfg.suite, cfg.n, split=cfg.split)
+    check_at_least(cfg, 1, "steps", "batch_size", "ocr_workers")
+    if cfg.source == "model":
+        Sampling(min_p=cfg.min_p, cfg=cfg.cfg)
+    if cfg.suite not in UNDERSTANDING and cfg.suite != "synth-geneval" and cfg.ocr not in ENGINES:
+        raise ValueError(f"unknown OCR engine {cfg.ocr!r}; choose one of {ENGINES}")
     out = Path(cfg.out or f"out/eval/{cfg.suite}-{cfg.source}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -255,8 +263,7 @@ def main(cfg: Config) -> dict:
                 p.unlink()
             (out / "judged.jsonl").unlink(missing_ok=True)
             (out / "sampled.jsonl").unlink(missing_ok=True)
-    items = suites.build(cfg.suite, cfg.n, split=cfg.split)
-    manifest.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *items]), encoding="utf-8")
+    write_text_atomically(manifest, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *items]))
     sampled = out / "sampled.jsonl"
     paths = make_images(cfg, items, out / "images", sampled if cfg.source == "model" else None)
     judged, judge_name = judge_items(cfg, items, paths, out / "judged.jsonl")
@@ -266,5 +273,5 @@ def main(cfg: Config) -> dict:
                **({"cfg": cfg.cfg, "min_p": cfg.min_p, **derail_metrics(items, sampled)}
                   if cfg.source == "model" else {})}
     metrics = {"suite": metrics.pop("suite"), "score": metrics.pop("score"), **metrics}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics

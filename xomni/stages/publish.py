@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from xomni.checkpoint import export_component
+from xomni.checkpoint import export_component, write_text_atomically
 
 REQUIRED = ("tokenizer", "decoder")
 INT8_MIN = 65536  # with --int8: the matrices stored as int8 (embeddings, heads, attention and MLP weights)
@@ -61,7 +61,7 @@ def main(cfg: Config) -> dict:
         meta["weights_dtype"] = ("int8 rows + " if int8 else "") + ("float16" if cfg.fp16 else "float32")
         if metrics is not None:
             meta["eval_reconstruction"] = metrics
-        meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomically(meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         sizes[c] = round((dest / c / "model.safetensors").stat().st_size / 2**20, 2)
     text_tok = dest / "text_tokenizer.json"
     if not (text_tok.exists() and text_tok.samefile(run / "text_tokenizer.json")):  # not onto itself (--run == --dest)

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from xomni.checkpoint import write_text_atomically
 from xomni.data.batches import scene_batch
 from xomni.data.world import SPLIT_VERSION, WorldConfig
 from xomni.errors import check_at_least
@@ -75,7 +76,7 @@ def main(cfg: Config) -> Path:
         save_file({"indices": torch.arange(lo, hi), "codes": torch.cat(codes)}, str(tmp), metadata=meta)
         tmp.replace(path)
     info = {"n": cfg.n, "start": cfg.start, "dense_text": cfg.dense_text, "tokenizer": cfg.tokenizer}
-    (folder / "info.json").write_text(json.dumps(info) + "\n")
+    write_text_atomically(folder / "info.json", json.dumps(info) + "\n")
     return folder
 
 
