@@ -118,3 +118,22 @@ def test_a_resumed_log_drops_the_steps_after_its_checkpoint(tmp_path):
     with open_log(tmp_path / "new.jsonl", 0) as log:
         log.write("{}\n")
     assert (tmp_path / "new.jsonl").read_text() == "{}\n"
+
+
+def test_a_resume_is_held_to_the_settings_the_run_saved(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Config:
+        lr: float = 1e-3
+        phase: str = "pretrain2"
+        steps: int = 100
+        workers: int = 1
+
+    save_train_state(tmp_path / "s.pt", {"step": 5}, Config())
+    assert load_train_state(tmp_path / "s.pt", Config(steps=200))["step"] == 5  # running longer is a resume
+    assert load_train_state(tmp_path / "s.pt", Config(workers=4), may_change=("workers",))["step"] == 5
+    with pytest.raises(ValueError, match=r"lr: 0\.001 -> 0\.002; phase: 'pretrain2' -> 'pretrain3'"):
+        load_train_state(tmp_path / "s.pt", Config(lr=2e-3, phase="pretrain3"))
+    save_train_state(tmp_path / "old.pt", {"step": 7})  # saved before runs recorded their settings
+    assert load_train_state(tmp_path / "old.pt", Config(lr=2e-3))["step"] == 7

@@ -216,16 +216,36 @@ def write_text_atomically(path: str | Path, text: str) -> None:
     _write_file_atomically(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def save_train_state(path: str | Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename over `path`."""
+# Config fields a resumed run may change: how long it runs and what it records, never what it trains on or how
+RESUMABLE = ("steps", "save_every", "eval_every", "eval_n", "resume", "out", "bf16")
+
+
+def save_train_state(path: str | Path, state: dict, config: Any = None) -> None:
+    """torch.save to a temporary file, then rename over `path`; with `config` (the stage's Config), the run's
+    settings go with it, for `load_train_state` to hold a resume to them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        state = {**state, "config": _jsonable(config)}
     _write_file_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_train_state(path: str | Path) -> dict | None:
+def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str, ...] = ()) -> dict | None:
+    """The state a run saved, or None. With `config`, a clear error if the saved run's settings differ from it in
+    any field but `RESUMABLE` and `may_change` (a state saved without settings, by an older version, is taken)."""
     path = Path(path)
-    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved = state.get("config")
+    if config is not None and saved is not None:
+        now = _jsonable(config)
+        changed = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now
+                   if k in saved and k not in RESUMABLE + tuple(may_change) and saved[k] != now[k]]
+        if changed:
+            raise ValueError(f"{path.parent} holds a run with other settings ({'; '.join(changed)}): resume it with "
+                             "its own, or give another --out, or --resume false to start over there")
+    return state
 
 
 def open_log(path: str | Path, step: int):

@@ -115,7 +115,7 @@ def main(cfg: Config) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     state_path = out / "decoder_state.pt"
-    state = load_train_state(state_path) if cfg.resume else None
+    state = load_train_state(state_path, cfg, ("sample_steps",)) if cfg.resume else None
 
     vq = load_tokenizer(cfg.tokenizer)
     sources, indices, codes, source_of = [], [], [], []
@@ -165,7 +165,7 @@ def main(cfg: Config) -> dict:
     def checkpoint() -> None:
         meta = {"stage": "train_decoder", "step": step, "metrics": metrics, "config": asdict(cfg)}
         save_component(out / "decoder", dec_config, net, meta)
-        save_train_state(state_path, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step})
+        save_train_state(state_path, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
     log = open_log(out / "decoder_log.jsonl", step)
     t0 = time.time()

@@ -381,7 +381,8 @@ def main(cfg: Config) -> dict:
     policy.train().requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state_path = out / "grpo_state.pt"
-    state = load_train_state(state_path) if cfg.resume else None
+    may_change = ("reward_workers", "probe_every", "eval_suites")  # besides how long it runs and what it records
+    state = load_train_state(state_path, cfg, may_change) if cfg.resume else None
     step = 0
     if state is not None:
         policy.load_state_dict(state["policy"]), opt.load_state_dict(state["opt"])
@@ -401,7 +402,7 @@ def main(cfg: Config) -> dict:
         meta = {"stage": "train_grpo", "step": step, "metrics": metrics, "config": asdict(cfg),
                 "quote_text_answers": quote_text}
         save_component(out / "ar", policy.config, policy, meta)
-        save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step})
+        save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
     log = open_log(out / "grpo_log.jsonl", step)
     metrics: dict = {}

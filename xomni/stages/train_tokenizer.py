@@ -263,7 +263,8 @@ def main(cfg: Config) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     state_path = out / "tokenizer_state.pt"
-    state = load_train_state(state_path) if cfg.resume else None
+    # `--lm-only` continues a finished tokenizer run's state (runs/cpu_tiny.sh): those two may change on a resume
+    state = load_train_state(state_path, cfg, may_change=("lm_only", "shards")) if cfg.resume else None
 
     # text tokenizer: trained once on the training split's text, then fixed for every later stage
     text_path = out / "text_tokenizer.json"
@@ -305,7 +306,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "alignment_lm", lm_config, lm, meta)
         save_train_state(state_path, {"vq": vq.state_dict(), "lm": lm.state_dict(), "heads": heads.state_dict(),
                                       "opt": opt.state_dict(), "usage": usage, "step": step,
-                                      "torch_rng": torch.get_rng_state()})
+                                      "torch_rng": torch.get_rng_state()}, cfg)
 
     if cfg.shards and not cfg.lm_only:
         raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
