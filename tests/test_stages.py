@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from xomni.checkpoint import load_component
+from xomni.checkpoint import load_component, save_component
 from xomni.data.world import WorldConfig
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.precision import native_bf16
@@ -102,9 +102,24 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
                                            n=10, shard_size=4, height=64, width=64, batch_size=4))
     indices, codes = tokenize.load_shards(shards)
     assert indices.tolist() == list(range(10)) and codes.shape == (10, 4, 4)
+    written = {f.name: f.stat().st_mtime_ns for f in shards.glob("shard_*")}
     again = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
                                           n=10, shard_size=4, height=64, width=64))
-    assert torch.equal(tokenize.load_shards(again)[1], codes)  # existing shards are kept
+    assert torch.equal(tokenize.load_shards(again)[1], codes)  # existing shards are kept, not written again
+    assert {f.name: f.stat().st_mtime_ns for f in shards.glob("shard_*")} == written
+    vq = train_tokenizer.load_tokenizer(tmp_path / "tokenizer")  # another tokenizer's weights at another path
+    with torch.no_grad():
+        next(vq.parameters()).add_(1.0)
+    save_component(tmp_path / "tok2", vq.config, vq)
+    fewer = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tok2"), out=str(tmp_path / "shards"),
+                                          n=6, shard_size=4, height=64, width=64))
+    assert tokenize.load_shards(fewer)[0].tolist() == list(range(6))  # the third shard, beyond --n, is gone
+    assert all(f.stat().st_mtime_ns != written[f.name] for f in shards.glob("shard_*"))  # re-encoded
+    assert {tokenize.shard_meta(f)["tokenizer_digest"] for f in shards.glob("shard_*")} == \
+        {tokenize.tokenizer_digest(tmp_path / "tok2")} != {tokenize.tokenizer_digest(tmp_path / "tokenizer")}
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
+                                           n=10, shard_size=4, height=64, width=64))
+    assert torch.equal(tokenize.load_shards(shards)[1], codes)
     dense = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
                                           n=4, height=64, width=64, dense_text=True))
     assert dense.name == "train-dense_64x64" and tokenize.shard_world(dense)[1].dense_text

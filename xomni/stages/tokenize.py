@@ -5,12 +5,16 @@
 
 Later stages (decoder, AR model) read codes from here and never run the encoder, as LlamaGen extracts its codes
 once. A shard is a safetensors file with `indices` (N,) scene indices and `codes` (N, h, w) int16, plus metadata
-(split, image size, tokenizer path). Scenes are deterministic from (split, index, size), so pixels and text are
-re-derived from the world on demand. Shards already written are skipped, so an interrupted run resumes.
+(split, image size, tokenizer path and a digest of its weights). Scenes are deterministic from (split, index,
+size), so pixels and text are re-derived from the world on demand. A shard already written for the same world
+version, scenes and tokenizer weights is skipped, so an interrupted run resumes; one written otherwise (another
+tokenizer at the same path, another --start or --shard-size) is written again, and shards beyond --n are removed,
+since later stages read every shard in the folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,34 +60,52 @@ def shard_world(folder: str | Path) -> tuple[str, WorldConfig]:
 def main(cfg: Config) -> Path:
     check_at_least(cfg, 1, "n", "shard_size", "batch_size")
     vq = load_tokenizer(cfg.tokenizer)
+    digest = tokenizer_digest(cfg.tokenizer)
     world = WorldConfig(width=cfg.width, height=cfg.height, dense_text=cfg.dense_text)
     folder = shard_dir(cfg.out, cfg.split, cfg.height, cfg.width, cfg.dense_text)
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size
     for s in tqdm(range(n_shards), desc=f"tokenize {cfg.split} {cfg.height}x{cfg.width}", dynamic_ncols=True):
         path = folder / f"shard_{s:05d}.safetensors"
-        if path.is_file() and shard_version(path) == SPLIT_VERSION:
-            continue  # done; a shard of another world version is written again
         lo = cfg.start + s * cfg.shard_size
         hi = min(cfg.start + cfg.n, lo + cfg.shard_size)
+        want = {"split_version": SPLIT_VERSION, "tokenizer_digest": digest, "first": str(lo), "stop": str(hi)}
+        if path.is_file() and all(shard_meta(path).get(k) == v for k, v in want.items()):
+            continue  # done
         codes = []
         for b in range(lo, hi, cfg.batch_size):
             _, pixels = scene_batch(world, cfg.split, range(b, min(hi, b + cfg.batch_size)))
             codes.append(vq.encode(pixels).to(torch.int16))
         tmp = path.with_suffix(".tmp")
-        meta = {"split": cfg.split, "split_version": SPLIT_VERSION, "height": str(cfg.height),
-                "width": str(cfg.width), "dense_text": str(cfg.dense_text), "tokenizer": str(cfg.tokenizer)}
+        meta = {"split": cfg.split, "height": str(cfg.height), "width": str(cfg.width),
+                "dense_text": str(cfg.dense_text), "tokenizer": str(cfg.tokenizer), **want}
         save_file({"indices": torch.arange(lo, hi), "codes": torch.cat(codes)}, str(tmp), metadata=meta)
         tmp.replace(path)
+    for extra in sorted(folder.glob("shard_*.safetensors"))[n_shards:]:  # from an earlier, larger --n
+        extra.unlink()
     info = {"n": cfg.n, "start": cfg.start, "dense_text": cfg.dense_text, "tokenizer": cfg.tokenizer}
     write_text_atomically(folder / "info.json", json.dumps(info) + "\n")
     return folder
 
 
+def tokenizer_digest(path: str | Path) -> str:
+    """A short digest of a tokenizer's weights: which tokenizer wrote a shard, whatever its folder is called."""
+    h = hashlib.sha256()
+    with open(Path(path) / "model.safetensors", "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def shard_meta(path: Path) -> dict:
+    """A shard's metadata (split, world version, scenes, tokenizer)."""
+    with safe_open(str(path), "pt") as h:
+        return h.metadata() or {}
+
+
 def shard_version(path: Path) -> str | None:
     """The world split version a shard was tokenized from (its metadata)."""
-    with safe_open(str(path), "pt") as h:
-        return (h.metadata() or {}).get("split_version")
+    return shard_meta(path).get("split_version")
 
 
 def load_shards(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
