@@ -118,6 +118,13 @@ def test_a_resumed_log_drops_the_steps_after_its_checkpoint(tmp_path):
     with open_log(tmp_path / "new.jsonl", 0) as log:
         log.write("{}\n")
     assert (tmp_path / "new.jsonl").read_text() == "{}\n"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # killed mid-write
+    with open_log(path, 2) as log:
+        log.write(json.dumps({"step": 3}) + "\n")
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"step": 1}, {"step": 2}, {"step": 3}]
+    path.write_text('{"step": 1}\n{"st\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        open_log(path, 2)
 
 
 def test_a_resume_is_held_to_the_settings_the_run_saved(tmp_path):

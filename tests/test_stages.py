@@ -94,6 +94,9 @@ def test_lm_only_keeps_the_tokenizer_frozen(tmp_path, presets):
     assert (tmp_path / "alignment_lm" / "model.safetensors").read_bytes() != lm_pixels
     with pytest.raises(ValueError, match="lm-only"):
         train_tokenizer.main(_tok_cfg(tmp_path / "x", steps=1, shards=str(shards)))
+    with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
+        train_tokenizer.main(_tok_cfg(tmp_path / "x", steps=1, sizes="128"))
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypatch):

@@ -251,12 +251,25 @@ def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str
 def open_log(path: str | Path, step: int):
     """Open a stage's jsonl log for appending, resuming at `step`: records of later steps (written after the last
     checkpoint by a run that was then killed) are dropped first, atomically, since the resumed run writes them again.
-    Records without a step are kept."""
+    Records without a step are kept; a last line cut short (the run killed mid-write) is dropped, a broken line
+    before it is an error naming the file."""
     path = Path(path)
     if path.is_file():
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if not line.strip() or json.loads(line).get("step", -1) <= step]
-        if len(kept) != len(lines):
+        kept = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                kept.append(line)
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    continue
+                raise ValueError(f"{path}, line {i + 1}, is not a JSON record; mend or remove it to resume") from None
+            if record.get("step", -1) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if kept != lines:
             _write_file_atomically(path, lambda tmp: Path(tmp).write_text("".join(kept)))
     return open(path, "a")
 

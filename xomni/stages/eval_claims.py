@@ -11,7 +11,7 @@ reused (eval_suite keeps images, judgements and scores), so a rerun only scores 
 
 Writes OUT/claims.md (the table, then the share of derailed images per model, suite and scale, as
 `xomni.engine.derailed` counts them), OUT/claims.json (the table, every score and derailed share), OUT/figure2b.svg
-(the probe curves), and each evaluation under OUT/<model>/<suite>_cfg<scale>/. The checks themselves are
+(the probe curves of the runs that probed), and each evaluation under OUT/<model>/<suite>_cfg<scale>/. The checks themselves are
 xomni/eval/claims.py.
 """
 
@@ -61,7 +61,10 @@ def main(cfg: Config) -> dict:
     unknown = sorted(set(suites) - set(GENERATION))
     if unknown or not suites:
         raise ValueError(f"--suites takes some of {', '.join(GENERATION)}; got {cfg.suites!r}")
-    scales = [float(c) for c in cfg.cfg_scales.split(",")]
+    try:
+        scales = [float(c) for c in cfg.cfg_scales.split(",")]
+    except ValueError:
+        raise ValueError(f"--cfg-scales takes numbers separated by commas, got {cfg.cfg_scales!r}") from None
     if C.NO_CFG not in scales:
         raise ValueError("--cfg-scales must include 1 (no CFG): every claim compares against it")
     out = Path(cfg.out)
@@ -92,10 +95,13 @@ def main(cfg: Config) -> dict:
     write_text_atomically(out / "claims.md", C.markdown(table) + note)
     record = {"config": asdict(cfg), "claims": [c.to_dict() for c in table], "scores": scores, "derailed": derailed}
     write_text_atomically(out / "claims.json", json.dumps(record, indent=2) + "\n")
-    curves = [(run.name, *C.probe_curve(rows)) for run, rows in zip(runs, probes)]
-    last = max(s for _, curve, _ in curves for s, _ in curve)
-    series = [(f"GRPO {name}: probe mean", curve) for name, curve, _ in curves]
-    series += [(f"SFT best-of-G ({name}'s probe)", [(0, best), (last, best)]) for name, _, best in curves]
-    write_text_atomically(out / "figure2b.svg", svg_curves(series, width=480, height=220))
+    # Figure 2b from the runs that probed (`--probe-prompts 0` runs have no curve)
+    curves = [(run.name, curve, best) for run, rows in zip(runs, probes) for curve, best in [C.probe_curve(rows)]
+              if curve and best is not None]
+    if curves:
+        last = max(s for _, curve, _ in curves for s, _ in curve)
+        series = [(f"GRPO {name}: probe mean", curve) for name, curve, _ in curves]
+        series += [(f"SFT best-of-G ({name}'s probe)", [(0, best), (last, best)]) for name, _, best in curves]
+        write_text_atomically(out / "figure2b.svg", svg_curves(series, width=480, height=220))
     print(C.markdown(table) + note)
     return {"out": str(out), "met": sum(c.met for c in table), "claims": len(table)}

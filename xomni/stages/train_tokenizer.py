@@ -104,10 +104,14 @@ class Config:
 
 
 def parse_sizes(sizes: str) -> list[tuple[int, int]]:
+    """"128x128,64x128" -> [(128, 128), (64, 128)] (height x width), or a clear error."""
     out = []
     for item in sizes.split(","):
-        h, w = item.lower().split("x")
-        out.append((int(h), int(w)))
+        try:
+            h, w = (int(x) for x in item.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--sizes takes HEIGHTxWIDTH[,HEIGHTxWIDTH...], got {sizes!r}") from None
+        out.append((h, w))
     return out
 
 
@@ -259,6 +263,9 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
 
 def main(cfg: Config) -> dict:
     check_at_least(cfg, 1, "steps", "batch_size", "save_every", "eval_every", "eval_n", "restart_every")
+    if cfg.shards and not cfg.lm_only:
+        raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
+    parse_sizes(cfg.sizes)  # before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -308,8 +315,6 @@ def main(cfg: Config) -> dict:
                                       "opt": opt.state_dict(), "usage": usage, "step": step,
                                       "torch_rng": torch.get_rng_state()}, cfg)
 
-    if cfg.shards and not cfg.lm_only:
-        raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
     from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed) if cfg.shards else None
     log = open_log(out / "tokenizer_log.jsonl", step)
     metrics: dict = {}
