@@ -21,7 +21,9 @@ stand-ins for that pretraining: phase `text` trains a random one on the world's 
 questions and answers); or `--llm-init DIR` starts pretrain1 from the tokenizer stage's alignment LM, a Qwen2 of the
 tiny LLM's shape that has learned the world's language and to answer from the semantic tokens (see
 `alignment_start`). The second reads the image after 200 steps, the first had not after 1,800 (docs/unified.md).
-At paper scale, `--init` is a Qwen2.5 folder and `text` is skipped.
+At paper scale the LLM starts from Qwen2.5 (`xomni.model.unified.load_pretrained(model, DIR, "qwen2")`) and `text`
+is skipped; this stage does not take a Qwen2.5 folder yet (`--init` reads our own checkpoints; README, "Paper
+scale").
 
 Data: token shards from `xomni tokenize` (the encoder never runs here), scenes re-derived from their indices, one
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
