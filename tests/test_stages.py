@@ -506,3 +506,44 @@ def test_quoted_text_answers_are_spelled_by_a_spelling_tokenizer():
     assert changed == [(said, f'"{said}"')]
     tok = TextTokenizer.train_bpe([f"{q} {a}" for q, a in pairs[False]] * 20, 300, spell_quoted=True)
     assert len(tok.encode(f'"{said}"')) == len(said) + 2 and len(tok.encode(said)) < len(said)
+
+
+def test_decoder_stage_starts_from_a_local_flux_folder(tmp_path, presets, monkeypatch):
+    """Paper scale in small: the transformer from a FLUX.1 folder's transformer/, its VAE as the codec (recorded
+    in the saved config, so the pipeline reconstructs through it)."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    from xomni.decoder.codec import LatentCodec
+    from xomni.pipeline import ImagePipeline
+
+    flux_cfg = DecoderConfig(in_channels=4, patch_px=16, patch_size=2, num_layers=1, num_single_layers=1,
+                             attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                             pooled_projection_dim=8, axes_dims_rope=(4, 6, 6), semantic_dim=32, guidance_embeds=True,
+                             vae_path=None, prediction="velocity")
+    monkeypatch.setitem(train_decoder.PRESETS, "flux-test", flux_cfg)
+    torch.manual_seed(0)
+    flux = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                  attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                  pooled_projection_dim=8, guidance_embeds=True, axes_dims_rope=(4, 6, 6))
+    flux.save_pretrained(tmp_path / "flux" / "transformer")
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                  norm_num_groups=4).save_pretrained(tmp_path / "flux" / "vae")
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=1))
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"),
+                                           n=4, height=64, width=64))
+    cfg = train_decoder.Config(preset="flux-test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
+                               out=str(tmp_path / "d"), steps=1, batch_size=2, eval_every=100, sample_steps=1,
+                               flux=str(tmp_path / "flux"))
+    with pytest.raises(ValueError, match="choose one"):
+        train_decoder.main(train_decoder.Config(**{**cfg.__dict__, "init": str(tmp_path / "d")}))
+    before = {k: v.clone() for k, v in flux.state_dict().items()}
+    train_decoder.main(cfg)
+    saved = load_component(tmp_path / "d" / "decoder", DecoderConfig, SemanticFlux)
+    assert saved.config.vae_path == str((tmp_path / "flux" / "vae").resolve())
+    after = saved.flux.state_dict()
+    assert all(torch.allclose(after[k], v, atol=1e-4) for k, v in before.items())  # one small step from FLUX's
+    assert any(not torch.equal(after[k], v) for k, v in before.items())  # ... and it did train
+    assert not torch.allclose(SemanticFlux(flux_cfg).flux.state_dict()["proj_out.weight"], before["proj_out.weight"])
+    pipe = ImagePipeline(train_tokenizer.load_tokenizer(tmp_path / "tokenizer"), saved, "tiny")
+    assert isinstance(pipe.codec, LatentCodec)

@@ -15,6 +15,8 @@ is weighted 1/t^2 toward the nearly clean inputs, where the transformer can copy
 `--prior-first N` spends the first N steps on the prior's regression alone (a fraction of a full step each), so the
 transformer starts from a prior that already draws E[patch | embedding] and learns what the prior cannot.
 `--init DIR` starts a fresh run from a trained decoder's weights (a fine-tune; the preset must match).
+`--flux DIR` (paper scale: `--preset paper`) starts the transformer from a local FLUX.1 folder (its transformer/)
+and makes its VAE (vae/) the codec the decoder reconstructs in, recorded in the saved decoder's config.
 `--bf16 true` (or auto: where the device computes bf16 natively) autocasts the training forward to bfloat16 (on this
 project's 2-core CPU with native bf16, 1.38x the images a second of float32, bench/decoder_speed.py; not the tiny
 recipe's default until a whole run shows the reconstructions hold).
@@ -62,6 +64,7 @@ class Config:
     prior_flow_grad: bool = True  # false: the prior learns from its own regression only, the flow loss trains the rest
     prior_first: int = 0  # first steps: the patch prior alone, by its regression (no transformer pass, cheap)
     init: str = ""  # a decoder checkpoint to start from (weights only: fresh optimiser and schedule); fresh runs only
+    flux: str = ""  # a local FLUX.1 folder (transformer/, vae/): the transformer starts from it, its VAE is the codec
     warmup: int = 100
     weight_decay: float = 0.0
     cond_drop: float = 0.0
@@ -132,7 +135,16 @@ def main(cfg: Config) -> dict:
     dec_config: DecoderConfig = PRESETS[cfg.preset]
     if dec_config.semantic_dim != vq.config.adapter_dim:
         raise ValueError(f"decoder preset expects {dec_config.semantic_dim}-d embeddings, tokenizer gives {vq.config.adapter_dim}")
-    net = SemanticFlux(dec_config)
+    if cfg.flux:  # paper scale: X-Omni's decoder is FLUX.1-dev with a new zero-initialised semantic map
+        if cfg.init:
+            raise ValueError("--flux and --init both give the starting weights: choose one")
+        vae = Path(cfg.flux) / "vae"
+        if not vae.is_dir():
+            raise FileNotFoundError(f"--flux {cfg.flux} has no vae/ folder (FLUX.1's layout: transformer/, vae/)")
+        dec_config = replace(dec_config, vae_path=str(vae.resolve()))  # saved in the decoder's config: its codec
+        net = SemanticFlux.from_flux(dec_config, cfg.flux)
+    else:
+        net = SemanticFlux(dec_config)
     bf16 = resolve_bf16(cfg.bf16, next(net.parameters()).device)
     cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
     prior = list(net.prior.parameters()) if net.prior is not None else []
