@@ -547,3 +547,46 @@ def test_decoder_stage_starts_from_a_local_flux_folder(tmp_path, presets, monkey
     assert not torch.allclose(SemanticFlux(flux_cfg).flux.state_dict()["proj_out.weight"], before["proj_out.weight"])
     pipe = ImagePipeline(train_tokenizer.load_tokenizer(tmp_path / "tokenizer"), saved, "tiny")
     assert isinstance(pipe.codec, LatentCodec)
+
+
+def test_ar_stage_starts_from_a_qwen2_folder_with_a_padded_vocabulary(tmp_path, presets, monkeypatch):
+    """Paper scale in small: `--init` a transformers Qwen2 folder whose embedding has more rows than the tokenizer
+    has tokens (as Qwen2.5-7B's): the LLM is Qwen's, untouched by pretrain1; image ids start after the padded rows."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from xomni.data.sequences import Formatter
+    from xomni.model.unified import UnifiedConfig, UnifiedModel
+    from xomni.stages import train_ar
+    from xomni.tokenizer.text import TextTokenizer
+
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=1, sizes="64x64"))
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=6,
+                                           height=64, width=64))
+    tok = TextTokenizer.from_file(tmp_path / "text_tokenizer.json")
+    padded = tok.vocab_size + 13
+    torch.manual_seed(0)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=padded, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                                        tie_word_embeddings=False))
+    qwen.save_pretrained(tmp_path / "qwen")
+    train_ar.main(train_ar.Config(phase="pretrain1", init=str(tmp_path / "qwen"), preset="tiny",
+                                  text_tokenizer=str(tmp_path / "text_tokenizer.json"), shards=str(shards),
+                                  tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "pt1"), steps=2,
+                                  batch_size=2, seq_len=200, eval_every=2, eval_n=2))
+    model = load_component(tmp_path / "pt1" / "model", UnifiedConfig, UnifiedModel)
+    assert model.config.text_vocab_size == padded and model.config.num_vision_layers == 1  # the tiny preset's
+    ours, theirs = model.state_dict(), qwen.state_dict()
+    assert torch.equal(ours["layers.0.mlp.up_proj.weight"], theirs["model.layers.0.mlp.up_proj.weight"])
+    assert torch.equal(ours["lm_head.weight"], theirs["lm_head.weight"])  # pretrain1 trains the vision parts only
+    fmt = Formatter(tok.padded_to(padded), model.config.codebook_size)
+    ids = fmt.generation("a red circle", [0, 1, 2, 3], 2, 2).ids
+    assert [i - padded for i in ids if i >= padded] == [0, 1, 2, 3]  # image code k is id padded + k
+    assert tok.padded_to(padded).image_grid(ids).count((-1, -1)) == len(ids) - 4
+    with pytest.raises(ValueError, match="cannot hold"):
+        tok.padded_to(tok.vocab_size - 1)
+    from xomni.engine import Engine
+
+    with pytest.raises(ValueError, match="text tokens"):  # the unpadded tokenizer does not fit the model
+        Engine(model, tok)
+    drawn = Engine(model, tok.padded_to(padded)).generate_image([tok.encode("a red circle")], 2, 2).tokens
+    assert drawn.shape == (1, 4) and bool((drawn >= padded).all())

@@ -109,6 +109,8 @@ class Pipeline:
         from xomni.data.sequences import Formatter
         from xomni.engine import Engine
 
+        if model.config.text_vocab_size > tok.vocab_size:  # a padded embedding (Qwen2.5's): image ids start after it
+            tok = tok.padded_to(model.config.text_vocab_size)
         self.image, self.model, self.tok, self.preset = image, model, tok, preset
         self.engine = Engine(model, tok)
         self.fmt = Formatter(tok, model.config.codebook_size)

@@ -339,6 +339,32 @@ def qwen2_key(name: str, config: UnifiedConfig) -> str | None:
     raise ValueError(f"unknown Qwen2 parameter {name!r}")
 
 
+def is_qwen2_folder(path) -> bool:
+    """A local transformers Qwen2/Qwen2.5 folder (its config.json says model_type qwen2), not one of our checkpoints."""
+    import json
+    from pathlib import Path
+
+    config = Path(path) / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") == "qwen2"
+
+
+def qwen2_unified_config(path, codebook_size: int, num_vision_layers: int, **overrides) -> UnifiedConfig:
+    """The UnifiedConfig of a Qwen2.5 folder's LLM with `num_vision_layers` vision-only blocks before and after it
+    and an image vocabulary of `codebook_size` codes (X-Omni's paper preset from Qwen2.5-7B's config.json)."""
+    import json
+    from pathlib import Path
+
+    c = json.loads((Path(path) / "config.json").read_text())
+    theta = c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+    return UnifiedConfig(**{
+        "text_vocab_size": c["vocab_size"], "codebook_size": codebook_size, "hidden_size": c["hidden_size"],
+        "num_layers": c["num_hidden_layers"], "num_vision_layers": num_vision_layers,
+        "num_heads": c["num_attention_heads"], "num_kv_heads": c.get("num_key_value_heads", c["num_attention_heads"]),
+        "intermediate_size": c["intermediate_size"], "max_positions": c["max_position_embeddings"],
+        "rope_theta": float(theta), "rms_norm_eps": c.get("rms_norm_eps", 1e-6),
+        "tie_word_embeddings": c.get("tie_word_embeddings", False), **overrides})
+
+
 @torch.no_grad()
 def load_pretrained(model: UnifiedModel, path, source: str) -> list[str]:
     """Load local safetensors weights into `model`; returns the names of ours they left at their initialisation.

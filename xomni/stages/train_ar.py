@@ -21,9 +21,11 @@ stand-ins for that pretraining: phase `text` trains a random one on the world's 
 questions and answers); or `--llm-init DIR` starts pretrain1 from the tokenizer stage's alignment LM, a Qwen2 of the
 tiny LLM's shape that has learned the world's language and to answer from the semantic tokens (see
 `alignment_start`). The second reads the image after 200 steps, the first had not after 1,800 (docs/unified.md).
-At paper scale the LLM starts from Qwen2.5 (`xomni.model.unified.load_pretrained(model, DIR, "qwen2")`) and `text`
-is skipped; this stage does not take a Qwen2.5 folder yet (`--init` reads our own checkpoints; README, "Paper
-scale").
+At paper scale the LLM starts from Qwen2.5 and `text` is skipped: `--init` given a transformers Qwen2/Qwen2.5
+folder builds the unified model on its LLM (`qwen2_unified_config`: its sizes, the preset's vision-only blocks, the
+tokenizer's codebook) and loads it (`load_pretrained(..., "qwen2")`); the vision-only blocks, image embedding, head
+and norm start new, for pretrain1. Its text tokenizer is Qwen2.5's (`--text-tokenizer DIR/tokenizer.json`, X-Omni's
+special tokens added), padded to the model's text rows, after which the image ids start (`TextTokenizer`).
 
 Data: token shards from `xomni tokenize` (the encoder never runs here), scenes re-derived from their indices, one
 generation or understanding sample each (xomni/data/sequences.py), packed into rows of `seq_len`. The loss is the
@@ -82,7 +84,8 @@ from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
                               scene_task)
 from xomni.errors import check_at_least
-from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel, load_pretrained_tensors
+from xomni.model.unified import (PRESETS, UnifiedConfig, UnifiedModel, is_qwen2_folder, load_pretrained,
+                                 load_pretrained_tensors, qwen2_unified_config)
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
@@ -99,7 +102,7 @@ class Config:
     text_tokenizer: str = "out/tiny/text_tokenizer.json"
     tokenizer: str = "out/tiny/tokenizer"  # SigLIP-VQ: its codebook size, and held-out codes for the evaluation
     shards: str = "out/tiny/shards/train_128x128,out/tiny/shards/train-dense_128x128"
-    init: str = ""  # the previous phase's model folder ("" = fresh weights)
+    init: str = ""  # the previous phase's model folder, or a Qwen2.5 folder (paper scale) ("" = fresh weights)
     out: str = "out/tiny/ar"
     steps: int = 1000
     batch_size: int = 32  # samples per step (packed into rows of seq_len)
@@ -415,7 +418,12 @@ def main(cfg: Config) -> dict:
 
     # model
     vq = load_tokenizer(cfg.tokenizer)
-    if cfg.init:
+    if cfg.init and is_qwen2_folder(cfg.init):  # paper scale: the LLM from Qwen2.5, the vision parts new
+        model = UnifiedModel(qwen2_unified_config(cfg.init, vq.config.codebook_size,
+                                                  PRESETS[cfg.preset].num_vision_layers,
+                                                  image_grid_embed=cfg.image_grid_embed))
+        load_pretrained(model, cfg.init, "qwen2")
+    elif cfg.init:
         model = load_component(cfg.init, UnifiedConfig, UnifiedModel)
         if cfg.image_grid_embed and model.config.image_grid_embed != cfg.image_grid_embed:
             model = with_grid_embed(model, cfg.image_grid_embed)
@@ -426,6 +434,8 @@ def main(cfg: Config) -> dict:
     mcfg = model.config
     bf16 = resolve_bf16(cfg.bf16, next(model.parameters()).device)
     cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
+    if mcfg.text_vocab_size > tok.vocab_size:  # a padded embedding (Qwen2.5's): image ids start after its rows
+        tok = tok.padded_to(mcfg.text_vocab_size)
     if mcfg.text_vocab_size != tok.vocab_size or mcfg.codebook_size != vq.config.codebook_size:
         raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
                          f"tokenizers' {tok.vocab_size} + {vq.config.codebook_size}")

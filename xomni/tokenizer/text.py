@@ -69,13 +69,25 @@ def _spelling(inner):
 
 
 class TextTokenizer:
-    """A `tokenizers.Tokenizer` that is guaranteed to carry X-Omni's special tokens."""
+    """A `tokenizers.Tokenizer` that is guaranteed to carry X-Omni's special tokens.
 
-    def __init__(self, tokenizer: Tokenizer):
+    `padded_to`: the text vocabulary of the model it serves, when its embedding has more rows than the tokenizer
+    has tokens (Qwen2.5-7B: 152,064 rows, X-Omni's too). Image code k is id `vocab_size + k` with `vocab_size` the
+    padded size, as in the official model; the rows between are ids no text encodes to."""
+
+    def __init__(self, tokenizer: Tokenizer, padded_to: int | None = None):
         missing = [t for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
         if missing:
             tokenizer.add_special_tokens(missing)
         self.tokenizer = tokenizer
+        own = tokenizer.get_vocab_size(with_added_tokens=True)
+        if padded_to is not None and padded_to < own:
+            raise ValueError(f"a text vocabulary of {padded_to} cannot hold this tokenizer's {own} tokens")
+        self.padded = padded_to if padded_to is not None and padded_to > own else None
+
+    def padded_to(self, size: int) -> "TextTokenizer":
+        """The same tokenizer serving a model with `size` text rows (>= its own vocabulary)."""
+        return TextTokenizer(self.tokenizer, size)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TextTokenizer":
@@ -121,11 +133,12 @@ class TextTokenizer:
             return self
         tok = Tokenizer.from_str(self.tokenizer.to_str())
         tok.pre_tokenizer = _spelling(tok.pre_tokenizer)
-        return TextTokenizer(tok)
+        return TextTokenizer(tok, self.padded)
 
     @property
     def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+        """The text vocabulary: the tokenizer's tokens, or the model's padded size (`padded_to`)."""
+        return self.padded or self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def token_id(self, token: str) -> int:
         idx = self.tokenizer.token_to_id(token)
