@@ -301,3 +301,26 @@ def test_rl_prompts_come_from_training_scenes_in_their_proportions():
     kinds = [scene.text.length if scene.text is not None else None for scene, _ in pairs]
     assert kinds.count("short") == kinds.count("long") == kinds.count(None) // 2 == 40
     assert levels == {"short", "medium", "dense", "photo"} and text_levels == {"short", "medium", "dense"}
+
+
+def test_a_checkpoint_is_read_by_its_own_presets_image_rules(checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from xomni.pipeline import checkpoint_preset
+    from xomni.tokenizer.siglip_vq import PRESETS
+
+    assert checkpoint_preset(checkpoint) == "tiny" and checkpoint_preset(tmp_path / "nothing") == "tiny"
+    paper = tmp_path / "paper"
+    shutil.copytree(checkpoint, paper)
+    meta = paper / "tokenizer" / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "config": {"preset": "paper"}}))
+    assert checkpoint_preset(paper) == "paper"
+    assert Pipeline.from_pretrained(paper).preset == "paper"
+    with pytest.raises(ValueError, match="minimum side of 128"):  # the paper rule refuses what tiny takes
+        Pipeline.from_pretrained(paper).codes_of(Image.new("RGB", (64, 64)))
+    meta.unlink()  # no meta: the preset whose tokenizer sizes the config has
+    sizes = {k: getattr(PRESETS["paper"], k) for k in ("hidden_size", "num_layers", "codebook_size")}
+    config = paper / "tokenizer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), **sizes}))
+    assert checkpoint_preset(paper) == "paper"

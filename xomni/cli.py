@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="image -> tokens -> decoder -> image",
                        description="Reconstruct one image through the semantic tokens. The image is converted to RGB "
-                                   "(alpha composited over white) and resized by the preset's rule.")
+                                   "(alpha composited over white) and resized by the checkpoint's preset's rule.")
     p.add_argument("image", help="input image file")
     p.add_argument("--out", required=True, help="output PNG path")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("understand", help="image + question(s) -> answers with the unified model",
                        description="Answer questions about an image: tokenizer -> AR model (greedy). Each question is "
                                    "asked on its own (not as a conversation); the weights load once.")
-    p.add_argument("--image", required=True, help="image file (converted to RGB, resized by the preset's rule)")
+    p.add_argument("--image", required=True, help="image file (converted to RGB, resized by the checkpoint's preset's rule)")
     p.add_argument("--question", required=True, action="append", help="a question; repeat the flag to ask several")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64, help="answer length limit")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")
@@ -284,10 +284,11 @@ def _config(config_cls, args):
 def _reconstruct(args) -> dict:
     from pathlib import Path
 
-    from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline
+    from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, checkpoint_preset
     from xomni.tokenizer.preprocess import load_image, prepare_image
 
-    image = prepare_image(load_image(args.image), "tiny")  # validate before loading any weights
+    preset = checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT)  # the checkpoint's own image rules
+    image = prepare_image(load_image(args.image), preset)  # validate before loading any weights
     _check_file_out(args.out)
     pipe = ImagePipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
     out = pipe.reconstruct_images([image], steps=args.steps, seed=args.seed)[0]
@@ -339,10 +340,10 @@ def _generate(args) -> dict:
     from pathlib import Path
 
     from xomni.engine import Sampling
-    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size
+    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size, checkpoint_preset
 
     width, height = _size(args.size)
-    check_generation_size(width, height)  # before any weights load
+    check_generation_size(width, height, checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT))  # before weights
     if not args.prompt.strip():
         raise ValueError("the prompt is empty")
     if args.n < 1:
@@ -367,12 +368,13 @@ def _generate(args) -> dict:
 
 
 def _understand(args) -> dict:
-    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline
+    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, checkpoint_preset
     from xomni.tokenizer.preprocess import load_image, prepare_image
 
     if not all(q.strip() for q in args.question):
         raise ValueError("a question is empty")
-    image = prepare_image(load_image(args.image), "tiny")  # validate before loading any weights
+    preset = checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT)  # the checkpoint's own image rules
+    image = prepare_image(load_image(args.image), preset)  # validate before loading any weights
     pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
     return {"image": args.image, "answers": [{"question": q, "answer": pipe.understand(image, q, args.max_new_tokens)}
                                              for q in args.question]}

@@ -7,6 +7,7 @@ multi-turn conversations in which a generated image's tokens stay in the context
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,31 @@ from xomni.decoder.codec import make_codec
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import sample
 from xomni.tokenizer.preprocess import RULES, prepare_image
+from xomni.tokenizer.siglip_vq import PRESETS as TOKENIZER_PRESETS
 from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "tiny"
+
+
+def checkpoint_preset(path: str | Path) -> str:
+    """The preset a checkpoint folder's images are prepared by (its resize rule, its generation sizes): the one its
+    tokenizer was trained with (tokenizer/meta.json), else the preset whose tokenizer sizes its config.json has,
+    else tiny. Read before any weights load."""
+    folder = Path(path) / "tokenizer"
+
+    def read(name: str) -> dict:
+        try:
+            return json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    preset = (read("meta.json").get("config") or {}).get("preset")
+    if preset in RULES:
+        return preset
+    sizes = read("config.json")
+    found = [name for name, c in TOKENIZER_PRESETS.items()
+             if all(sizes.get(k) == getattr(c, k) for k in ("hidden_size", "num_layers", "codebook_size"))]
+    return found[0] if len(found) == 1 and found[0] in RULES else "tiny"
 
 
 @dataclass
@@ -35,8 +58,10 @@ class ImagePipeline:
         self.codec = make_codec(self.decoder.config)  # pixels (tiny) or FLUX VAE latents (paper)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str = "tiny") -> "ImagePipeline":
+    def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str | None = None) -> "ImagePipeline":
+        """preset: the image rules (default: the checkpoint's own, `checkpoint_preset`)."""
         path = Path(path)
+        preset = preset or checkpoint_preset(path)
         if not (path / "tokenizer" / "config.json").is_file():
             raise FileNotFoundError(f"no checkpoint at {path}; train one with `bash runs/cpu_tiny.sh` "
                                     "(it writes checkpoints/tiny) or pass --checkpoint DIR")
@@ -118,7 +143,8 @@ class Pipeline:
             raise ValueError("the AR model's image vocabulary does not match the tokenizer's codebook")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str = "tiny") -> "Pipeline":
+    def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str | None = None) -> "Pipeline":
+        """preset: the image rules (default: the checkpoint's own, `checkpoint_preset`)."""
         from xomni.model.unified import UnifiedConfig, UnifiedModel
         from xomni.tokenizer.text import TextTokenizer
 
@@ -128,8 +154,8 @@ class Pipeline:
             raise FileNotFoundError(f"checkpoint {path} lacks {', '.join(missing)}; train one with "
                                     "`bash runs/cpu_tiny.sh` or pass --checkpoint DIR")
         model = load_component(path / "ar", UnifiedConfig, UnifiedModel).eval().requires_grad_(False)
-        return cls(ImagePipeline.from_pretrained(path, preset), model, TextTokenizer.from_file(path / "text_tokenizer.json"),
-                   preset)
+        image = ImagePipeline.from_pretrained(path, preset)
+        return cls(image, model, TextTokenizer.from_file(path / "text_tokenizer.json"), image.preset)
 
     def generate(self, prompts: list[str], width: int = 128, height: int = 128, sampling=None, seed: int = 0,
                  decoder_steps: int = 20) -> tuple[list[Image.Image], torch.Tensor]:
