@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -186,6 +187,10 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
     publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship"), decoder=str(tmp_path / "b" / "decoder")))
     shipped = load_component(tmp_path / "ship" / "decoder", DecoderConfig, SemanticFlux).state_dict()
     assert all(torch.equal(shipped[k], after[k].half().float()) for k in after)
+    shutil.copytree(tmp_path / "ship" / "decoder", tmp_path / "ship" / "ar")  # an AR model an earlier publish left
+    assert publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship"),
+                                       decoder=str(tmp_path / "b" / "decoder")))["removed"] == ["ar"]
+    assert not (tmp_path / "ship" / "ar").exists() and (tmp_path / "ship" / "alignment_lm").is_dir()
     monkeypatch.setattr(publish, "INT8_MIN", 64)  # the test decoder's matrices are small
     publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship8"), decoder=str(tmp_path / "b" / "decoder"),
                  int8=True))

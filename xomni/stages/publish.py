@@ -20,6 +20,7 @@ import torch
 from xomni.checkpoint import export_component, write_text_atomically
 
 REQUIRED = ("tokenizer", "decoder")
+OPTIONAL = ("ar", "alignment_lm")
 INT8_MIN = 65536  # with --int8: the matrices stored as int8 (embeddings, heads, attention and MLP weights)
 # The tokenizer stays in fp16 under --int8: its codes are the vocabulary every other part was trained on, and int8
 # encoder weights change 1.6% of them (bench/int8_weights.py, docs/unified.md).
@@ -49,8 +50,8 @@ def main(cfg: Config) -> dict:
     missing = [str(p) for p in sources.values() if not (p / "model.safetensors").is_file()]
     if missing or not (run / "text_tokenizer.json").is_file():
         raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
-    dest.mkdir(parents=True, exist_ok=True)
     metrics = json.loads(Path(cfg.metrics).read_text()) if cfg.metrics else None
+    dest.mkdir(parents=True, exist_ok=True)
     sizes = {}
     for c, source in sources.items():
         int8 = cfg.int8 and c not in INT8_EXEMPT
@@ -66,4 +67,9 @@ def main(cfg: Config) -> dict:
     text_tok = dest / "text_tokenizer.json"
     if not (text_tok.exists() and text_tok.samefile(run / "text_tokenizer.json")):  # not onto itself (--run == --dest)
         shutil.copyfile(run / "text_tokenizer.json", text_tok)
-    return {"dest": str(dest), "megabytes": sizes}
+    # a part an earlier publish left that this one does not ship would be read with the new parts (an old AR model
+    # beside a new tokenizer): removed, unless the folder is the run itself
+    stale = [c for c in OPTIONAL if c not in sources and (dest / c).is_dir() and dest.resolve() != run.resolve()]
+    for c in stale:
+        shutil.rmtree(dest / c)
+    return {"dest": str(dest), "megabytes": sizes, **({"removed": stale} if stale else {})}
