@@ -86,6 +86,9 @@ def test_failed_save_leaves_the_old_checkpoint_whole(tmp_path):
     again = load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
     assert torch.equal(again.codebook, vq.codebook)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temporary folder left behind
+    (tmp_path / "tok").rename(tmp_path / ".tok.old")  # killed between the swap's two renames
+    assert torch.equal(load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ).codebook, vq.codebook)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # put back
 
 
 def test_fp16_save_loads_back_as_fp32(tmp_path):

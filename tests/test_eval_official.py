@@ -71,6 +71,10 @@ def test_oneig_splits_grids_and_skips_black_tiles(tmp_path, bench):
     metrics = eval_official.main(cfg)
     assert metrics["tiles"] == 1 and metrics["skipped_prompts"] == 1  # 001 has no image
     assert metrics["score"] == 1.0 and metrics["ED"] == 0
+    with pytest.raises(ValueError, match="made with"):  # other tiles, same --out: not mixed with those results
+        eval_official.main(eval_official.Config(**{**cfg.__dict__, "tiles": "1,1"}))
+    with pytest.raises(ValueError, match="pic-num"):
+        eval_official.main(eval_official.Config(**{**cfg.__dict__, "benchmark": "dpg", "pic_num": 2}))
 
 
 def test_geneval_layout_with_the_scene_judge(tmp_path):

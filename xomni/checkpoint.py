@@ -65,6 +65,9 @@ def _atomic_dir(path: Path):
 
 
 def _swap_in(tmp: Path, path: Path) -> None:
+    """Replace the folder `path` by `tmp`: two renames (the old one aside, the new one in), then the old one removed.
+    A kill between the renames leaves no `path` and the old one aside: `recover` puts it back."""
+    recover(path)
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
@@ -74,6 +77,13 @@ def _swap_in(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old)
+
+
+def recover(path: Path) -> None:
+    """A component folder a kill left set aside mid-swap (`_swap_in`), put back where it was."""
+    old = path.with_name(f".{path.name}.old")
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
 
 
 def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: dict | None = None,
@@ -147,6 +157,7 @@ def dequantize_int8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_config(path: str | Path, config_cls: type) -> Any:
     path = Path(path)
+    recover(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no checkpoint at {path} (config.json missing)")
     raw = json.loads((path / "config.json").read_text())

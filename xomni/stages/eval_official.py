@@ -84,18 +84,23 @@ def make_text_judge(spec: str, workers: int):
 
 
 class Results:
-    """results.jsonl, appended per image; what is there already is kept and skipped on a rerun."""
+    """results.jsonl, appended per image; what is there already is kept and skipped on a rerun, if it was judged
+    by the same judge with the same settings (each row records them; rows from before settings were recorded are
+    held to the judge alone)."""
 
-    def __init__(self, path: Path, judge: str):
-        self.path, self.judge = path, judge
+    def __init__(self, path: Path, judge: str, settings: dict | None = None):
+        self.path, self.judge, self.settings = path, judge, settings or {}
         self.rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
         if self.rows and self.rows[0].get("judge") != judge:
             raise ValueError(f"{path} holds results of judge {self.rows[0].get('judge')!r}, not {judge!r}; "
                              "pass another --out or delete it")
+        if self.rows and self.rows[0].get("settings", self.settings) != self.settings:
+            raise ValueError(f"{path} holds results made with {self.rows[0]['settings']}, not {self.settings}; "
+                             "pass another --out or delete it")
         self.done = {r["image"] for r in self.rows}
 
     def add(self, row: dict) -> None:
-        row = {"judge": self.judge, **row}
+        row = {"judge": self.judge, "settings": self.settings, **row}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.rows.append(row)
@@ -116,7 +121,7 @@ def run_longtext(cfg: Config, out: Path) -> dict:
     if not files:
         raise FileNotFoundError(f"no .png images in {cfg.images} (expected <prompt_id>_<k>.png)")
     judge = make_text_judge(cfg.judge, cfg.ocr_workers)
-    results = Results(out / "results.jsonl", judge.name)
+    results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     for path in tqdm([f for f in files if f.name not in results.done], desc="longtext", dynamic_ncols=True):
         pid = _prompt_id(path.name)
         if pid not in prompts:
@@ -142,7 +147,7 @@ def run_oneig(cfg: Config, out: Path) -> dict:
         rows = list(csv.DictReader(f))
     cols, rows_n = (int(x) for x in cfg.tiles.split(","))
     judge = make_text_judge(cfg.judge, cfg.ocr_workers)
-    results = Results(out / "results.jsonl", judge.name)
+    results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     skipped = []
     for row in tqdm(rows, desc="oneig", dynamic_ncols=True):
         matches = sorted(Path(cfg.images).glob(f"{row['id']}*"))
@@ -178,7 +183,7 @@ def run_geneval(cfg: Config, out: Path) -> dict:
     if not folders:
         raise FileNotFoundError(f"no <NNNNN>/ prompt folders in {cfg.images} (GenEval layout: "
                                 "<NNNNN>/metadata.jsonl and <NNNNN>/samples/<k>.png)")
-    results = Results(out / "results.jsonl", judge.name)
+    results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     for folder in tqdm(folders, desc="geneval", dynamic_ncols=True):
         meta_path = folder / "metadata.jsonl"
         try:
@@ -230,7 +235,7 @@ def run_dpg(cfg: Config, out: Path) -> dict:
     from xomni.eval.official_judges import load_official_judge
 
     judge = load_official_judge(name, path)
-    results = Results(out / "results.jsonl", judge.name)
+    results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     files = sorted(p for p in Path(cfg.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     skipped = []
     for path_ in tqdm([f for f in files if f.name not in results.done], desc="dpg", dynamic_ncols=True):
@@ -255,7 +260,15 @@ def run_dpg(cfg: Config, out: Path) -> dict:
             "skipped": len(skipped), "judge": judge.name}
 
 
+def _settings(cfg: Config) -> dict:
+    """What a benchmark's results depend on besides the images and the judge."""
+    return {"longtext": {"lang": cfg.lang}, "oneig": {"lang": cfg.lang, "tiles": cfg.tiles}, "geneval": {},
+            "dpg": {"pic_num": cfg.pic_num, "skip_first_question": cfg.skip_first_question}}[cfg.benchmark]
+
+
 def main(cfg: Config) -> dict:
+    if cfg.pic_num not in (1, 4):
+        raise ValueError(f"--pic-num is 1 or 4 (a 2x2 grid), got {cfg.pic_num}")
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {cfg.benchmark!r}; choose one of {BENCHMARKS}")
     if cfg.lang not in ("en", "zh"):
