@@ -241,6 +241,22 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
                                                  "checkpoint": str(checkpoint), "n": 2, "source": "model", "steps": 1,
                                                  "cfg": 1.5, **bad}))
         assert image.stat().st_mtime_ns == made and sampled.is_file() and (tmp_path / "t" / "judged.jsonl").is_file()
+    # a checkpoint rebuilt at the same path (its AR weights rewritten) is another model: sampled afresh
+    import shutil
+
+    rebuilt = tmp_path / "rebuilt"
+    shutil.copytree(checkpoint, rebuilt)
+    run = eval_suite.Config(suite="synth-text-en", out=str(tmp_path / "r"), checkpoint=str(rebuilt), n=2,
+                            source="model", steps=1)
+    drawn = tmp_path / "r" / "images" / "0000.png"
+    eval_suite.main(run)
+    first = drawn.stat().st_mtime_ns
+    eval_suite.main(run)
+    assert drawn.stat().st_mtime_ns == first  # the same weights: reused
+    weights = rebuilt / "ar" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())
+    eval_suite.main(run)
+    assert drawn.stat().st_mtime_ns != first
     vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))
     assert vqa["judge"] == "unified-model"
 

@@ -62,10 +62,29 @@ class Config:
 
 
 def _manifest_header(cfg: Config) -> dict:
+    uses_checkpoint = cfg.source != "renders" or cfg.suite in UNDERSTANDING
     return {"suite": cfg.suite, "version": suites.version(), "n": cfg.n, "source": cfg.source,
-            "checkpoint": cfg.checkpoint if cfg.source != "renders" or cfg.suite in UNDERSTANDING else None,
+            "checkpoint": cfg.checkpoint if uses_checkpoint else None,
+            "weights": weights_stamp(cfg.checkpoint) if uses_checkpoint else None,
             "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p,
             "split": cfg.split}
+
+
+def weights_stamp(checkpoint: str | Path) -> dict:
+    """Size and modification time of each part's weights: a checkpoint rebuilt at the same path is another one."""
+    stamp = {}
+    for part in ("tokenizer", "decoder", "ar", "alignment_lm"):
+        f = Path(checkpoint) / part / "model.safetensors"
+        if f.is_file():
+            st = f.stat()
+            stamp[part] = [st.st_size, st.st_mtime_ns]
+    return stamp
+
+
+def _same_run(old: dict, header: dict) -> bool:
+    """Whether a folder's manifest header is this run's (a header written before weights were stamped is held to
+    everything else)."""
+    return all(old.get(k) == v for k, v in header.items() if k in old or k != "weights")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -258,7 +277,7 @@ def main(cfg: Config) -> dict:
     manifest = out / "manifest.jsonl"
     if manifest.is_file():
         old = _read_jsonl(manifest)
-        if old and old[0] != header:  # a different suite, source, checkpoint or judge: start afresh
+        if old and not _same_run(old[0], header):  # another suite, source, checkpoint, weights or judge: afresh
             for p in (out / "images").glob("*.png"):
                 p.unlink()
             (out / "judged.jsonl").unlink(missing_ok=True)
