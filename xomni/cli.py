@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("understand", help="image + question(s) -> answers with the unified model",
                        description="Answer questions about an image: tokenizer -> AR model (greedy). Each question is "
                                    "asked on its own (not as a conversation); the weights load once.")
-    p.add_argument("--image", required=True, help="image file (converted to RGB, resized by the checkpoint's preset's rule)")
+    p.add_argument("--image", required=True,
+                   help="image file (converted to RGB, resized by the rule of the checkpoint's preset)")
     p.add_argument("--question", required=True, action="append", help="a question; repeat the flag to ask several")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64, help="answer length limit")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped tiny checkpoint)")

@@ -19,7 +19,9 @@ computes and then discards elsewhere. Plain 1-D RoPE over the whole sequence.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -341,9 +343,6 @@ def qwen2_key(name: str, config: UnifiedConfig) -> str | None:
 
 def is_qwen2_folder(path) -> bool:
     """A local transformers Qwen2/Qwen2.5 folder (its config.json says model_type qwen2), not one of our checkpoints."""
-    import json
-    from pathlib import Path
-
     config = Path(path) / "config.json"
     return config.is_file() and json.loads(config.read_text()).get("model_type") == "qwen2"
 
@@ -351,9 +350,6 @@ def is_qwen2_folder(path) -> bool:
 def qwen2_unified_config(path, codebook_size: int, num_vision_layers: int, **overrides) -> UnifiedConfig:
     """The UnifiedConfig of a Qwen2.5 folder's LLM with `num_vision_layers` vision-only blocks before and after it
     and an image vocabulary of `codebook_size` codes (X-Omni's paper preset from Qwen2.5-7B's config.json)."""
-    import json
-    from pathlib import Path
-
     c = json.loads((Path(path) / "config.json").read_text())
     theta = c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta", 10000.0)
     return UnifiedConfig(**{

@@ -11,8 +11,8 @@ reused (eval_suite keeps images, judgements and scores), so a rerun only scores 
 
 Writes OUT/claims.md (the table, then the share of derailed images per model, suite and scale, as
 `xomni.engine.derailed` counts them), OUT/claims.json (the table, every score and derailed share), OUT/figure2b.svg
-(the probe curves of the runs that probed), and each evaluation under OUT/<model>/<suite>_cfg<scale>/. The checks themselves are
-xomni/eval/claims.py.
+(the probe curves of the runs that probed), and each evaluation under OUT/<model>/<suite>_cfg<scale>/. The checks
+themselves are xomni/eval/claims.py.
 """
 
 from __future__ import annotations
