@@ -278,6 +278,9 @@ def main(cfg: Config) -> dict:
     if not text_path.is_file():
         TextTokenizer.train_bpe(train_text_corpus(cfg.bpe_scenes), cfg.bpe_vocab, cfg.spell_quoted).save(text_path)
     tok = TextTokenizer.from_file(text_path)
+    if tok.spells_quoted != cfg.spell_quoted:  # the file is trained once and kept: it must be the one asked for
+        raise ValueError(f"{text_path} {'spells' if tok.spells_quoted else 'does not spell'} quoted text, the run asks "
+                         f"for spell_quoted={cfg.spell_quoted}: give another --out, or delete the file to train it again")
     eos = tok.token_id("<|im_end|>")
 
     # models

@@ -118,7 +118,11 @@ class TextTokenizer:
         return cls(tok)
 
     def save(self, path: str | Path) -> None:
-        self.tokenizer.save(str(path))
+        """Write tokenizer.json whole or not at all (a temporary sibling renamed over `path`)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.tokenizer.save(str(tmp))
+        tmp.replace(path)
 
     @property
     def spells_quoted(self) -> bool:
