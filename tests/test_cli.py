@@ -89,6 +89,7 @@ def test_counts_below_their_minimum_are_refused_before_anything_is_written(tmp_p
              (["train", "tokenizer", "--eval-every", "0"], "--eval-every 0"),
              (["train", "grpo", "--rollouts", "1"], "--rollouts 1: must be at least 2"),
              (["train", "grpo", "--updates", "0"], "--updates 0"),
+             (["train", "grpo", "--min-p", "1.5"], "bad sampling settings"),
              (["eval", "reconstruction", "--n", "0"], "--n 0"), (["tokenize", "--shard-size", "0"], "--shard-size 0")]
     for argv, message in cases:
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv

@@ -165,6 +165,7 @@ def resolve(cfg: Config) -> Config:
     cfg = replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
     check_at_least(cfg, 1, "steps", "prompts_per_step", "updates", "save_every", "chunks")
     check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
+    Sampling(temperature=1.0, min_p=cfg.min_p)  # the rollouts' sampler, checked before anything is written
     return cfg
 
 
