@@ -14,18 +14,18 @@ clock_start() {
     (
         trap 'exit 0' TERM
         while sleep "${CLOCK_EVERY:-30}" && kill -0 $$ 2>/dev/null; do  # $$: the script, even in this subshell
-            echo $(( CLOCK_BASE + $(date +%s) - CLOCK_T0 )) > "$CLOCK_DIR/recipe_clock.tmp"
-            mv "$CLOCK_DIR/recipe_clock.tmp" "$CLOCK_DIR/recipe_clock"
+            echo $(( CLOCK_BASE + $(date +%s) - CLOCK_T0 )) > "$CLOCK_DIR/recipe_clock.tmp.$BASHPID"
+            mv "$CLOCK_DIR/recipe_clock.tmp.$BASHPID" "$CLOCK_DIR/recipe_clock"
         done
     ) > /dev/null 2>&1 &  # not holding the script's stdout: its sleep outlives a kill by up to a period
     CLOCK_PID=$!
     trap 'clock_stop' EXIT
 }
 
-clock_stop() {
+clock_stop() {  # the exit trap: never the reason a script fails
     kill "$CLOCK_PID" 2>/dev/null || true
-    echo $(( CLOCK_BASE + $(date +%s) - CLOCK_T0 )) > "$CLOCK_DIR/recipe_clock.tmp"
-    mv "$CLOCK_DIR/recipe_clock.tmp" "$CLOCK_DIR/recipe_clock"
+    { echo $(( CLOCK_BASE + $(date +%s) - CLOCK_T0 )) > "$CLOCK_DIR/recipe_clock.tmp.$$" &&
+      mv "$CLOCK_DIR/recipe_clock.tmp.$$" "$CLOCK_DIR/recipe_clock"; } || true
 }
 
 stamp() {

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -87,8 +88,12 @@ def test_failed_save_leaves_the_old_checkpoint_whole(tmp_path):
     assert torch.equal(again.codebook, vq.codebook)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # no temporary folder left behind
     (tmp_path / "tok").rename(tmp_path / ".tok.old")  # killed between the swap's two renames
+    with pytest.raises(FileNotFoundError, match="interrupted"):  # a reader says where the old version is
+        load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ)
+    with pytest.raises(FileNotFoundError):  # the next writer puts it back, even when its own write fails
+        save_component(tmp_path / "tok", SMALL, SiglipVQ(SMALL), {"step": 2}, extra_files={"x": str(tmp_path / "nope")})
     assert torch.equal(load_component(tmp_path / "tok", SiglipVQConfig, SiglipVQ).codebook, vq.codebook)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]  # put back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
 
 
 def test_fp16_save_loads_back_as_fp32(tmp_path):
@@ -139,8 +144,12 @@ def test_a_resume_is_held_to_the_settings_the_run_saved(tmp_path):
         phase: str = "pretrain2"
         steps: int = 100
         workers: int = 1
+        shards: str = "out/a,out/b"
 
     save_train_state(tmp_path / "s.pt", {"step": 5}, Config())
+    assert load_train_state(tmp_path / "s.pt", Config(shards=f"./out/a,{os.path.abspath('out/b')}"))["step"] == 5
+    with pytest.raises(ValueError, match="shards"):  # paths name the same files, or not
+        load_train_state(tmp_path / "s.pt", Config(shards="out/c,out/b"))
     assert load_train_state(tmp_path / "s.pt", Config(steps=200))["step"] == 5  # running longer is a resume
     assert load_train_state(tmp_path / "s.pt", Config(workers=4), may_change=("workers",))["step"] == 5
     with pytest.raises(ValueError, match=r"lr: 0\.001 -> 0\.002; phase: 'pretrain2' -> 'pretrain3'"):

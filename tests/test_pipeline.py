@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xomni.checkpoint import save_component
+from xomni.checkpoint import load_component, save_component
 from xomni.cli import main as cli
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.engine import Sampling
@@ -61,6 +61,9 @@ def test_bad_input_is_refused(checkpoint, tmp_path, capsys):
         pipe.generate(["a red circle"], 256, 256)
     with pytest.raises(ValueError, match="at least one token"):
         pipe.understand(Image.new("RGB", (128, 128)), "what?", max_new_tokens=0)
+    conv = pipe.start(Image.new("RGB", (128, 128)))  # an answer may stop early: capped at the room left, not refused
+    pipe.ask(conv, "what?", max_new_tokens=1000)
+    assert len(conv.ids) <= pipe.model.config.max_positions + 2  # the answer, then its end token and a newline
     with pytest.raises(ValueError, match="bad sampling"):
         Sampling(temperature=float("nan"))
     with pytest.raises(ValueError, match="bad sampling"):
@@ -254,7 +257,13 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
     eval_suite.main(run)
     assert drawn.stat().st_mtime_ns == first  # the same weights: reused
     weights = rebuilt / "ar" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes())
+    weights.write_bytes(weights.read_bytes())  # the same weights written again (a rerun's publish)
+    eval_suite.main(run)
+    assert drawn.stat().st_mtime_ns == first
+    model = load_component(rebuilt / "ar", UnifiedConfig, UnifiedModel)
+    with torch.no_grad():
+        model.mm_head.weight.add_(0.01)
+    save_component(rebuilt / "ar", model.config, model)  # other weights at the same path
     eval_suite.main(run)
     assert drawn.stat().st_mtime_ns != first
     vqa = eval_suite.main(eval_suite.Config(suite="synth-vqa", out=str(tmp_path / "v"), checkpoint=str(checkpoint), n=2))

@@ -193,8 +193,9 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
     assert all(torch.equal(shipped[k], after[k].half().float()) for k in after)
     shutil.copytree(tmp_path / "ship" / "decoder", tmp_path / "ship" / "ar")  # an AR model an earlier publish left
     assert publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship"),
-                                       decoder=str(tmp_path / "b" / "decoder")))["removed"] == ["ar"]
-    assert not (tmp_path / "ship" / "ar").exists() and (tmp_path / "ship" / "alignment_lm").is_dir()
+                                       decoder=str(tmp_path / "b" / "decoder")))["not_shipped_here"] == ["ar"]
+    assert (tmp_path / "ship" / "ar").is_dir()  # said, not removed
+    shutil.rmtree(tmp_path / "ship" / "ar")
     monkeypatch.setattr(publish, "INT8_MIN", 64)  # the test decoder's matrices are small
     publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship8"), decoder=str(tmp_path / "b" / "decoder"),
                  int8=True))
@@ -584,6 +585,7 @@ def test_ar_stage_starts_from_a_qwen2_folder_with_a_padded_vocabulary(tmp_path, 
                                   batch_size=2, seq_len=200, eval_every=2, eval_n=2))
     model = load_component(tmp_path / "pt1" / "model", UnifiedConfig, UnifiedModel)
     assert model.config.text_vocab_size == padded and model.config.num_vision_layers == 1  # the tiny preset's
+    assert model.config.padded_text_rows
     ours, theirs = model.state_dict(), qwen.state_dict()
     assert torch.equal(ours["layers.0.mlp.up_proj.weight"], theirs["model.layers.0.mlp.up_proj.weight"])
     assert torch.equal(ours["lm_head.weight"], theirs["lm_head.weight"])  # pretrain1 trains the vision parts only

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -60,14 +61,15 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _atomic_dir(path: Path):
+    """A temporary sibling folder to write `path`'s new version into (a version a kill left aside put back first)."""
+    recover(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
 
 
 def _swap_in(tmp: Path, path: Path) -> None:
     """Replace the folder `path` by `tmp`: two renames (the old one aside, the new one in), then the old one removed.
-    A kill between the renames leaves no `path` and the old one aside: `recover` puts it back."""
-    recover(path)
+    A kill between the renames leaves no `path` and the old one aside: the next writer puts it back (`recover`)."""
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
@@ -80,10 +82,17 @@ def _swap_in(tmp: Path, path: Path) -> None:
 
 
 def recover(path: Path) -> None:
-    """A component folder a kill left set aside mid-swap (`_swap_in`), put back where it was."""
+    """A component folder a kill left set aside mid-swap (`_swap_in`), put back where it was (by the next writer:
+    a reader cannot tell a kill from a write in progress)."""
     old = path.with_name(f".{path.name}.old")
     if not path.exists() and old.is_dir():
         os.replace(old, path)
+
+
+def file_digest(path: str | Path) -> str:
+    """A short content digest of a file (a part's weights): which weights, whatever the file's path or mtime."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
 def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: dict | None = None,
@@ -157,8 +166,11 @@ def dequantize_int8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_config(path: str | Path, config_cls: type) -> Any:
     path = Path(path)
-    recover(path)
     if not (path / "config.json").is_file():
+        old = path.with_name(f".{path.name}.old")
+        if old.is_dir():
+            raise FileNotFoundError(f"no checkpoint at {path}: a write of it was interrupted and its previous version "
+                                    f"is {old} (the next save puts it back; or rename it to {path.name})")
         raise FileNotFoundError(f"no checkpoint at {path} (config.json missing)")
     raw = json.loads((path / "config.json").read_text())
     fields = {f.name for f in dataclasses.fields(config_cls)}
@@ -241,6 +253,17 @@ def save_train_state(path: str | Path, state: dict, config: Any = None) -> None:
     _write_file_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
+def _same_setting(a: Any, b: Any) -> bool:
+    """Equal settings; paths (comma-separated lists of them too) are equal where they name the same files."""
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and a and b:
+        parts_a, parts_b = a.split(","), b.split(",")
+        return len(parts_a) == len(parts_b) and all(os.path.realpath(x) == os.path.realpath(y)
+                                                    for x, y in zip(parts_a, parts_b))
+    return False
+
+
 def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str, ...] = ()) -> dict | None:
     """The state a run saved, or None. With `config`, a clear error if the saved run's settings differ from it in
     any field but `RESUMABLE` and `may_change` (a state saved without settings, by an older version, is taken)."""
@@ -252,7 +275,7 @@ def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str
     if config is not None and saved is not None:
         now = _jsonable(config)
         changed = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now
-                   if k in saved and k not in RESUMABLE + tuple(may_change) and saved[k] != now[k]]
+                   if k in saved and k not in RESUMABLE + tuple(may_change) and not _same_setting(saved[k], now[k])]
         if changed:
             raise ValueError(f"{path.parent} holds a run with other settings ({'; '.join(changed)}): resume it with "
                              "its own, or give another --out, or --resume false to start over there")

@@ -214,15 +214,16 @@ class Engine:
             raise ValueError(f"tokenizer has {self.vocab.text_vocab_size} text tokens, model {model.config.text_vocab_size}")
         self.pad_id = tokenizer.token_id("<|endoftext|>")
 
-    def check_context(self, prompt_len: int, new_tokens: int) -> None:
-        """A clear error, before anything is sampled, when a prompt and the tokens to sample after it would not fit
-        the model's context."""
+    def check_context(self, prompt_len: int, new_tokens: int, at_most: bool = False) -> int:
+        """How many tokens to sample after a prompt: `new_tokens`, or a clear error before anything is sampled when
+        they would not fit the model's context; with `at_most` (text, which may stop early), as many as fit."""
         if new_tokens < 1:
             raise ValueError(f"at least one token must be sampled, got {new_tokens}")
-        context = self.model.config.max_positions
-        if prompt_len + new_tokens > context:
+        room = self.model.config.max_positions - prompt_len
+        if new_tokens > room and not (at_most and room >= 1):
             raise ValueError(f"a prompt of {prompt_len} tokens and {new_tokens} to sample exceed the model's context "
-                             f"of {context} tokens")
+                             f"of {self.model.config.max_positions} tokens")
+        return min(new_tokens, room)
 
     @torch.no_grad()
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, cache: KVCache, head: str) -> torch.Tensor:
@@ -291,11 +292,12 @@ class Engine:
     @torch.no_grad()
     def generate_text(self, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling = Sampling(),
                       generator: torch.Generator | None = None, stop: int | None = None) -> Rollout:
-        """Text mode: only text tokens are allowed; a row stops after `stop` (default <|im_end|>), then pads."""
+        """Text mode: only text tokens are allowed; a row stops after `stop` (default <|im_end|>), then pads. At most
+        `max_new_tokens`, and no more than the context has room for after the prompt."""
         stop = self.tok.token_id("<|im_end|>") if stop is None else stop
         ids, mask = left_pad(prompts, self.pad_id)
         B = len(prompts)
-        self.check_context(ids.shape[1], max_new_tokens)
+        max_new_tokens = self.check_context(ids.shape[1], max_new_tokens, at_most=True)  # an answer may stop early
         cache = KVCache.allocate(self.model.config, B, ids.shape[1] + max_new_tokens,
                                  dtype=next(self.model.parameters()).dtype)
         weights = DecodeWeights(self.model) if self.fast else None

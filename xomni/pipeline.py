@@ -134,7 +134,7 @@ class Pipeline:
         from xomni.data.sequences import Formatter
         from xomni.engine import Engine
 
-        if model.config.text_vocab_size > tok.vocab_size:  # a padded embedding (Qwen2.5's): image ids start after it
+        if model.config.padded_text_rows:  # Qwen2.5's embedding has more rows than tokens: image ids start after it
             tok = tok.padded_to(model.config.text_vocab_size)
         self.image, self.model, self.tok, self.preset = image, model, tok, preset
         self.engine = Engine(model, tok)

@@ -50,6 +50,10 @@ class UnifiedConfig:
     # Deviation (tiny, opt-in): learned row and column embeddings, for grids of up to this many rows and columns, added
     # to each image token's embedding (`init_grid_embed`). 0: none, as X-Omni (1-D RoPE is all the position it has).
     image_grid_embed: int = 0
+    # True for a model on an LLM whose embedding has more text rows than its tokenizer has tokens (Qwen2.5-7B:
+    # 152,064 rows): image ids start after the rows, and the text tokenizer is padded to them (`TextTokenizer`).
+    # False: the tokenizer's vocabulary must be exactly the text rows (a mismatched tokenizer is an error).
+    padded_text_rows: bool = False
 
     @property
     def vocab_size(self) -> int:
@@ -73,6 +77,7 @@ PRESETS = {
     "paper": UnifiedConfig(
         text_vocab_size=152064, codebook_size=16384, hidden_size=3584, num_layers=28, num_vision_layers=4,
         num_heads=28, num_kv_heads=4, intermediate_size=18944, max_positions=32768, rope_theta=1e6,
+        padded_text_rows=True,
     ),
 }
 
@@ -358,7 +363,7 @@ def qwen2_unified_config(path, codebook_size: int, num_vision_layers: int, **ove
         "num_heads": c["num_attention_heads"], "num_kv_heads": c.get("num_key_value_heads", c["num_attention_heads"]),
         "intermediate_size": c["intermediate_size"], "max_positions": c["max_position_embeddings"],
         "rope_theta": float(theta), "rms_norm_eps": c.get("rms_norm_eps", 1e-6),
-        "tie_word_embeddings": c.get("tie_word_embeddings", False), **overrides})
+        "tie_word_embeddings": c.get("tie_word_embeddings", False), "padded_text_rows": True, **overrides})
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import write_text_atomically
+from xomni.checkpoint import file_digest, write_text_atomically
 from xomni.data.batches import pixels_of
 from xomni.data.world import Scene, render
 from xomni.eval import suites
@@ -71,14 +71,11 @@ def _manifest_header(cfg: Config) -> dict:
 
 
 def weights_stamp(checkpoint: str | Path) -> dict:
-    """Size and modification time of each part's weights: a checkpoint rebuilt at the same path is another one."""
-    stamp = {}
-    for part in ("tokenizer", "decoder", "ar", "alignment_lm"):
-        f = Path(checkpoint) / part / "model.safetensors"
-        if f.is_file():
-            st = f.stat()
-            stamp[part] = [st.st_size, st.st_mtime_ns]
-    return stamp
+    """A content digest of each part's weights: a checkpoint rebuilt at the same path with other weights is another
+    one, and the same weights written again (a rerun's publish) are the same."""
+    parts = [(part, Path(checkpoint) / part / "model.safetensors") for part in ("tokenizer", "decoder", "ar",
+                                                                                "alignment_lm")]
+    return {part: file_digest(f) for part, f in parts if f.is_file()}
 
 
 def _same_run(old: dict, header: dict) -> bool:
@@ -265,7 +262,7 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"unknown source {cfg.source!r}; choose one of {SOURCES}")
     # every setting checked before a folder's earlier results are replaced (a different header deletes them)
     items = suites.build(cfg.suite, cfg.n, split=cfg.split)
-    check_at_least(cfg, 1, "steps", "batch_size", "ocr_workers")
+    check_at_least(cfg, 1, "steps", "batch_size")
     if cfg.source == "model":
         Sampling(min_p=cfg.min_p, cfg=cfg.cfg)
     if cfg.suite not in UNDERSTANDING and cfg.suite != "synth-geneval" and cfg.ocr not in ENGINES:

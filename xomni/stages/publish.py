@@ -67,9 +67,10 @@ def main(cfg: Config) -> dict:
     text_tok = dest / "text_tokenizer.json"
     if not (text_tok.exists() and text_tok.samefile(run / "text_tokenizer.json")):  # not onto itself (--run == --dest)
         shutil.copyfile(run / "text_tokenizer.json", text_tok)
-    # a part an earlier publish left that this one does not ship would be read with the new parts (an old AR model
-    # beside a new tokenizer): removed, unless the folder is the run itself
-    stale = [c for c in OPTIONAL if c not in sources and (dest / c).is_dir() and dest.resolve() != run.resolve()]
-    for c in stale:
-        shutil.rmtree(dest / c)
-    return {"dest": str(dest), "megabytes": sizes, **({"removed": stale} if stale else {})}
+    # a part an earlier publish left that this one does not ship is read with the new parts (an old AR model beside a
+    # new tokenizer): said, not removed (runs/cpu_tiny.sh publishes the image side, then the AR model, into one folder)
+    kept = [c for c in OPTIONAL if c not in sources and (dest / c).is_dir()]
+    if kept:
+        print(f"publish: {dest} still holds {', '.join(kept)} from before, not shipped by this publish; remove it if "
+              "it does not belong with the parts just written")
+    return {"dest": str(dest), "megabytes": sizes, **({"not_shipped_here": kept} if kept else {})}

@@ -14,7 +14,6 @@ since later stages read every shard in the folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from xomni.checkpoint import write_text_atomically
+from xomni.checkpoint import file_digest, write_text_atomically
 from xomni.data.batches import scene_batch
 from xomni.data.world import SPLIT_VERSION, WorldConfig
 from xomni.errors import check_at_least
@@ -90,11 +89,7 @@ def main(cfg: Config) -> Path:
 
 def tokenizer_digest(path: str | Path) -> str:
     """A short digest of a tokenizer's weights: which tokenizer wrote a shard, whatever its folder is called."""
-    h = hashlib.sha256()
-    with open(Path(path) / "model.safetensors", "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_digest(Path(path) / "model.safetensors")
 
 
 def shard_meta(path: Path) -> dict:

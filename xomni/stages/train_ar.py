@@ -434,7 +434,7 @@ def main(cfg: Config) -> dict:
     mcfg = model.config
     bf16 = resolve_bf16(cfg.bf16, next(model.parameters()).device)
     cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
-    if mcfg.text_vocab_size > tok.vocab_size:  # a padded embedding (Qwen2.5's): image ids start after its rows
+    if mcfg.padded_text_rows:  # Qwen2.5's embedding has more rows than tokens: image ids start after its rows
         tok = tok.padded_to(mcfg.text_vocab_size)
     if mcfg.text_vocab_size != tok.vocab_size or mcfg.codebook_size != vq.config.codebook_size:
         raise ValueError(f"model vocabulary {mcfg.text_vocab_size} + {mcfg.codebook_size} does not match the "
