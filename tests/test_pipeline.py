@@ -170,6 +170,29 @@ def test_grpo_judges_in_a_worker_while_sampling_and_evaluates_held_out_suites(ch
     assert Pipeline.from_pretrained(tmp_path / "g").model is not None  # the run folder is a checkpoint
 
 
+def test_grpo_killed_during_its_evaluations_finishes_them_on_resume(checkpoint, tmp_path, monkeypatch):
+    from xomni.stages import train_grpo
+
+    cfg = train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=2, prompts_per_step=2,
+                            rollouts=2, updates=1, decoder_steps=1, save_every=1, lr=1e-3, reward_workers=0,
+                            eval_every=1, eval_suites="synth-text-en", eval_n=2, probe_prompts=2, probe_every=1,
+                            bf16="false")
+    real = train_grpo.evaluate_suites
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed during the evaluations")
+
+    monkeypatch.setattr(train_grpo, "evaluate_suites", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_grpo.main(cfg)  # step 1 checkpointed and probed, its evaluations never logged
+    monkeypatch.setattr(train_grpo, "evaluate_suites", real)
+    train_grpo.main(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]
+    evals = [r["step"] for r in rows if "eval/synth-text-en" in r]
+    probes = [r["step"] for r in rows if "probe_reward" in r]
+    assert evals == [1, 2] and probes == [0, 1, 2]  # step 1's evaluations finished, nothing logged twice
+
+
 def test_grpo_drops_a_group_whose_reward_failed_and_updates_on_the_rest(checkpoint, tmp_path, monkeypatch):
     import math
 

@@ -406,17 +406,31 @@ def main(cfg: Config) -> dict:
         save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
     log = open_log(out / "grpo_log.jsonl", step)
+    logged = [json.loads(x) for x in (out / "grpo_log.jsonl").read_text().splitlines() if x.strip()]
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
-    def log_probe() -> None:
-        record = {"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
-                                        out / f"grpo_samples_{step:04d}.png", bf16)}
+
+    def log_record(record: dict) -> None:
         log.write(json.dumps(record) + "\n")
         log.flush()
         tqdm.write(json.dumps(record))
 
+    def log_probe() -> None:
+        log_record({"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
+                                          out / f"grpo_samples_{step:04d}.png", bf16)})
+
+    def log_evaluations() -> None:
+        log_record({"step": step, **evaluate_suites(out, step, cfg)})
+
     if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
         log_probe()
+    if state is not None:  # a run killed after a step's checkpoint, before its probe or evaluations were logged
+        at = [r for r in logged if r.get("step") == step]
+        if (cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0
+                and not any("probe_reward" in r for r in at)):
+            log_probe()
+        if cfg.eval_every and step % cfg.eval_every == 0 and not any(k.startswith("eval/") for r in at for k in r):
+            log_evaluations()
     while step < cfg.steps:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
@@ -506,10 +520,7 @@ def main(cfg: Config) -> dict:
         if cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
             log_probe()
         if cfg.eval_every and step % cfg.eval_every == 0:
-            scores = evaluate_suites(out, step, cfg)
-            log.write(json.dumps({"step": step, **scores}) + "\n")
-            log.flush()
-            tqdm.write(json.dumps({"step": step, **scores}))
+            log_evaluations()
     bar.close()
     log.close()
     rewards_pool.close()
