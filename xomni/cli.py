@@ -291,7 +291,7 @@ def _reconstruct(args) -> dict:
     preset = checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT)  # the checkpoint's own image rules
     image = prepare_image(load_image(args.image), preset)  # validate before loading any weights
     _check_file_out(args.out)
-    pipe = ImagePipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
+    pipe = ImagePipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT, preset)
     out = pipe.reconstruct_images([image], steps=args.steps, seed=args.seed)[0]
     _save_image(out, Path(args.out))
     return {"out": args.out, "size": list(out.size)}
@@ -344,7 +344,8 @@ def _generate(args) -> dict:
     from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size, checkpoint_preset
 
     width, height = _size(args.size)
-    check_generation_size(width, height, checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT))  # before weights
+    preset = checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT)  # the checkpoint's own image rules
+    check_generation_size(width, height, preset)  # before any weights load
     if not args.prompt.strip():
         raise ValueError("the prompt is empty")
     if args.n < 1:
@@ -353,7 +354,7 @@ def _generate(args) -> dict:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the images and their manifest")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, min_p=args.min_p, cfg=args.cfg)
-    pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
+    pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT, preset)
     images, _ = pipe.generate([args.prompt] * args.n, width, height, sampling, args.seed, args.decoder_steps)
     rows = []
     for k, im in enumerate(images):
@@ -376,7 +377,7 @@ def _understand(args) -> dict:
         raise ValueError("a question is empty")
     preset = checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT)  # the checkpoint's own image rules
     image = prepare_image(load_image(args.image), preset)  # validate before loading any weights
-    pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT)
+    pipe = Pipeline.from_pretrained(args.checkpoint or DEFAULT_CHECKPOINT, preset)
     return {"image": args.image, "answers": [{"question": q, "answer": pipe.understand(image, q, args.max_new_tokens)}
                                              for q in args.question]}
 

@@ -406,7 +406,6 @@ def main(cfg: Config) -> dict:
         save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
     log = open_log(out / "grpo_log.jsonl", step)
-    logged = [json.loads(x) for x in (out / "grpo_log.jsonl").read_text().splitlines() if x.strip()]
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
 
@@ -425,7 +424,8 @@ def main(cfg: Config) -> dict:
     if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
         log_probe()
     if state is not None:  # a run killed after a step's checkpoint, before its probe or evaluations were logged
-        at = [r for r in logged if r.get("step") == step]
+        lines = (out / "grpo_log.jsonl").read_text().splitlines()
+        at = [r for r in map(json.loads, filter(str.strip, lines)) if r.get("step") == step]
         if (cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0
                 and not any("probe_reward" in r for r in at)):
             log_probe()
