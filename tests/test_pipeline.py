@@ -68,6 +68,8 @@ def test_bad_input_is_refused(checkpoint, tmp_path, capsys):
         Sampling(temperature=float("nan"))
     with pytest.raises(ValueError, match="bad sampling"):
         Sampling(cfg=float("inf"))
+    with pytest.raises(ValueError, match="bad sampling"):  # guidance away from the prompt is not a setting
+        Sampling(cfg=-1.5)
     with pytest.raises(ValueError, match="whole grid"):
         check_generation_size(100, 128)
     with pytest.raises(ValueError, match="aspect"):

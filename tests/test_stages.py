@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -214,7 +215,7 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
         train_decoder.main(dec_cfg(tmp_path / "c", preset="other", init=str(tmp_path / "a" / "decoder")))
 
 
-def test_eval_reconstruction_writes_every_metric(tmp_path, presets):
+def test_eval_reconstruction_writes_every_metric(tmp_path, presets, monkeypatch):
     train_tokenizer.main(_tok_cfg(tmp_path, steps=1, sizes="128x128"))
     shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=4))
     train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
@@ -230,6 +231,22 @@ def test_eval_reconstruction_writes_every_metric(tmp_path, presets):
     assert metrics["object_color_accuracy_original"] == 1.0  # the judge is exact on the renders themselves
     assert (tmp_path / "eval" / "grid.png").is_file()
     assert len((tmp_path / "eval" / "samples.jsonl").read_text().splitlines()) == 6
+
+    def no_scenes(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    with monkeypatch.context() as m:
+        m.setattr(eval_reconstruction, "scene_batch", no_scenes)
+        again = eval_reconstruction.Config(out=str(tmp_path / "eval"), checkpoint=str(tmp_path), n=6, steps=1,
+                                           batch_size=3, grid=2, utilization_n=10)
+        assert eval_reconstruction.main(again) == on_disk  # same settings, same weights: the earlier result
+        with pytest.raises(AssertionError, match="evaluated again"):  # another setting: afresh
+            eval_reconstruction.main(replace(again, steps=2))
+        train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"),
+                                                shards=str(shards), out=str(tmp_path), steps=2, batch_size=2,
+                                                sample_steps=1, eval_every=100))
+        with pytest.raises(AssertionError, match="evaluated again"):  # other decoder weights at the same path: afresh
+            eval_reconstruction.main(again)
 
     from PIL import Image
 

@@ -95,6 +95,14 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
+def weights_stamp(checkpoint: str | Path) -> dict:
+    """A content digest of each part's weights in a checkpoint folder: a checkpoint rebuilt at the same path with
+    other weights is another one, and the same weights written again (a rerun's publish) are the same."""
+    parts = [(part, Path(checkpoint) / part / "model.safetensors") for part in ("tokenizer", "decoder", "ar",
+                                                                                "alignment_lm")]
+    return {part: file_digest(f) for part, f in parts if f.is_file()}
+
+
 def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: dict | None = None,
                    dtype: torch.dtype | None = None, extra_files: dict[str, str] | None = None,
                    state: dict | None = None) -> Path:

@@ -39,11 +39,12 @@ class Sampling:
     top_k: int = 0  # 0: off
     top_p: float = 1.0  # 1: off
     min_p: float = 0.03  # X-Omni's default; 0: off
-    cfg: float = 1.0  # classifier-free guidance scale; 1: off
+    cfg: float = 1.0  # classifier-free guidance scale; 1: off, 0: the unconditional branch alone; never negative
 
     def __post_init__(self):
         finite = all(math.isfinite(x) for x in (self.temperature, self.top_p, self.min_p, self.cfg))
-        if not finite or self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1 or self.top_k < 0:
+        if (not finite or self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.min_p < 1
+                or self.top_k < 0 or self.cfg < 0):
             raise ValueError(f"bad sampling settings {self}")
 
 

@@ -4,8 +4,12 @@
 
 Writes DIR/metrics.json (flat: n, ocr_word_accuracy_en, ocr_char_accuracy_zh, the same two with the suffix
 `_original` for the judge on the original renders, object_color_accuracy (+ `_original`), codebook_utilization
-(over `utilization_n` held-out scenes, encoded only), vqa_accuracy, psnr, judge, timings), DIR/grid.png
+(over `utilization_n` held-out scenes, encoded only), vqa_accuracy, psnr, judge, timings; and `settings`), DIR/grid.png
 (original | reconstruction pairs) and DIR/samples.jsonl (what the judge read for each scene).
+
+A rerun into the same DIR returns its metrics.json at once when they were computed with the same settings on the
+same weights (`settings` in metrics.json: the counts, steps, seed, world version and a digest of each part's
+weights), so a resumed `runs/cpu_tiny.sh` does not evaluate the image side again; anything else evaluates afresh.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from xomni.checkpoint import write_text_atomically
+from xomni.checkpoint import weights_stamp, write_text_atomically
 from xomni.data.batches import scene_batch
-from xomni.data.world import WorldConfig, font
+from xomni.data.world import SPLIT_VERSION, WorldConfig, font
 from xomni.errors import check_at_least
 from xomni.eval.ocr import RapidOCRJudge
 from xomni.eval.reconstruction import object_colors, text_hits
@@ -45,12 +49,35 @@ class Config:
     ocr_threads: int = 1
 
 
+def settings(cfg: Config) -> dict:
+    """What the metrics depend on: a rerun with the same settings on the same weights gives the same numbers."""
+    return {"n": cfg.n, "steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
+            "utilization_n": cfg.utilization_n, "world": SPLIT_VERSION, "checkpoint": str(Path(cfg.checkpoint)),
+            "weights": weights_stamp(cfg.checkpoint)}
+
+
+def earlier_result(out: Path, current: dict) -> dict | None:
+    """The metrics an earlier run wrote into `out` with these settings, or None (none, others, or a file cut short)."""
+    path = out / "metrics.json"
+    if not (path.is_file() and (out / "samples.jsonl").is_file()):
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return metrics if metrics.get("settings") == current else None
+
+
 def main(cfg: Config) -> dict:
     check_at_least(cfg, 1, "n", "steps", "batch_size")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = Path(cfg.checkpoint)
-    pipe = ImagePipeline.from_pretrained(ckpt)
+    pipe = ImagePipeline.from_pretrained(ckpt)  # checks the folder before anything is written
+    current = settings(cfg)
+    if (earlier := earlier_result(out, current)) is not None:
+        print(f"{out / 'metrics.json'} holds this evaluation (same settings, same weights): not run again")
+        return earlier
+    out.mkdir(parents=True, exist_ok=True)
     judge = RapidOCRJudge(threads=cfg.ocr_threads)
     world = WorldConfig()
     t0 = time.time()
@@ -123,12 +150,12 @@ def main(cfg: Config) -> dict:
         "seconds_decode": round(t_decode, 1),
         "seconds_judge": round(t_judge, 1),
         "seconds_total": round(time.time() - t0, 1),
+        "settings": current,
     }
-    write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    with open(out / "samples.jsonl", "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_text_atomically(out / "samples.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     save_pair_grid(pairs, out / "grid.png")
+    # last: a metrics.json with these settings is what a rerun takes as done
+    write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
 
 

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import file_digest, write_text_atomically
+from xomni.checkpoint import weights_stamp, write_text_atomically
 from xomni.data.batches import pixels_of
 from xomni.data.world import Scene, render
 from xomni.eval import suites
@@ -68,14 +68,6 @@ def _manifest_header(cfg: Config) -> dict:
             "weights": weights_stamp(cfg.checkpoint) if uses_checkpoint else None,
             "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p,
             "split": cfg.split}
-
-
-def weights_stamp(checkpoint: str | Path) -> dict:
-    """A content digest of each part's weights: a checkpoint rebuilt at the same path with other weights is another
-    one, and the same weights written again (a rerun's publish) are the same."""
-    parts = [(part, Path(checkpoint) / part / "model.safetensors") for part in ("tokenizer", "decoder", "ar",
-                                                                                "alignment_lm")]
-    return {part: file_digest(f) for part, f in parts if f.is_file()}
 
 
 def _same_run(old: dict, header: dict) -> bool:
