@@ -34,7 +34,7 @@ from xomni.engine import DERAIL_POSITIONS, FLAT, Sampling, left_pad
 from xomni.pipeline import Pipeline
 from xomni.rewards import combine
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import (GRID, PRESETS, Config, image_logprobs, reward_weights, rl_prompts,
+from xomni.stages.train_grpo import (PRESETS, Config, image_logprobs, reward_weights, rl_prompts, rollout_shape,
                                     sample_and_submit)
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=0, help="read the N most derailed rollouts position by position")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    rows, cols = GRID
+    rows, cols = rollout_shape(PRESETS["tiny"]["size"])  # the tiny run's rollouts
     n, G = rows * cols, args.rollouts
     pairs = rl_prompts(-1, args.prompts, 0.5, args.seed)
     asks_text = torch.tensor([scene.text is not None for scene, _ in pairs]).repeat_interleave(G)
@@ -72,7 +72,7 @@ def main() -> None:
         pipe.model.eval()
         sampling = Sampling(temperature=1.0, min_p=args.min_p)
         prompt_ids, tokens, _, pending, _ = sample_and_submit(pipe, pairs, G, sampling, 8, pool, chunks=1,
-                                                              seed=(args.seed, "derail"))
+                                                              seed=(args.seed, "derail"), shape=(rows, cols))
         rewards, _ = combine(pool.gather(pending)[0], reward_weights(Config(), pool.components))
         with torch.no_grad():
             prefix = pipe.tok.image_prefix(rows, cols)

@@ -26,7 +26,7 @@ from xomni.eval.ocr import make_ocr_judge
 from xomni.pipeline import Pipeline
 from xomni.rewards import CLUTTER_PENALTY, Rollout, alignment, combine, ocr_accuracy, reward_judge
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import PRESETS, Config, reward_weights, sample_and_submit
+from xomni.stages.train_grpo import PRESETS, Config, reward_weights, rollout_shape, sample_and_submit
 
 KINDS = [("text", "short"), ("text", "medium"), ("text", "dense"),
          ("scene", "short"), ("scene", "medium"), ("scene", "dense"), ("scene", "photo")]
@@ -63,7 +63,7 @@ def main() -> None:
         images: list = []
         _, _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
                                                 args.decoder_steps, pool, chunks=1, seed=(args.seed, kind, level),
-                                                keep_images=images)
+                                                shape=rollout_shape(PRESETS["tiny"]["size"]), keep_images=images)
         said, _ = pool.gather(pending)
         whole = [Rollout(pairs[i // G][0], im) for i, im in enumerate(images)]  # no prompt: the whole scene
         scene_parts = {**said, "ocr": ocr_accuracy(whole, ocr), "alignment": alignment(whole, judge)}

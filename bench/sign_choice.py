@@ -41,7 +41,7 @@ from xomni import rewards
 from xomni.rewards import Rollout, alignment, combine, reward_judge, sign_drawn, sign_extent
 from xomni.rewards.pool import RewardPool
 from xomni.rl.grpo import group_advantages
-from xomni.stages.train_grpo import PRESETS, Config, reward_weights, sample_and_submit
+from xomni.stages.train_grpo import PRESETS, Config, reward_weights, rollout_shape, sample_and_submit
 
 
 def sign_prompts(lang: str, n: int, seed: int) -> list[tuple]:
@@ -98,6 +98,7 @@ def main() -> None:
             images: list = []
             _, _, _, pending, _ = sample_and_submit(pipe, pairs, G, Sampling(temperature=1.0, min_p=args.min_p),
                                                     args.decoder_steps, pool, chunks=1, seed=(args.seed, "sign_choice"),
+                                                    shape=rollout_shape(PRESETS["tiny"]["size"]),
                                                     keep_images=images)
             parts, _ = pool.gather(pending)
             rewards, _ = combine(parts, reward_weights(Config(), pool.components))

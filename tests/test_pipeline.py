@@ -134,6 +134,24 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_grpo_rollouts_take_the_size_asked_for_and_a_size_that_cannot_be_is_refused_first(checkpoint, tmp_path):
+    from xomni.stages import train_grpo
+
+    def cfg(size, out="g"):
+        return train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / out), steps=1, prompts_per_step=2,
+                                 rollouts=2, updates=1, decoder_steps=1, lr=1e-3, reward_workers=0, probe_prompts=2,
+                                 bf16="false", size=size)
+
+    assert train_grpo.resolve(train_grpo.Config()).size == "128x128"  # the tiny preset's
+    assert train_grpo.resolve(train_grpo.Config(preset="paper")).size == "1024x1024"
+    train_grpo.main(cfg("64x128"))  # width x height: a grid of 8 rows and 4 columns
+    assert Image.open(tmp_path / "g" / "grpo_samples_0000.png").size == (2 * 64, 2 * 128)  # G 2 x 2 prompts
+    for size, why in (("100x128", "whole grid"), ("384x384", "exceed the model's context"), ("big", "WIDTHxHEIGHT")):
+        with pytest.raises(ValueError, match=why):
+            train_grpo.main(cfg(size, "h"))
+        assert not (tmp_path / "h").exists()
+
+
 def test_keep_understanding_batch_supervises_exactly_the_answers(checkpoint):
     import random
 

@@ -313,22 +313,15 @@ def _save_image(image, path) -> None:
     tmp.replace(path)
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must be WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
-
-
 def _render(args) -> dict:
     from pathlib import Path
 
     from xomni.data.world import WorldConfig, caption, make_scene, prompts, questions, render
+    from xomni.pipeline import parse_size
 
     if args.index < 0:
         raise ValueError("--index must be >= 0")
-    width, height = _size(args.size)
+    width, height = parse_size(args.size)
     _check_file_out(args.out)
     scene = make_scene(WorldConfig(width=width, height=height), args.split, args.index)
     out = Path(args.out)
@@ -341,9 +334,9 @@ def _generate(args) -> dict:
     from pathlib import Path
 
     from xomni.engine import Sampling
-    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size, checkpoint_preset
+    from xomni.pipeline import DEFAULT_CHECKPOINT, Pipeline, check_generation_size, checkpoint_preset, parse_size
 
-    width, height = _size(args.size)
+    width, height = parse_size(args.size)
     preset = checkpoint_preset(args.checkpoint or DEFAULT_CHECKPOINT)  # the checkpoint's own image rules
     check_generation_size(width, height, preset)  # before any weights load
     if not args.prompt.strip():

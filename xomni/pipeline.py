@@ -102,6 +102,15 @@ def to_image(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """"WIDTHxHEIGHT" (pixels) -> (width, height), or a clear error."""
+    try:
+        width, height = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"a size is WIDTHxHEIGHT in pixels, got {text!r}") from None
+    return width, height
+
+
 def check_generation_size(width: int, height: int, preset: str = "tiny") -> tuple[int, int]:
     """(rows, cols) of the token grid for a generated image, or a clear error for sizes that are not one."""
     rule = RULES[preset]

@@ -3,8 +3,10 @@
     python -m xomni.cli train grpo --preset tiny --checkpoint checkpoints/tiny --out out/tiny/grpo
 
 `--preset` sets the run's size for every one of its fields not given (`PRESETS`): `tiny`, what this CPU runs (100
-steps of 16 prompts x 8 rollouts, lr 5e-5, min-p 0.03: session 18's run, docs/unified.md), or `paper`, X-Omni's
-(200 steps of 512 prompts x 16 rollouts, lr 1e-6, min-p 0.03); beta is 0.01 in both.
+steps of 16 prompts x 8 rollouts, lr 5e-5, min-p 0.03, 128 x 128 px images: session 18's run, docs/unified.md), or
+`paper`, X-Omni's (200 steps of 512 prompts x 16 rollouts, lr 1e-6, min-p 0.03; its images 1024 x 1024 px, our
+choice: the paper's RL resolution is not one we have read); beta is 0.01 in both. `--size WIDTHxHEIGHT` sets the
+rollouts' size (a whole grid of 16 px tokens within the checkpoint's preset's limits).
 
 Each step, for P prompts from the world's training split (`rl_prompts`: `text_share` ask for text, half of those
 short and half long; the rest general scenes; each prompt at a random level of detail that names what the rewards
@@ -94,7 +96,7 @@ from xomni.data.sequences import IGNORE
 from xomni.data.world import WorldConfig, make_scene, prompts, render
 from xomni.engine import FLAT, Sampling, derailed, left_pad
 from xomni.errors import check_at_least
-from xomni.pipeline import Pipeline, to_image
+from xomni.pipeline import Pipeline, check_generation_size, parse_size, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
 from xomni.rewards import Rollout, combine
 from xomni.rewards.pool import RewardPool
@@ -120,6 +122,7 @@ class Config:
     keep_understanding: float = 0.0  # weight of the text head's KL to the reference on conversations (0: off)
     keep_conversations: int = 16  # understanding conversations a step for that term
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
+    size: str | None = None  # the rollouts' images, WIDTHxHEIGHT px (tiny: 128x128; paper: 1024x1024)
     decoder_steps: int = 8
     bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
     text_share: float = 0.5  # share of prompts asking for text
@@ -146,8 +149,8 @@ class Config:
 
 
 PRESETS = {  # the run's size; a field given explicitly wins
-    "tiny": {"steps": 100, "prompts_per_step": 16, "rollouts": 8, "lr": 5e-5, "min_p": 0.03},
-    "paper": {"steps": 200, "prompts_per_step": 512, "rollouts": 16, "lr": 1e-6, "min_p": 0.03},
+    "tiny": {"steps": 100, "prompts_per_step": 16, "rollouts": 8, "lr": 5e-5, "min_p": 0.03, "size": "128x128"},
+    "paper": {"steps": 200, "prompts_per_step": 512, "rollouts": 16, "lr": 1e-6, "min_p": 0.03, "size": "1024x1024"},
 }
 
 
@@ -166,6 +169,7 @@ def resolve(cfg: Config) -> Config:
     check_at_least(cfg, 1, "steps", "prompts_per_step", "updates", "save_every", "chunks")
     check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
     Sampling(temperature=1.0, min_p=cfg.min_p)  # the rollouts' sampler, checked before anything is written
+    parse_size(cfg.size)  # its grid is checked against the checkpoint's preset once that is read (`rollout_shape`)
     return cfg
 
 
@@ -274,7 +278,9 @@ def quotes_text_answers(checkpoint: Path) -> bool:
     return bool(meta.get("quote_text_answers", meta.get("config", {}).get("quote_text_answers", False)))
 
 
-GRID = (8, 8)  # rows, cols of every rollout's image (tiny: 128 x 128 px)
+def rollout_shape(size: str, preset: str = "tiny") -> tuple[int, int]:
+    """(rows, cols) of the rollouts' token grid for `size` ("WIDTHxHEIGHT" px) under a checkpoint preset's limits."""
+    return check_generation_size(*parse_size(size), preset)
 
 
 def reward_weights(cfg: Config, components: tuple[str, ...]) -> dict[str, float]:
@@ -290,15 +296,16 @@ def seed_of(*parts) -> int:
 
 
 def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Sampling, decoder_steps: int,
-                      pool: RewardPool, chunks: int, seed: tuple, keep_images: list | None = None,
-                      bf16: bool = False) -> tuple[list, torch.Tensor, torch.Tensor, list, dict]:
-    """G rollouts of each (scene, prompt) pair, sampled and decoded in `chunks`; each decoded chunk goes to the
-    reward pool at once, so the judges score it while the next chunk samples. Returns the prompt ids (one per
-    rollout), the image tokens (B, N), the sampler's top-code probabilities (B, N: where a rollout derails), the
-    pool's pending results, and the seconds spent sampling, decoding and judging in this process (a pool without
-    workers judges inside `submit`); the decoded images are appended to `keep_images` when given; `bf16` autocasts
-    decoding and re-reading (not sampling)."""
-    rows, cols = GRID
+                      pool: RewardPool, chunks: int, seed: tuple, shape: tuple[int, int],
+                      keep_images: list | None = None, bf16: bool = False
+                      ) -> tuple[list, torch.Tensor, torch.Tensor, list, dict]:
+    """G rollouts of each (scene, prompt) pair, images of `shape` (rows, cols) tokens, sampled and decoded in
+    `chunks`; each decoded chunk goes to the reward pool at once, so the judges score it while the next chunk
+    samples. Returns the prompt ids (one per rollout), the image tokens (B, N), the sampler's top-code
+    probabilities (B, N: where a rollout derails), the pool's pending results, and the seconds spent sampling,
+    decoding and judging in this process (a pool without workers judges inside `submit`); the decoded images are
+    appended to `keep_images` when given; `bf16` autocasts decoding and re-reading (not sampling)."""
+    rows, cols = shape
     device = next(pipe.model.parameters()).device
     prompt_ids = [pipe.fmt.generation_prompt(text) for _, text in pairs for _ in range(G)]
     was_training = pipe.model.training
@@ -335,7 +342,7 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     return prompt_ids, torch.cat(tokens), torch.cat(tops), pending, seconds
 
 
-def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
+def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling, shape: tuple[int, int],
           grid: Path | None = None, bf16: bool = False) -> dict:
     """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
     each with fixed seeds: the mean reward, the mean over prompts of the best of G, and how many rollouts derailed
@@ -345,7 +352,8 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
     images: list = []
     _, _, top, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool,
-                                              cfg.chunks, seed=(cfg.seed, "probe"), keep_images=images, bf16=bf16)
+                                              cfg.chunks, seed=(cfg.seed, "probe"), shape=shape, keep_images=images,
+                                              bf16=bf16)
     if grid is not None:
         rows = min(8, len(pairs))
         W, H = images[0].size
@@ -371,9 +379,12 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
 def main(cfg: Config) -> dict:
     cfg = resolve(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     pipe = Pipeline.from_pretrained(cfg.checkpoint)
+    rows, cols = rollout_shape(cfg.size, pipe.preset)  # before anything is written
+    # the shortest prompt (the image prefix alone) and the image: a size whose grid cannot fit the context at all
+    pipe.engine.check_context(len(pipe.tok.image_prefix(rows, cols)), rows * cols + 1)
+    out.mkdir(parents=True, exist_ok=True)
     policy = pipe.model
     device = next(policy.parameters()).device
     bf16 = resolve_bf16(cfg.bf16, device)
@@ -395,7 +406,6 @@ def main(cfg: Config) -> dict:
     rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models)
     weights = reward_weights(cfg, rewards_pool.components)
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
-    rows, cols = GRID
     N, G = rows * cols, cfg.rollouts
     quote_text = quotes_text_answers(Path(cfg.checkpoint))
 
@@ -415,7 +425,7 @@ def main(cfg: Config) -> dict:
         tqdm.write(json.dumps(record))
 
     def log_probe() -> None:
-        log_record({"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
+        log_record({"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling, (rows, cols),
                                           out / f"grpo_samples_{step:04d}.png", bf16)})
 
     def log_evaluations() -> None:
@@ -435,7 +445,8 @@ def main(cfg: Config) -> dict:
         t0 = time.time()
         pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
         prompt_ids, tokens, top, pending, seconds = sample_and_submit(
-            pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step), bf16=bf16)
+            pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step),
+            shape=(rows, cols), bf16=bf16)
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
         # the old policy's and the reference's log-probs need no rewards: computed while the judges finish
