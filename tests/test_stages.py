@@ -197,6 +197,25 @@ def test_decoder_init_and_prior_first(tmp_path, presets, monkeypatch):
                                        decoder=str(tmp_path / "b" / "decoder")))["not_shipped_here"] == ["ar"]
     assert (tmp_path / "ship" / "ar").is_dir()  # said, not removed
     shutil.rmtree(tmp_path / "ship" / "ar")
+
+    def snapshot(folder):
+        return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+    before, exported = snapshot(tmp_path / "ship"), []
+    real_export = publish.export_component
+
+    def export_then_fail(src, dst, *args):  # killed after the first part was written
+        if exported:
+            raise KeyboardInterrupt
+        exported.append(real_export(src, dst, *args))
+
+    with monkeypatch.context() as m:
+        m.setattr(publish, "export_component", export_then_fail)
+        with pytest.raises(KeyboardInterrupt):
+            publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship"), fp16=False,
+                                        decoder=str(tmp_path / "b" / "decoder")))
+    assert exported and snapshot(tmp_path / "ship") == before  # one part written, none of it in DEST
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ship")]  # nor left beside it
     monkeypatch.setattr(publish, "INT8_MIN", 64)  # the test decoder's matrices are small
     publish.main(publish.Config(run=str(tmp_path), dest=str(tmp_path / "ship8"), decoder=str(tmp_path / "b" / "decoder"),
                  int8=True))

@@ -15,6 +15,7 @@ weight-only: the model computes in fp32 after loading); `load_component` reads e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -79,6 +80,31 @@ def _swap_in(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def updating_folder(path: str | Path):
+    """Change a folder of several parts as one: yields a temporary sibling holding what `path` holds now (hard links,
+    so nothing is copied; every write into it must replace a file, never change one in place, as `save_component`,
+    `export_component` and `write_text_atomically` do), swapped in for `path` when the block ends; on an error or a
+    kill `path` is as it was (a kill leaves the temporary folder, hidden, beside it)."""
+    path = Path(path)
+    tmp = _atomic_dir(path)
+    try:
+        if path.is_dir():
+            shutil.copytree(path, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
+        yield tmp
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
 
 
 def recover(path: Path) -> None:
@@ -245,6 +271,11 @@ def _write_file_atomically(path: Path, write) -> None:
 def write_text_atomically(path: str | Path, text: str) -> None:
     """A text file (a manifest, metrics) written whole or not at all."""
     _write_file_atomically(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def copy_file_atomically(src: str | Path, dst: str | Path) -> None:
+    """`src`'s bytes as a new file at `dst`, whole or not at all (never written into the file `dst` was)."""
+    _write_file_atomically(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
 
 
 # Config fields a resumed run may change: how long it runs and what it records, never what it trains on or how

@@ -5,19 +5,18 @@
 
 The folder holds text_tokenizer.json, tokenizer/, decoder/, and when given ar/ (the unified model) and alignment_lm/
 (the tokenizer's alignment LM: only `xomni eval reconstruction` reads it, for its VQA number); every command
-defaults to it.
+defaults to it. The folder changes as one (`updating_folder`): a publish that fails or is killed leaves it as it was.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from xomni.checkpoint import export_component, write_text_atomically
+from xomni.checkpoint import copy_file_atomically, export_component, updating_folder, write_text_atomically
 
 REQUIRED = ("tokenizer", "decoder")
 OPTIONAL = ("ar", "alignment_lm")
@@ -51,22 +50,20 @@ def main(cfg: Config) -> dict:
     if missing or not (run / "text_tokenizer.json").is_file():
         raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
     metrics = json.loads(Path(cfg.metrics).read_text()) if cfg.metrics else None
-    dest.mkdir(parents=True, exist_ok=True)
     sizes = {}
-    for c, source in sources.items():
-        int8 = cfg.int8 and c not in INT8_EXEMPT
-        export_component(source, dest / c, torch.float16 if cfg.fp16 else torch.float32, INT8_MIN if int8 else 0)
-        meta_path = dest / c / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        meta["rebuild_command"] = cfg.command
-        meta["weights_dtype"] = ("int8 rows + " if int8 else "") + ("float16" if cfg.fp16 else "float32")
-        if metrics is not None:
-            meta["eval_reconstruction"] = metrics
-        write_text_atomically(meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        sizes[c] = round((dest / c / "model.safetensors").stat().st_size / 2**20, 2)
-    text_tok = dest / "text_tokenizer.json"
-    if not (text_tok.exists() and text_tok.samefile(run / "text_tokenizer.json")):  # not onto itself (--run == --dest)
-        shutil.copyfile(run / "text_tokenizer.json", text_tok)
+    with updating_folder(dest) as new:  # DEST's parts as they are (read from, with --run DEST), the new ones written
+        for c, source in sources.items():
+            int8 = cfg.int8 and c not in INT8_EXEMPT
+            export_component(source, new / c, torch.float16 if cfg.fp16 else torch.float32, INT8_MIN if int8 else 0)
+            meta_path = new / c / "meta.json"
+            meta = json.loads(meta_path.read_text())
+            meta["rebuild_command"] = cfg.command
+            meta["weights_dtype"] = ("int8 rows + " if int8 else "") + ("float16" if cfg.fp16 else "float32")
+            if metrics is not None:
+                meta["eval_reconstruction"] = metrics
+            write_text_atomically(meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            sizes[c] = round((new / c / "model.safetensors").stat().st_size / 2**20, 2)
+        copy_file_atomically(run / "text_tokenizer.json", new / "text_tokenizer.json")  # never into the linked file
     # a part an earlier publish left that this one does not ship is read with the new parts (an old AR model beside a
     # new tokenizer): said, not removed (runs/cpu_tiny.sh publishes the image side, then the AR model, into one folder)
     kept = [c for c in OPTIONAL if c not in sources and (dest / c).is_dir()]
