@@ -17,7 +17,7 @@ from pathlib import Path
 from xomni.engine import Sampling
 from xomni.pipeline import Pipeline
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import PRESETS, Config, probe, resolve, reward_weights, rollout_shape
+from xomni.stages.train_grpo import PRESETS, Config, probe, resolve, reward_weights
 
 
 def main() -> None:
@@ -40,8 +40,7 @@ def main() -> None:
         for path in args.checkpoints.split(","):
             pipe = Pipeline.from_pretrained(path)
             name = Path(path).name
-            r = probe(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
-                      rollout_shape(cfg.size, pipe.preset), out / f"probe_{name}.png")
+            r = probe(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p), out / f"probe_{name}.png")
             cells = ["-" if r.get(f"probe_{k}") is None else f"{r[f'probe_{k}']:.3f}"
                      for k in ("reward", "best_of_g", "alignment", "ocr", "consistency")]
             print(f"| {path} | {' | '.join(cells)} |")

@@ -144,9 +144,23 @@ def test_grpo_rollouts_take_the_size_asked_for_and_a_size_that_cannot_be_is_refu
 
     assert train_grpo.resolve(train_grpo.Config()).size == "128x128"  # the tiny preset's
     assert train_grpo.resolve(train_grpo.Config(preset="paper")).size == "1024x1024"
+    assert train_grpo.resolve(train_grpo.Config(size="128X128")).size == "128x128"  # one spelling for a resume
+    # the prompts' scenes are the rollouts' size (the rewards measure an image against its scene)
+    pairs = train_grpo.rl_prompts(0, 4, 0.5, 0, train_grpo.rollout_world("64x128"))
+    assert {(scene.width, scene.height) for scene, _ in pairs} == {(64, 128)}
+    square = train_grpo.rollout_world("128x128")
+    assert train_grpo.rl_prompts(0, 4, 0.5, 0) == train_grpo.rl_prompts(0, 4, 0.5, 0, square)  # the default world's
     train_grpo.main(cfg("64x128"))  # width x height: a grid of 8 rows and 4 columns
     assert Image.open(tmp_path / "g" / "grpo_samples_0000.png").size == (2 * 64, 2 * 128)  # G 2 x 2 prompts
-    for size, why in (("100x128", "whole grid"), ("384x384", "exceed the model's context"), ("big", "WIDTHxHEIGHT")):
+    # a grid that fits the context beside the image prefix alone, but not beside the run's own prompts
+    pipe = Pipeline.from_pretrained(checkpoint)
+    first = train_grpo.rl_prompts(-1, 2, 0.5, 0, train_grpo.rollout_world("240x240")) + train_grpo.rl_prompts(
+        0, 2, 0.5, 0, train_grpo.rollout_world("240x240"))
+    prefix = len(pipe.tok.image_prefix(15, 15))
+    longest = max(len(pipe.fmt.generation_prompt(text)) for _, text in first)
+    assert prefix + 225 <= pipe.model.config.max_positions < longest + prefix + 225
+    for size, why in (("100x128", "whole grid"), ("240x240", "exceed the model's context"),
+                      ("512x512", r"GRPO's rollouts \(--size 512x512\).*outside"), ("big", "WIDTHxHEIGHT")):
         with pytest.raises(ValueError, match=why):
             train_grpo.main(cfg(size, "h"))
         assert not (tmp_path / "h").exists()
@@ -337,6 +351,10 @@ def test_claims_stage_scores_sft_and_rl_and_reuses_its_evaluations(checkpoint, t
     assert image.stat().st_mtime_ns == before and (tmp_path / "c" / "claims.md").read_text() == table
     with pytest.raises(ValueError, match="include 1"):
         eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), cfg_scales="1.5,3"))
+    with pytest.raises(ValueError, match="bad sampling"):  # before the first evaluation, not at the bad scale's turn
+        eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), cfg_scales="1,-2",
+                                            out=str(tmp_path / "neg")))
+    assert not (tmp_path / "neg").exists()
     # one suite: its rows reuse the evaluations above, the text claims are named as not measured
     geneval = eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), out=str(tmp_path / "c"),
                                                   n=2, cfg_scales="1,1.5", steps=1, suites="synth-geneval"))

@@ -259,8 +259,13 @@ def test_eval_reconstruction_writes_every_metric(tmp_path, presets, monkeypatch)
         again = eval_reconstruction.Config(out=str(tmp_path / "eval"), checkpoint=str(tmp_path), n=6, steps=1,
                                            batch_size=3, grid=2, utilization_n=10)
         assert eval_reconstruction.main(again) == on_disk  # same settings, same weights: the earlier result
+        shutil.copytree(tmp_path / "decoder", tmp_path / "ar")  # a part it does not read, published beside them
+        assert eval_reconstruction.main(again) == on_disk
         with pytest.raises(AssertionError, match="evaluated again"):  # another setting: afresh
             eval_reconstruction.main(replace(again, steps=2))
+        assert not (tmp_path / "eval" / "metrics.json").exists()  # not left beside a run cut short
+        (tmp_path / "eval" / "metrics.json").write_text(json.dumps(on_disk))  # the first result back
+        assert eval_reconstruction.main(again) == on_disk
         train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"),
                                                 shards=str(shards), out=str(tmp_path), steps=2, batch_size=2,
                                                 sample_steps=1, eval_every=100))

@@ -121,12 +121,14 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
-def weights_stamp(checkpoint: str | Path) -> dict:
-    """A content digest of each part's weights in a checkpoint folder: a checkpoint rebuilt at the same path with
-    other weights is another one, and the same weights written again (a rerun's publish) are the same."""
-    parts = [(part, Path(checkpoint) / part / "model.safetensors") for part in ("tokenizer", "decoder", "ar",
-                                                                                "alignment_lm")]
-    return {part: file_digest(f) for part, f in parts if f.is_file()}
+def weights_stamp(checkpoint: str | Path, parts: tuple[str, ...] = ("tokenizer", "decoder", "ar", "alignment_lm"),
+                  files: tuple[str, ...] = ()) -> dict:
+    """A content digest of each of `parts`' weights in a checkpoint folder (and of each of its `files`): a checkpoint
+    rebuilt at the same path with other weights is another one, and the same weights written again (a rerun's
+    publish) are the same."""
+    paths = [(part, Path(checkpoint) / part / "model.safetensors") for part in parts]
+    paths += [(name, Path(checkpoint) / name) for name in files]
+    return {name: file_digest(f) for name, f in paths if f.is_file()}
 
 
 def save_component(path: str | Path, config: Any, model: torch.nn.Module, meta: dict | None = None,

@@ -160,7 +160,7 @@ def metric_table(suite: str, by_run: dict[str, dict]) -> tuple[str, str]:
     labels = list(by_run)
     keys: list[str] = []
     for m in by_run.values():
-        keys += [k for k in m if k not in keys and k != "suite"]
+        keys += [k for k in m if k not in keys and k != "suite" and not isinstance(m[k], dict)]  # not `settings`
     head = "".join(f"<th>{html.escape(x)}</th>" for x in labels)
     body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{_fmt(by_run[x].get(k, ''))}</td>" for x in labels)
                    + "</tr>" for k in keys)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from xomni.checkpoint import write_text_atomically
+from xomni.engine import Sampling
 from xomni.eval import claims as C
 from xomni.eval.report import svg_curves
 from xomni.stages import eval_suite
@@ -67,6 +68,8 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"--cfg-scales takes numbers separated by commas, got {cfg.cfg_scales!r}") from None
     if C.NO_CFG not in scales:
         raise ValueError("--cfg-scales must include 1 (no CFG): every claim compares against it")
+    for scale in scales:  # every sampler setting checked before the first evaluation is spent
+        Sampling(cfg=scale, min_p=cfg.min_p)
     out = Path(cfg.out)
     names = ["sft"] + [f"rl_{run.name}" for run in runs]
     if len(set(names)) != len(names):

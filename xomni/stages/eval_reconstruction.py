@@ -49,11 +49,17 @@ class Config:
     ocr_threads: int = 1
 
 
+METRICS_VERSION = "r1"  # bump when what a metric measures changes: earlier results are then evaluated afresh
+
+
 def settings(cfg: Config) -> dict:
-    """What the metrics depend on: a rerun with the same settings on the same weights gives the same numbers."""
-    return {"n": cfg.n, "steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed,
-            "utilization_n": cfg.utilization_n, "world": SPLIT_VERSION, "checkpoint": str(Path(cfg.checkpoint)),
-            "weights": weights_stamp(cfg.checkpoint)}
+    """What the metrics depend on: a rerun with the same settings on the same weights gives the same numbers (the
+    parts this reads only: an AR model published beside them later changes nothing here)."""
+    return {"version": METRICS_VERSION, "n": cfg.n, "steps": cfg.steps, "batch_size": cfg.batch_size,
+            "seed": cfg.seed, "utilization_n": cfg.utilization_n, "world": SPLIT_VERSION,
+            "checkpoint": str(Path(cfg.checkpoint)),
+            "weights": weights_stamp(cfg.checkpoint, ("tokenizer", "decoder", "alignment_lm"),
+                                     ("text_tokenizer.json",))}
 
 
 def earlier_result(out: Path, current: dict) -> dict | None:
@@ -78,6 +84,7 @@ def main(cfg: Config) -> dict:
         print(f"{out / 'metrics.json'} holds this evaluation (same settings, same weights): not run again")
         return earlier
     out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").unlink(missing_ok=True)  # no earlier result beside this run's samples if it is cut short
     judge = RapidOCRJudge(threads=cfg.ocr_threads)
     world = WorldConfig()
     t0 = time.time()

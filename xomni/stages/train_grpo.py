@@ -66,8 +66,8 @@ bench/grpo_throughput.py measures what it saves (docs/unified.md, "Session 24").
 
 The run folder is itself a checkpoint folder (text tokenizer, tokenizer and decoder linked from `--checkpoint`, the
 policy in `ar/`), so `xomni generate --checkpoint OUT` and `xomni eval ... --checkpoint OUT` use the RL model; every
-`eval_every` steps the held-out suites in `eval_suites` run on it (`eval_n` items each, no CFG) into
-OUT/eval/step_NNNN/, and their scores go into the log. At step 0 and every `probe_every` steps, `probe` scores a
+`eval_every` steps the held-out suites in `eval_suites` run on it (`eval_n` items each, no CFG, each item at its
+suite's own size whatever `--size` is) into OUT/eval/step_NNNN/, and their scores go into the log. At step 0 and every `probe_every` steps, `probe` scores a
 fixed set of prompts (G rollouts each, fixed seeds): the log's `probe_reward` against the starting model's
 `probe_best_of_g` is the paper's Figure 2b, and `grpo_samples_STEP.png` shows those rollouts over the run. The log
 counts the rollouts whose image head went flat mid-image (`derailed`, `probe_derailed`; docs/unified.md, "Rollouts
@@ -169,8 +169,8 @@ def resolve(cfg: Config) -> Config:
     check_at_least(cfg, 1, "steps", "prompts_per_step", "updates", "save_every", "chunks")
     check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
     Sampling(temperature=1.0, min_p=cfg.min_p)  # the rollouts' sampler, checked before anything is written
-    parse_size(cfg.size)  # its grid is checked against the checkpoint's preset once that is read (`rollout_shape`)
-    return cfg
+    width, height = parse_size(cfg.size)  # checked against the checkpoint's preset once that is read (`rollout_shape`)
+    return replace(cfg, size=f"{width}x{height}")  # one spelling, so a resume compares sizes, not strings
 
 
 @contextlib.contextmanager
@@ -187,9 +187,11 @@ def beside_judges(pool: RewardPool):
         torch.set_num_threads(n)
 
 
-def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
-    """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite): `text_share`
-    of them ask for text, half of those short texts and half long ones; the rest are general scenes without text.
+def rl_prompts(step: int, n: int, text_share: float, seed: int, world: WorldConfig | None = None) -> list[tuple]:
+    """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite), scenes of
+    `world`'s size (default 128 x 128; the rewards measure an image against its scene, so both are the rollouts'
+    size): `text_share` of them ask for text, half of those short texts and half long ones; the rest are general
+    scenes without text.
     Each prompt is one of the scene's levels of detail (`prompts`), drawn at random; a scene with text never gets the
     `photo` level, which does not name the text (the rewards would ask for a text and plate the prompt never said,
     as SFT's `photo_text_free` keeps it off them)."""
@@ -199,7 +201,7 @@ def rl_prompts(step: int, n: int, text_share: float, seed: int) -> list[tuple]:
     out = []
     for kind in want:
         while True:
-            scene = make_scene(WorldConfig(), "train", rng.randrange(10**7))
+            scene = make_scene(world or WorldConfig(), "train", rng.randrange(10**7))
             if (scene.text.length if scene.text is not None else None) == kind:
                 break
         levels = prompts(scene)
@@ -280,7 +282,16 @@ def quotes_text_answers(checkpoint: Path) -> bool:
 
 def rollout_shape(size: str, preset: str = "tiny") -> tuple[int, int]:
     """(rows, cols) of the rollouts' token grid for `size` ("WIDTHxHEIGHT" px) under a checkpoint preset's limits."""
-    return check_generation_size(*parse_size(size), preset)
+    try:
+        return check_generation_size(*parse_size(size), preset)
+    except ValueError as e:
+        raise ValueError(f"GRPO's rollouts (--size {size}): {e}") from None
+
+
+def rollout_world(size: str) -> WorldConfig:
+    """The world the rollouts' prompts are drawn from: scenes the size of the rollouts' images."""
+    width, height = parse_size(size)
+    return WorldConfig(width=width, height=height)
 
 
 def reward_weights(cfg: Config, components: tuple[str, ...]) -> dict[str, float]:
@@ -342,23 +353,27 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     return prompt_ids, torch.cat(tokens), torch.cat(tops), pending, seconds
 
 
-def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling, shape: tuple[int, int],
+def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
           grid: Path | None = None, bf16: bool = False) -> dict:
     """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
     each with fixed seeds: the mean reward, the mean over prompts of the best of G, and how many rollouts derailed
     (`xomni.engine.derailed`). At step 0 this is the
     starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
-    grid: where to save the rollouts of the first 8 prompts, one row each (the report shows these over steps)."""
-    pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed)
+    grid: where to save the rollouts of the first 8 prompts, one row each, at most 128 px a side (the report shows
+    these over steps)."""
+    pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, rollout_world(cfg.size))
     images: list = []
     _, _, top, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool,
-                                              cfg.chunks, seed=(cfg.seed, "probe"), shape=shape, keep_images=images,
-                                              bf16=bf16)
+                                              cfg.chunks, seed=(cfg.seed, "probe"),
+                                              shape=rollout_shape(cfg.size, pipe.preset), keep_images=images, bf16=bf16)
     if grid is not None:
         rows = min(8, len(pairs))
-        W, H = images[0].size
+        tiles = [im.copy() for im in images[: rows * cfg.rollouts]]
+        for im in tiles:
+            im.thumbnail((128, 128))  # a paper-size probe sheet stays a picture, not gigapixels
+        W, H = tiles[0].size
         sheet = Image.new("RGB", (W * cfg.rollouts, H * rows))
-        for i, im in enumerate(images[: rows * cfg.rollouts]):
+        for i, im in enumerate(tiles):
             sheet.paste(im, (W * (i % cfg.rollouts), H * (i // cfg.rollouts)))
         sheet.save(grid)
     parts, _ = pool.gather(pending)
@@ -382,8 +397,13 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     pipe = Pipeline.from_pretrained(cfg.checkpoint)
     rows, cols = rollout_shape(cfg.size, pipe.preset)  # before anything is written
-    # the shortest prompt (the image prefix alone) and the image: a size whose grid cannot fit the context at all
-    pipe.engine.check_context(len(pipe.tok.image_prefix(rows, cols)), rows * cols + 1)
+    world = rollout_world(cfg.size)
+    # the probe's and the first step's prompts with their images must fit the context (a longer prompt at a later
+    # step stops the run there with the engine's error; it resumes from its last checkpoint)
+    first = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, world) + rl_prompts(
+        0, cfg.prompts_per_step, cfg.text_share, cfg.seed, world)
+    longest = max(len(pipe.fmt.generation_prompt(text)) for _, text in first)
+    pipe.engine.check_context(longest + len(pipe.tok.image_prefix(rows, cols)), rows * cols)
     out.mkdir(parents=True, exist_ok=True)
     policy = pipe.model
     device = next(policy.parameters()).device
@@ -425,7 +445,7 @@ def main(cfg: Config) -> dict:
         tqdm.write(json.dumps(record))
 
     def log_probe() -> None:
-        log_record({"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling, (rows, cols),
+        log_record({"step": step, **probe(pipe, cfg, rewards_pool, weights, sampling,
                                           out / f"grpo_samples_{step:04d}.png", bf16)})
 
     def log_evaluations() -> None:
@@ -443,7 +463,7 @@ def main(cfg: Config) -> dict:
             log_evaluations()
     while step < cfg.steps:
         t0 = time.time()
-        pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed)
+        pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed, world)
         prompt_ids, tokens, top, pending, seconds = sample_and_submit(
             pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step),
             shape=(rows, cols), bf16=bf16)
