@@ -2,14 +2,15 @@
 
     python -m xomni.cli eval reconstruction --out out/eval_recon [--n 256] [--checkpoint checkpoints/tiny]
 
-Writes DIR/metrics.json (flat: n, ocr_word_accuracy_en, ocr_char_accuracy_zh, the same two with the suffix
-`_original` for the judge on the original renders, object_color_accuracy (+ `_original`), codebook_utilization
-(over `utilization_n` held-out scenes, encoded only), vqa_accuracy, psnr, judge, timings; and `settings`), DIR/grid.png
+Writes DIR/metrics.json (n, ocr_word_accuracy_en, ocr_char_accuracy_zh, the same two with the suffix `_original`
+for the judge on the original renders, object_color_accuracy (+ `_original`), codebook_utilization (over
+`utilization_n` held-out scenes, encoded only), vqa_accuracy, psnr, judge, timings, and `settings`), DIR/grid.png
 (original | reconstruction pairs) and DIR/samples.jsonl (what the judge read for each scene).
 
 A rerun into the same DIR returns its metrics.json at once when they were computed with the same settings on the
-same weights (`settings` in metrics.json: the counts, steps, seed, world version and a digest of each part's
-weights), so a resumed `runs/cpu_tiny.sh` does not evaluate the image side again; anything else evaluates afresh.
+same weights (`settings`: the counts, steps, seed, world and metrics versions, and a digest of the tokenizer,
+decoder, alignment LM and text tokenizer), so a resumed `runs/cpu_tiny.sh` does not evaluate the image side again;
+anything else evaluates afresh.
 """
 
 from __future__ import annotations

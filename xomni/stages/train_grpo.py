@@ -67,11 +67,12 @@ bench/grpo_throughput.py measures what it saves (docs/unified.md, "Session 24").
 The run folder is itself a checkpoint folder (text tokenizer, tokenizer and decoder linked from `--checkpoint`, the
 policy in `ar/`), so `xomni generate --checkpoint OUT` and `xomni eval ... --checkpoint OUT` use the RL model; every
 `eval_every` steps the held-out suites in `eval_suites` run on it (`eval_n` items each, no CFG, each item at its
-suite's own size whatever `--size` is) into OUT/eval/step_NNNN/, and their scores go into the log. At step 0 and every `probe_every` steps, `probe` scores a
-fixed set of prompts (G rollouts each, fixed seeds): the log's `probe_reward` against the starting model's
-`probe_best_of_g` is the paper's Figure 2b, and `grpo_samples_STEP.png` shows those rollouts over the run. The log
-counts the rollouts whose image head went flat mid-image (`derailed`, `probe_derailed`; docs/unified.md, "Rollouts
-that derail"), read off the sampler's logits at no extra cost.
+suite's own size whatever `--size` is) into OUT/eval/step_NNNN/, and their scores go into the log. At step 0 and
+every `probe_every` steps, `probe` scores a fixed set of prompts (G rollouts each, fixed seeds): the log's
+`probe_reward` against the starting model's `probe_best_of_g` is the paper's Figure 2b, and
+`grpo_samples_STEP.png` shows those rollouts over the run. The log counts the rollouts whose image head went flat
+mid-image (`derailed`, `probe_derailed`; docs/unified.md, "Rollouts that derail"), read off the sampler's logits at
+no extra cost.
 """
 
 from __future__ import annotations
@@ -191,10 +192,9 @@ def rl_prompts(step: int, n: int, text_share: float, seed: int, world: WorldConf
     """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite), scenes of
     `world`'s size (default 128 x 128; the rewards measure an image against its scene, so both are the rollouts'
     size): `text_share` of them ask for text, half of those short texts and half long ones; the rest are general
-    scenes without text.
-    Each prompt is one of the scene's levels of detail (`prompts`), drawn at random; a scene with text never gets the
-    `photo` level, which does not name the text (the rewards would ask for a text and plate the prompt never said,
-    as SFT's `photo_text_free` keeps it off them)."""
+    scenes without text. Each prompt is one of the scene's levels of detail (`prompts`), drawn at random; a scene
+    with text never gets the `photo` level, which does not name the text (the rewards would ask for a text and plate
+    the prompt never said, as SFT's `photo_text_free` keeps it off them)."""
     rng = random.Random(f"grpo/{seed}/{step}")
     n_text = round(text_share * n)
     want = ["short"] * (n_text - n_text // 2) + ["long"] * (n_text // 2) + [None] * (n - n_text)
