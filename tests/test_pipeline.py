@@ -389,6 +389,37 @@ def test_rl_prompts_come_from_training_scenes_in_their_proportions():
     assert levels == {"short", "medium", "dense", "photo"} and text_levels == {"short", "medium", "dense"}
 
 
+def test_rl_prompts_text_mix_splits_the_text_prompts_exactly(tmp_path):
+    """With a text mix, each step's text prompts are split into the named kinds by whole counts (largest remainders,
+    ties drawn by the step's generator, so every kind gets its share over steps); without one, the prompts are the
+    ones runs before the mix drew. A bad mix is refused before the run writes anything."""
+    import random
+    from collections import Counter
+
+    from xomni.stages import train_grpo
+    from xomni.stages.train_grpo import rl_prompts, split_count
+
+    mix = "en-short=1,en-long=1,zh-short=1,zh-long=3"
+    per_step = [Counter((s.text.lang, s.text.length) if s.text else None for s, _ in rl_prompts(step, 16, 0.5, 0,
+                                                                                               text_mix=mix))
+                for step in range(30)]
+    for counts in per_step:
+        assert counts[None] == 8 and counts[("zh", "long")] == 4  # 8 text prompts: 4 long Chinese, the rest 4/3 each
+        assert sorted(counts[k] for k in [("en", "short"), ("en", "long"), ("zh", "short")]) == [1, 1, 2]
+    total = sum(per_step, Counter())
+    assert all(total[k] >= 6 for k in [("en", "short"), ("en", "long"), ("zh", "short")])  # the extra one moves
+    assert split_count(10, {"a": 0.1, "b": 0.2, "c": 0.7}, random.Random(0)) == {"a": 1, "b": 2, "c": 7}
+    assert sum(split_count(7, {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}, random.Random(1)).values()) == 7
+    only_zh = rl_prompts(0, 8, 1.0, 0, text_mix="en-short=0,en-long=0,zh-short=0,zh-long=1")
+    assert all(s.text.lang == "zh" and s.text.length == "long" for s, _ in only_zh)
+    plain = rl_prompts(0, 16, 0.5, 0)  # no mix: the language as the world draws it, half short and half long
+    assert Counter(s.text.length if s.text else None for s, _ in plain) == {None: 8, "short": 4, "long": 4}
+    for bad in ("en-short=1,en-long=1,zh-short=1", "en-short=1,en-long=1,zh-short=1,zh-long=-1", "zh=1"):
+        with pytest.raises(ValueError, match="text_mix"):
+            train_grpo.main(train_grpo.Config(text_mix=bad, out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_checkpoint_is_read_by_its_own_presets_image_rules(checkpoint, tmp_path):
     import json
     import shutil

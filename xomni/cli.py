@@ -59,6 +59,8 @@ HELP = {
     "cfg": "classifier-free guidance scale of the image sampler (1: off, X-Omni's default)",
     "decoder_steps": "diffusion decoder steps when decoding rollouts",
     "text_share": "share of RL prompts that ask for text",
+    "text_mix": "split of the text prompts, e.g. en-short=1,en-long=1,zh-short=1,zh-long=2 (every kind named; "
+                "empty: half short, half long, the language as the world draws it)",
     "w_ocr": "weight of the OCR reward", "w_alignment": "weight of the scene-judge alignment reward",
     "w_consistency": "weight of the token-consistency reward",
     "phase": "AR training phase: text (tiny LLM language pretraining), pretrain1, pretrain2, pretrain3, sft",

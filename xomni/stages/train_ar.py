@@ -83,7 +83,7 @@ from xomni.data.sequences import IGNORE, Formatter, Sample, image_grids, pack, p
 from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
                               scene_task)
-from xomni.errors import check_at_least
+from xomni.errors import check_at_least, parse_shares
 from xomni.model.unified import (PRESETS, UnifiedConfig, UnifiedModel, is_qwen2_folder, load_pretrained,
                                  load_pretrained_tensors, qwen2_unified_config)
 from xomni.precision import autocast, check_bf16, resolve_bf16
@@ -137,24 +137,7 @@ class Config:
 def parse_scene_mix(spec: str) -> dict[str, float]:
     """"single=0.3,count=0.25,two=0.25,relation=0.2" -> each task's share of the samples (normalised). Every task in
     SCENE_TASKS must be named, so that a share left at 0 is a choice rather than a typo."""
-    shares = {}
-    for part in spec.split(","):
-        name, _, value = part.partition("=")
-        name = name.strip()
-        if name not in SCENE_TASKS or name in shares:
-            raise ValueError(f"scene_mix: {name!r} is not one of {SCENE_TASKS} (each once), in {spec!r}")
-        try:
-            shares[name] = float(value)
-        except ValueError:
-            raise ValueError(f"scene_mix: {part!r} is not task=share") from None
-        if not math.isfinite(shares[name]) or shares[name] < 0:
-            raise ValueError(f"scene_mix: share {value!r} of {name!r} must be a number >= 0")
-    missing = [t for t in SCENE_TASKS if t not in shares]
-    if missing or not sum(shares.values()):
-        raise ValueError(f"scene_mix {spec!r}: name every task of {SCENE_TASKS} with a share, not all 0 "
-                         f"(missing: {missing})")
-    total = sum(shares.values())
-    return {t: shares[t] / total for t in SCENE_TASKS}
+    return parse_shares(spec, SCENE_TASKS, "scene_mix")
 
 
 def task_pools(sources: list, rows_of: list[tuple[int, int]], order: list[int]) -> dict[str, list[int]]:
