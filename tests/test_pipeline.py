@@ -389,13 +389,15 @@ def test_rl_prompts_come_from_training_scenes_in_their_proportions():
     assert levels == {"short", "medium", "dense", "photo"} and text_levels == {"short", "medium", "dense"}
 
 
-def test_rl_prompts_text_mix_splits_the_text_prompts_exactly(tmp_path):
+def test_rl_prompts_mixes_split_the_prompts_exactly(tmp_path):
     """With a text mix, each step's text prompts are split into the named kinds by whole counts (largest remainders,
-    ties drawn by the step's generator, so every kind gets its share over steps); without one, the prompts are the
-    ones runs before the mix drew. A bad mix is refused before the run writes anything."""
+    ties drawn by the step's generator, so every kind gets its share over steps), and with a scene mix the other
+    prompts by compositional task; without them, the prompts are the ones runs before the mixes drew. A bad mix is
+    refused before the run writes anything."""
     import random
     from collections import Counter
 
+    from xomni.data.world import scene_task
     from xomni.stages import train_grpo
     from xomni.stages.train_grpo import rl_prompts, split_count
 
@@ -414,9 +416,14 @@ def test_rl_prompts_text_mix_splits_the_text_prompts_exactly(tmp_path):
     assert all(s.text.lang == "zh" and s.text.length == "long" for s, _ in only_zh)
     plain = rl_prompts(0, 16, 0.5, 0)  # no mix: the language as the world draws it, half short and half long
     assert Counter(s.text.length if s.text else None for s, _ in plain) == {None: 8, "short": 4, "long": 4}
+    scenes = [s for s, _ in rl_prompts(0, 16, 0.5, 0, scene_mix="single=0,count=1,two=1,relation=2")]
+    assert Counter(scene_task(s) for s in scenes if s.text is None) == {"relation": 4, "two": 2, "count": 2}
+    assert Counter(s.text.length for s in scenes if s.text is not None) == {"short": 4, "long": 4}
     for bad in ("en-short=1,en-long=1,zh-short=1", "en-short=1,en-long=1,zh-short=1,zh-long=-1", "zh=1"):
         with pytest.raises(ValueError, match="text_mix"):
             train_grpo.main(train_grpo.Config(text_mix=bad, out=str(tmp_path / "o")))
+    with pytest.raises(ValueError, match="scene_mix"):
+        train_grpo.main(train_grpo.Config(scene_mix="two=1", out=str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()
 
 

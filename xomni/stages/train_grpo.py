@@ -10,7 +10,8 @@ rollouts' size (a whole grid of 16 px tokens within the checkpoint's preset's li
 
 Each step, for P prompts from the world's training split (`rl_prompts`: `text_share` ask for text, half of those
 short and half long, in English or Chinese as the world draws them, or split by `text_mix` between English and
-Chinese, short and long; the rest general scenes; each prompt at a random level of detail that names what the rewards
+Chinese, short and long; the rest general scenes, their compositional tasks as the world draws them or split by
+`scene_mix`; each prompt at a random level of detail that names what the rewards
 ask for):
 1. G rollouts per prompt from the current policy with the engine (temperature 1, min-p `min_p`, no CFG),
    decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps). The step's prompts are
@@ -95,7 +96,7 @@ from tqdm import tqdm
 from xomni.checkpoint import load_train_state, open_log, save_component, save_train_state
 from xomni.data.batches import pixels_of, understanding_pairs
 from xomni.data.sequences import IGNORE
-from xomni.data.world import WorldConfig, make_scene, prompts, render
+from xomni.data.world import SCENE_TASKS, Scene, WorldConfig, make_scene, prompts, render, scene_task
 from xomni.engine import FLAT, Sampling, derailed, left_pad
 from xomni.errors import check_at_least, parse_shares
 from xomni.pipeline import Pipeline, check_generation_size, parse_size, to_image
@@ -129,6 +130,7 @@ class Config:
     bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
     text_share: float = 0.5  # share of prompts asking for text
     text_mix: str = ""  # e.g. "en-short=1,en-long=1,zh-short=1,zh-long=2": the text prompts' split ("": the world's)
+    scene_mix: str = ""  # e.g. "single=1,count=1,two=2,relation=2": the other prompts' tasks ("": the world's)
     w_ocr: float = 1.0
     w_alignment: float = 1.0
     w_consistency: float = 0.0  # off: at 0.5 the policy learned uniform fills the tokenizer re-reads exactly
@@ -173,6 +175,8 @@ def resolve(cfg: Config) -> Config:
     check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
     if cfg.text_mix:
         parse_shares(cfg.text_mix, TEXT_KINDS, "text_mix")
+    if cfg.scene_mix:
+        parse_shares(cfg.scene_mix, SCENE_TASKS, "scene_mix")
     Sampling(temperature=1.0, min_p=cfg.min_p)  # the rollouts' sampler, checked before anything is written
     width, height = parse_size(cfg.size)  # checked against the checkpoint's preset once that is read (`rollout_shape`)
     return replace(cfg, size=f"{width}x{height}")  # one spelling, so a resume compares sizes, not strings
@@ -206,37 +210,49 @@ def split_count(n: int, shares: dict[str, float], rng: random.Random) -> dict[st
 
 
 def rl_prompts(step: int, n: int, text_share: float, seed: int, world: WorldConfig | None = None,
-               text_mix: str = "") -> list[tuple]:
+               text_mix: str = "", scene_mix: str = "") -> list[tuple]:
     """The step's (scene, prompt) pairs from the training split (disjoint from every held-out suite), scenes of
     `world`'s size (default 128 x 128; the rewards measure an image against its scene, so both are the rollouts'
     size): `text_share` of them ask for text, half of those short texts and half long ones, each in the language the
     world draws (as many Chinese as English, on average), or, with `text_mix` ("en-short=1,...", every one of
-    `TEXT_KINDS`), split by its shares into exact counts (`split_count`); the rest are general scenes without text.
+    `TEXT_KINDS`), split by its shares into exact counts (`split_count`); the rest are general scenes without text,
+    whose compositional tasks (`scene_task`) come as the world draws them, or, with `scene_mix`
+    ("single=1,count=1,two=2,relation=2", every one of `SCENE_TASKS`), split by its shares as the text prompts are.
     Each prompt is one of the scene's levels of detail (`prompts`), drawn at random; a scene with text never gets the
     `photo` level, which does not name the text (the rewards would ask for a text and plate the prompt never said,
     as SFT's `photo_text_free` keeps it off them)."""
     rng = random.Random(f"grpo/{seed}/{step}")
     n_text = round(text_share * n)
-    if text_mix:
+    if text_mix:  # ("text", language, length)
         counts = split_count(n_text, parse_shares(text_mix, TEXT_KINDS, "text_mix"), rng)
-        want = [tuple(k.split("-")) for k in TEXT_KINDS for _ in range(counts[k])] + [None] * (n - n_text)
-    else:  # (None, length): the language left to the world
-        want = [(None, "short")] * (n_text - n_text // 2) + [(None, "long")] * (n_text // 2) + [None] * (n - n_text)
+        want = [("text", *k.split("-")) for k in TEXT_KINDS for _ in range(counts[k])]
+    else:  # the language left to the world (None)
+        want = [("text", None, "short")] * (n_text - n_text // 2) + [("text", None, "long")] * (n_text // 2)
+    if scene_mix:  # ("scene", task)
+        counts = split_count(n - n_text, parse_shares(scene_mix, SCENE_TASKS, "scene_mix"), rng)
+        want += [("scene", task) for task in SCENE_TASKS for _ in range(counts[task])]
+    else:  # the task left to the world (None)
+        want += [("scene", None)] * (n - n_text)
     out = []
     for kind in want:
         while True:
             scene = make_scene(world or WorldConfig(), "train", rng.randrange(10**7))
-            text = scene.text
-            if kind is None or text is None:
-                if kind is None and text is None:
-                    break
-            elif text.length == kind[1] and kind[0] in (None, text.lang):
+            if wanted(scene, kind):
                 break
         levels = prompts(scene)
         if scene.text is not None:
             del levels["photo"]
         out.append((scene, levels[rng.choice(sorted(levels))]))
     return out
+
+
+def wanted(scene: Scene, kind: tuple) -> bool:
+    """Whether `scene` is of `kind`: ("text", language or None for any, length) or ("scene", task or None for any),
+    a scene without text."""
+    if kind[0] == "scene":
+        return scene.text is None and kind[1] in (None, scene_task(scene))
+    _, lang, length = kind
+    return scene.text is not None and scene.text.length == length and lang in (None, scene.text.lang)
 
 
 def link_parts(checkpoint: Path, out: Path) -> None:
@@ -389,7 +405,8 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
     grid: where to save the rollouts of the first 8 prompts, one row each, at most 128 px a side (the report shows
     these over steps)."""
-    pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, rollout_world(cfg.size), cfg.text_mix)
+    pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, rollout_world(cfg.size), cfg.text_mix,
+                       cfg.scene_mix)
     images: list = []
     _, _, top, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool,
                                               cfg.chunks, seed=(cfg.seed, "probe"),
@@ -428,8 +445,9 @@ def main(cfg: Config) -> dict:
     world = rollout_world(cfg.size)
     # the probe's and the first step's prompts with their images must fit the context (a longer prompt at a later
     # step stops the run there with the engine's error; it resumes from its last checkpoint)
-    first = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, world, cfg.text_mix) + rl_prompts(
-        0, cfg.prompts_per_step, cfg.text_share, cfg.seed, world, cfg.text_mix)
+    mixes = (cfg.text_mix, cfg.scene_mix)
+    first = (rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, world, *mixes)
+             + rl_prompts(0, cfg.prompts_per_step, cfg.text_share, cfg.seed, world, *mixes))
     longest = max(len(pipe.fmt.generation_prompt(text)) for _, text in first)
     pipe.engine.check_context(longest + len(pipe.tok.image_prefix(rows, cols)), rows * cols)
     out.mkdir(parents=True, exist_ok=True)
@@ -491,7 +509,8 @@ def main(cfg: Config) -> dict:
             log_evaluations()
     while step < cfg.steps:
         t0 = time.time()
-        pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed, world, cfg.text_mix)
+        pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed, world, cfg.text_mix,
+                           cfg.scene_mix)
         prompt_ids, tokens, top, pending, seconds = sample_and_submit(
             pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step),
             shape=(rows, cols), bf16=bf16)
