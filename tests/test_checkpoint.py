@@ -156,3 +156,17 @@ def test_a_resume_is_held_to_the_settings_the_run_saved(tmp_path):
         load_train_state(tmp_path / "s.pt", Config(lr=2e-3, phase="pretrain3"))
     save_train_state(tmp_path / "old.pt", {"step": 7})  # saved before runs recorded their settings
     assert load_train_state(tmp_path / "old.pt", Config(lr=2e-3))["step"] == 7
+
+    @dataclass
+    class Older:  # Config before its `shards` field existed
+        lr: float = 1e-3
+        phase: str = "pretrain2"
+        steps: int = 100
+        workers: int = 1
+
+    save_train_state(tmp_path / "older.pt", {"step": 9}, Older())
+    assert load_train_state(tmp_path / "older.pt", Config(shards="out/c"))["step"] == 9  # nothing to compare with
+    absent = {"shards": "out/a,out/b"}  # what runs saved before the field existed ran
+    assert load_train_state(tmp_path / "older.pt", Config(), absent=absent)["step"] == 9
+    with pytest.raises(ValueError, match=r"shards: 'out/a,out/b' -> 'out/c'"):
+        load_train_state(tmp_path / "older.pt", Config(shards="out/c"), absent=absent)

@@ -305,15 +305,19 @@ def _same_setting(a: Any, b: Any) -> bool:
     return False
 
 
-def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str, ...] = ()) -> dict | None:
+def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str, ...] = (),
+                     absent: dict[str, Any] | None = None) -> dict | None:
     """The state a run saved, or None. With `config`, a clear error if the saved run's settings differ from it in
-    any field but `RESUMABLE` and `may_change` (a state saved without settings, by an older version, is taken)."""
+    any field but `RESUMABLE` and `may_change` (a state saved without settings, by an older version, is taken). A
+    field the saved settings lack (the run was saved before the field existed) is compared with `absent`'s value
+    for it, what such runs ran, and taken when `absent` has none."""
     path = Path(path)
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved = state.get("config")
     if config is not None and saved is not None:
+        saved = {**(absent or {}), **saved}
         now = _jsonable(config)
         changed = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now
                    if k in saved and k not in RESUMABLE + tuple(may_change) and not _same_setting(saved[k], now[k])]

@@ -175,8 +175,13 @@ def resolve(cfg: Config) -> Config:
     check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
     if cfg.text_mix:
         parse_shares(cfg.text_mix, TEXT_KINDS, "text_mix")
+        if round(cfg.text_share * cfg.prompts_per_step) == 0:
+            raise ValueError(f"--text-mix {cfg.text_mix}: no prompt asks for text (--text-share {cfg.text_share})")
     if cfg.scene_mix:
         parse_shares(cfg.scene_mix, SCENE_TASKS, "scene_mix")
+        if round(cfg.text_share * cfg.prompts_per_step) == cfg.prompts_per_step:
+            raise ValueError(f"--scene-mix {cfg.scene_mix}: every prompt asks for text (--text-share "
+                             f"{cfg.text_share})")
     Sampling(temperature=1.0, min_p=cfg.min_p)  # the rollouts' sampler, checked before anything is written
     width, height = parse_size(cfg.size)  # checked against the checkpoint's preset once that is read (`rollout_shape`)
     return replace(cfg, size=f"{width}x{height}")  # one spelling, so a resume compares sizes, not strings
@@ -197,6 +202,7 @@ def beside_judges(pool: RewardPool):
 
 
 TEXT_KINDS = ("en-short", "en-long", "zh-short", "zh-long")  # the text prompts' kinds a `text_mix` splits
+MAX_DRAWS = 20_000  # scenes drawn for one prompt of a kind before `rl_prompts` gives up (relation: ~3% of draws)
 
 
 def split_count(n: int, shares: dict[str, float], rng: random.Random) -> dict[str, int]:
@@ -233,12 +239,16 @@ def rl_prompts(step: int, n: int, text_share: float, seed: int, world: WorldConf
         want += [("scene", task) for task in SCENE_TASKS for _ in range(counts[task])]
     else:  # the task left to the world (None)
         want += [("scene", None)] * (n - n_text)
+    world = world or WorldConfig()
     out = []
     for kind in want:
-        while True:
-            scene = make_scene(world or WorldConfig(), "train", rng.randrange(10**7))
+        for _ in range(MAX_DRAWS):
+            scene = make_scene(world, "train", rng.randrange(10**7))
             if wanted(scene, kind):
                 break
+        else:
+            raise ValueError(f"GRPO's prompts: no {kind} scene in {MAX_DRAWS} training scenes of "
+                             f"{world.width}x{world.height} px (at that size the world may draw none)")
         levels = prompts(scene)
         if scene.text is not None:
             del levels["photo"]
@@ -460,7 +470,9 @@ def main(cfg: Config) -> dict:
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state_path = out / "grpo_state.pt"
     may_change = ("reward_workers", "probe_every", "eval_suites")  # besides how long it runs and what it records
-    state = load_train_state(state_path, cfg, may_change) if cfg.resume else None
+    # what runs saved before a setting existed ran: every rollout 128 x 128 px, the prompts as the world draws them
+    absent = {"size": "128x128", "text_mix": "", "scene_mix": ""}
+    state = load_train_state(state_path, cfg, may_change, absent) if cfg.resume else None
     step = 0
     if state is not None:
         policy.load_state_dict(state["policy"]), opt.load_state_dict(state["opt"])
