@@ -1,0 +1,73 @@
+"""What an `xomni eval synth-text-zh` (or -en) folder's OCR read, against what the prompts asked, by text length.
+
+    .venv/bin/python bench/text_units.py out/recipe28/eval_synth-text-zh [more eval folders ...]
+
+For each folder and length (short, long): the share of the asked units (characters for Chinese, words for English)
+the OCR read (the suite's score, LongText-Bench's rule: extra units cost nothing), units read per unit asked (above 1:
+the image holds more text than asked), the images read exactly and read empty; for Chinese, the share read by the
+character's frequency rank in `xomni/data/chars_zh.txt` (the world's 300 characters, most frequent first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from xomni.eval import longtext
+
+CHARS_ZH = (Path(__file__).resolve().parents[1] / "xomni" / "data" / "chars_zh.txt").read_text(encoding="utf-8").strip()
+RANKS = ((0, 50), (50, 100), (100, 200), (200, 300))
+
+
+def rows(folder: Path) -> list[str]:
+    items = {x["id"]: x for x in map(json.loads, (folder / "manifest.jsonl").read_text().splitlines()) if "id" in x}
+    stats: dict[str, Counter] = {}
+    read_by_rank, asked_by_rank = Counter(), Counter()
+    rank = {c: i for i, c in enumerate(CHARS_ZH)}
+    for judged in map(json.loads, (folder / "judged.jsonl").read_text().splitlines()):
+        item = items[judged["id"]]
+        lang = item["lang"]
+        asked = longtext.units(longtext.normalize(" ".join(item["text"]), lang), lang)
+        read = Counter(longtext.units(longtext.normalize(longtext.clean_ocr(judged["ocr"] or ""), lang), lang))
+        s = stats.setdefault(item["length"], Counter())
+        matched = sum((Counter(asked) & read).values())
+        s["images"] += 1
+        s["asked"] += len(asked)
+        s["read"] += sum(read.values())
+        s["matched"] += matched
+        s["exact"] += matched == len(asked) == sum(read.values())
+        s["empty"] += not read
+        if lang == "zh":
+            left = Counter(read)
+            for c in asked:
+                r = next((f"{a}-{b}" for a, b in RANKS if a <= rank.get(c, -1) < b), "other")
+                asked_by_rank[r] += 1
+                if left[c] > 0:
+                    left[c] -= 1
+                    read_by_rank[r] += 1
+    out = []
+    for length in sorted(stats):
+        s = stats[length]
+        out.append(f"| {folder} | {length} | {s['images']} | {s['matched'] / s['asked']:.3f} | "
+                   f"{s['read'] / s['asked']:.2f} | {s['exact']} | {s['empty']} |")
+    if asked_by_rank:
+        ranks = ", ".join(f"{r}: {read_by_rank[r] / asked_by_rank[r]:.2f} ({asked_by_rank[r]})"
+                          for r in [f"{a}-{b}" for a, b in RANKS] + ["other"] if asked_by_rank[r])
+        out.append(f"| {folder} | read by frequency rank (characters asked) | {ranks} | | | | |")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", type=Path, help="`xomni eval synth-text-zh/-en` output folders")
+    args = p.parse_args()
+    print("| folder | length | images | units read (score) | units read per unit asked | read exactly | read empty |")
+    print("|---|---|---|---|---|---|---|")
+    for folder in args.folders:
+        print("\n".join(rows(folder)))
+
+
+if __name__ == "__main__":
+    main()
