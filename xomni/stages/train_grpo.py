@@ -256,6 +256,11 @@ def rl_prompts(step: int, n: int, text_share: float, seed: int, world: WorldConf
     return out
 
 
+def run_prompts(cfg: Config, step: int, n: int) -> list[tuple]:
+    """`rl_prompts` with the run's settings: step -1 is the probe's."""
+    return rl_prompts(step, n, cfg.text_share, cfg.seed, rollout_world(cfg.size), cfg.text_mix, cfg.scene_mix)
+
+
 def wanted(scene: Scene, kind: tuple) -> bool:
     """Whether `scene` is of `kind`: ("text", language or None for any, length) or ("scene", task or None for any),
     a scene without text."""
@@ -415,8 +420,7 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
     grid: where to save the rollouts of the first 8 prompts, one row each, at most 128 px a side (the report shows
     these over steps)."""
-    pairs = rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, rollout_world(cfg.size), cfg.text_mix,
-                       cfg.scene_mix)
+    pairs = run_prompts(cfg, -1, cfg.probe_prompts)
     images: list = []
     _, _, top, pending, _ = sample_and_submit(pipe, pairs, cfg.rollouts, sampling, cfg.decoder_steps, pool,
                                               cfg.chunks, seed=(cfg.seed, "probe"),
@@ -452,12 +456,9 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     pipe = Pipeline.from_pretrained(cfg.checkpoint)
     rows, cols = rollout_shape(cfg.size, pipe.preset)  # before anything is written
-    world = rollout_world(cfg.size)
     # the probe's and the first step's prompts with their images must fit the context (a longer prompt at a later
     # step stops the run there with the engine's error; it resumes from its last checkpoint)
-    mixes = (cfg.text_mix, cfg.scene_mix)
-    first = (rl_prompts(-1, cfg.probe_prompts, cfg.text_share, cfg.seed, world, *mixes)
-             + rl_prompts(0, cfg.prompts_per_step, cfg.text_share, cfg.seed, world, *mixes))
+    first = run_prompts(cfg, -1, cfg.probe_prompts) + run_prompts(cfg, 0, cfg.prompts_per_step)
     longest = max(len(pipe.fmt.generation_prompt(text)) for _, text in first)
     pipe.engine.check_context(longest + len(pipe.tok.image_prefix(rows, cols)), rows * cols)
     out.mkdir(parents=True, exist_ok=True)
@@ -521,8 +522,7 @@ def main(cfg: Config) -> dict:
             log_evaluations()
     while step < cfg.steps:
         t0 = time.time()
-        pairs = rl_prompts(step, cfg.prompts_per_step, cfg.text_share, cfg.seed, world, cfg.text_mix,
-                           cfg.scene_mix)
+        pairs = run_prompts(cfg, step, cfg.prompts_per_step)
         prompt_ids, tokens, top, pending, seconds = sample_and_submit(
             pipe, pairs, G, sampling, cfg.decoder_steps, rewards_pool, cfg.chunks, seed=(cfg.seed, step),
             shape=(rows, cols), bf16=bf16)
