@@ -32,7 +32,7 @@ def main() -> None:
     cfg = resolve(Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with RewardPool(tuple(cfg.ocr.split(",")), 0) as pool:
+    with RewardPool(tuple(cfg.ocr.split(",")), 0, ocr_rule=cfg.ocr_rule) as pool:
         weights = reward_weights(cfg, pool.components)
         print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, min-p {cfg.min_p}, weights {weights}")
         print("| checkpoint | mean reward | best of G | alignment | OCR | consistency |")

@@ -427,6 +427,8 @@ def test_rl_prompts_mixes_split_the_prompts_exactly(tmp_path):
             train_grpo.main(train_grpo.Config(text_mix=bad, out=str(tmp_path / "o")))
     with pytest.raises(ValueError, match="scene_mix"):
         train_grpo.main(train_grpo.Config(scene_mix="two=1", out=str(tmp_path / "o")))
+    with pytest.raises(ValueError, match="OCR rule"):
+        train_grpo.main(train_grpo.Config(ocr_rule="f1", out=str(tmp_path / "o")))
     with pytest.raises(ValueError, match="no prompt asks for text"):  # a mix that could change nothing
         train_grpo.main(train_grpo.Config(text_mix=mix, text_share=0.0, out=str(tmp_path / "o")))
     with pytest.raises(ValueError, match="every prompt asks for text"):

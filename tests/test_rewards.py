@@ -34,6 +34,21 @@ def test_ocr_reward_averages_engines_and_marks_failures():
     assert math.isnan(ocr_accuracy(r[:1], [Reads(None)])[0])
 
 
+def test_strict_ocr_reward_charges_text_written_twice():
+    from xomni.rewards.pool import RewardPool
+
+    s = _scene(True)
+    twice = f"{s.text.text} {s.text.text}"  # the asked text, then again
+    r = [Rollout(s, render(s))]
+    assert ocr_accuracy(r, [Reads(twice)]) == [1.0]  # LongText-Bench's rule: a second copy costs nothing
+    assert ocr_accuracy(r, [Reads(twice)], rule="strict") == [0.5]
+    assert ocr_accuracy(r, [Reads(s.text.text)], rule="strict") == [1.0]
+    with pytest.raises(ValueError, match="OCR rule"):
+        ocr_accuracy(r, [Reads(twice)], rule="f1")
+    with pytest.raises(ValueError, match="OCR rule"):
+        RewardPool(workers=0, ocr_rule="f1")
+
+
 def test_alignment_is_one_on_the_render_and_lower_on_a_blank():
     s = next(s for i in range(200) if len((s := make_scene(WorldConfig(), "heldout", i)).groups) == 2
              and len(s.objects) <= 4 - len({o.shape for o in s.objects} & {"star", "cross", "diamond", "hexagon"}))

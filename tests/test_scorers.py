@@ -21,9 +21,11 @@ def test_longtext_chinese_normalisation_keeps_case_and_drops_spaces():
 
 def test_longtext_match_is_multiset_recall():
     m = longtext.match_text("the the cat", ["The cat", "the dog"], "en")  # gt: the cat the dog
-    assert (m.matched, m.total) == (3, 4)
-    assert longtext.match_text("猫猫", "猫狗猫猫", "zh") == longtext.TextMatch(2, 4)
-    assert longtext.match_text("dog cat extra words", "cat dog", "en").accuracy == 1.0  # extra text costs nothing
+    assert (m.matched, m.total, m.read) == (3, 4, 3)
+    assert longtext.match_text("猫猫", "猫狗猫猫", "zh") == longtext.TextMatch(2, 4, 2)
+    extra = longtext.match_text("dog cat extra words", "cat dog", "en")
+    assert extra.accuracy == 1.0 and extra.strict == 0.5  # extra text costs nothing, except by our strict rule
+    assert longtext.match_text("猫猫", "猫狗猫猫", "zh").strict == 0.5  # as accuracy when no more is read than asked
 
 
 def test_longtext_keeps_the_official_clean_up_quirk():

@@ -61,6 +61,8 @@ HELP = {
     "text_share": "share of RL prompts that ask for text",
     "text_mix": "split of the text prompts, e.g. en-short=1,en-long=1,zh-short=1,zh-long=2 (every kind named; "
                 "empty: half short, half long, the language as the world draws it)",
+    "ocr_rule": "the OCR reward's rule: longtext (LongText-Bench's share of the asked words/characters read; extra "
+                "text costs nothing) or strict (read units beyond those asked are charged: matched / max(asked, read))",
     "w_ocr": "weight of the OCR reward", "w_alignment": "weight of the scene-judge alignment reward",
     "w_consistency": "weight of the token-consistency reward",
     "phase": "AR training phase: text (tiny LLM language pretraining), pretrain1, pretrain2, pretrain3, sft",

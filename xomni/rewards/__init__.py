@@ -40,9 +40,16 @@ class Rollout:
         return prompt_aspects(self.scene, self.prompt)
 
 
-def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
-    """Text accuracy (LongText-Bench's rule) of the asked-for text, averaged over the OCR engines (the paper uses
-    two jointly). None for prompts that ask for no text; NaN when every engine failed on that image."""
+OCR_RULES = ("longtext", "strict")
+
+
+def ocr_accuracy(rollouts: list[Rollout], judges, rule: str = "longtext") -> list[float | None]:
+    """Text accuracy of the asked-for text, averaged over the OCR engines (the paper uses two jointly): by
+    LongText-Bench's rule (`longtext`, the share of the asked units read) or `strict` (units read beyond those asked
+    are charged too, `longtext.TextMatch.strict`). None for prompts that ask for no text; NaN when every engine
+    failed on that image."""
+    if rule not in OCR_RULES:
+        raise ValueError(f"OCR rule must be one of {OCR_RULES}, got {rule!r}")
     out: list[float | None] = []
     for r in rollouts:
         if r.scene.text is None or "text" not in r.said():
@@ -54,7 +61,8 @@ def ocr_accuracy(rollouts: list[Rollout], judges) -> list[float | None]:
                 read = judge.read(r.image)
             except Exception:  # noqa: BLE001 - a judge crash is a failed reward, counted by `combine`
                 continue
-            scores.append(longtext.match_text(read, r.scene.text.text, r.scene.text.lang).accuracy)
+            match = longtext.match_text(read, r.scene.text.text, r.scene.text.lang)
+            scores.append(match.strict if rule == "strict" else match.accuracy)
         out.append(sum(scores) / len(scores) if scores else math.nan)
     return out
 

@@ -4,11 +4,12 @@
     pending = [pool.submit(chunk) for chunk in chunks]  # returns at once; workers judge while the caller samples
     parts, failed = pool.gather(pending)                # {"ocr": [...], "alignment": [...], "consistency": [...], "hps": [...]}
 
-Each worker builds its judges once (`_init`); the model judges (xomni/rewards/judges.py: "hps", "vlm_alignment",
-"unified") load from the local folders in `models`. A judge that raises on one image gives NaN for that rollout (the reward
-functions catch it); a worker that dies takes its whole chunk to NaN. Either way `combine` excludes and counts the
-rollouts, and the GRPO stage drops their groups: a failure is never read as a reward of 0. workers=0 judges in the
-calling process when the chunk is submitted (no overlap; for tests and debugging).
+Each worker builds its judges once (`_init`); the OCR reward scores by `ocr_rule` (`xomni.rewards.ocr_accuracy`); the
+model judges (xomni/rewards/judges.py: "hps", "vlm_alignment", "unified") load from the local folders in `models`. A
+judge that raises on one image gives NaN for that rollout (the reward functions catch it); a worker that dies takes its
+whole chunk to NaN. Either way `combine` excludes and counts the rollouts, and the GRPO stage drops their groups: a
+failure is never read as a reward of 0. workers=0 judges in the calling process when the chunk is submitted (no
+overlap; for tests and debugging).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 
-from xomni.rewards import Rollout, alignment, ocr_accuracy, token_consistency
+from xomni.rewards import OCR_RULES, Rollout, alignment, ocr_accuracy, token_consistency
 
 BASE = ("ocr", "alignment", "consistency")
 MODEL_JUDGES = ("hps", "vlm_alignment", "unified")
@@ -35,7 +36,7 @@ def _load_model_judge(name: str, path: str):
     raise ValueError(f"unknown model judge {name!r}; choose from {MODEL_JUDGES}")
 
 
-def _init(ocr: tuple[str, ...], models: dict[str, str], worker: bool = True) -> None:
+def _init(ocr: tuple[str, ...], models: dict[str, str], ocr_rule: str, worker: bool = True) -> None:
     import torch
 
     from xomni.eval.ocr import make_ocr_judge
@@ -44,13 +45,14 @@ def _init(ocr: tuple[str, ...], models: dict[str, str], worker: bool = True) -> 
     if worker:  # a judge process takes one core; judging in the caller's process leaves its threads alone
         torch.set_num_threads(1)
     _JUDGES["ocr"] = [make_ocr_judge(e) for e in ocr]
+    _JUDGES["ocr_rule"] = ocr_rule
     _JUDGES["scene"] = reward_judge()
     _JUDGES["models"] = {name: _load_model_judge(name, path) for name, path in models.items()}
 
 
 def _score(rollouts: list[Rollout]) -> dict[str, list]:
-    out = {"ocr": ocr_accuracy(rollouts, _JUDGES["ocr"]), "alignment": alignment(rollouts, _JUDGES["scene"]),
-           "consistency": token_consistency(rollouts)}
+    out = {"ocr": ocr_accuracy(rollouts, _JUDGES["ocr"], _JUDGES["ocr_rule"]),
+           "alignment": alignment(rollouts, _JUDGES["scene"]), "consistency": token_consistency(rollouts)}
     for name, judge in _JUDGES["models"].items():
         out[name] = judge(rollouts)
     return out
@@ -82,11 +84,14 @@ class _Done:
 
 
 class RewardPool:
-    def __init__(self, ocr: tuple[str, ...] = ("rapidocr",), workers: int = 1, models: dict[str, str] | None = None):
+    def __init__(self, ocr: tuple[str, ...] = ("rapidocr",), workers: int = 1, models: dict[str, str] | None = None,
+                 ocr_rule: str = "longtext"):
         from xomni.eval.official_judges import _check_folder
         from xomni.eval.ocr import make_ocr_judge
 
         models = dict(models or {})
+        if ocr_rule not in OCR_RULES:
+            raise ValueError(f"OCR rule must be one of {OCR_RULES}, got {ocr_rule!r}")
         for engine in ocr:  # fail here, in the caller, with the clear message, if an engine is missing
             make_ocr_judge(engine)
         for name, path in models.items():
@@ -98,9 +103,9 @@ class RewardPool:
         self.pool = None
         if workers > 0:
             self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init,
-                                                                  initargs=(tuple(ocr), models))
+                                                                  initargs=(tuple(ocr), models, ocr_rule))
         else:
-            _init(tuple(ocr), models, worker=False)
+            _init(tuple(ocr), models, ocr_rule, worker=False)
 
     def submit(self, rollouts: list[Rollout]):
         """Start judging a chunk; returns a handle for `gather`."""

@@ -17,9 +17,12 @@ ask for):
    decoded to images by the frozen tokenizer + decoder (`decoder_steps` sampling steps). The step's prompts are
    sampled in `chunks`; each decoded chunk goes to the reward pool at once, so the judges work while the next chunk
    samples (xomni/rewards/pool.py, `reward_workers` processes);
-2. rewards (xomni/rewards): OCR accuracy of the asked-for text (two engines when `ocr` names two), prompt alignment
-   by the scene judge (`reward_judge`: plates are no objects; a prompt with text asks whether its sign is there;
-   only what the prompt says is asked, `prompt_aspects`),
+2. rewards (xomni/rewards): OCR accuracy of the asked-for text (two engines when `ocr` names two; `ocr_rule`
+   longtext, LongText-Bench's share of the asked units read, or strict, which also charges the units read beyond
+   those asked: trained under longtext, one run's held-out signs read 2.1 characters per character a short Chinese
+   prompt asked for, docs/unified.md "Session 30"), prompt alignment by the scene judge (`reward_judge`: plates are
+   no objects; a prompt with text asks whether its sign is there; only what the prompt says is asked,
+   `prompt_aspects`),
    token consistency (the tokenizer's reading of the decoded image against the sampled codes;
    weight 0 by default: rewarded at 0.5, the tiny policy filled its canvases with one plate colour, which re-reads
    exactly), summed with the configured weights; a rollout whose reward failed is dropped with its whole group
@@ -101,7 +104,7 @@ from xomni.engine import FLAT, Sampling, derailed, left_pad
 from xomni.errors import check_at_least, parse_shares
 from xomni.pipeline import Pipeline, check_generation_size, parse_size, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
-from xomni.rewards import Rollout, combine
+from xomni.rewards import OCR_RULES, Rollout, combine
 from xomni.rewards.pool import RewardPool
 from xomni.rl.grpo import check_neg_scale, forward_kl, group_advantages, grpo_loss, weight_negative
 
@@ -135,6 +138,7 @@ class Config:
     w_alignment: float = 1.0
     w_consistency: float = 0.0  # off: at 0.5 the policy learned uniform fills the tokenizer re-reads exactly
     ocr: str = "rapidocr"  # comma-separated OCR engines averaged by the OCR reward
+    ocr_rule: str = "longtext"  # the OCR reward's rule: longtext (LongText-Bench's recall) or strict (extras charged)
     hps: str = ""  # local HPSv2 folder (transformers CLIPModel layout): the human-preference reward
     vlm: str = ""  # local Qwen2.5-VL folder: alignment answered by the VLM (the paper's alignment judge)
     unified_reward: str = ""  # local Qwen2.5-VL-based reward model (e.g. UnifiedReward): an overall 1-5 rating
@@ -165,6 +169,8 @@ def resolve(cfg: Config) -> Config:
         raise ValueError(f"unknown GRPO preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
     if cfg.kl not in ("k3", "full"):
         raise ValueError(f"unknown KL term {cfg.kl!r}; choose k3 or full")
+    if cfg.ocr_rule not in OCR_RULES:
+        raise ValueError(f"unknown OCR rule {cfg.ocr_rule!r}; choose from {OCR_RULES}")
     check_bf16(cfg.bf16)
     check_neg_scale(cfg.neg_scale)
     if cfg.keep_understanding < 0 or cfg.keep_conversations < 1:
@@ -471,8 +477,9 @@ def main(cfg: Config) -> dict:
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state_path = out / "grpo_state.pt"
     may_change = ("reward_workers", "probe_every", "eval_suites")  # besides how long it runs and what it records
-    # what runs saved before a setting existed ran: every rollout 128 x 128 px, the prompts as the world draws them
-    absent = {"size": "128x128", "text_mix": "", "scene_mix": ""}
+    # what runs saved before a setting existed ran: every rollout 128 x 128 px, the prompts as the world draws them,
+    # LongText-Bench's OCR rule
+    absent = {"size": "128x128", "text_mix": "", "scene_mix": "", "ocr_rule": "longtext"}
     state = load_train_state(state_path, cfg, may_change, absent) if cfg.resume else None
     step = 0
     if state is not None:
@@ -482,7 +489,7 @@ def main(cfg: Config) -> dict:
     link_parts(Path(cfg.checkpoint), out)
     models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm),
                                             ("unified", cfg.unified_reward)) if path}
-    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models)
+    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models, cfg.ocr_rule)
     weights = reward_weights(cfg, rewards_pool.components)
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
     N, G = rows * cols, cfg.rollouts
