@@ -4,7 +4,9 @@
 
 For each folder and length (short, long): the share of the asked units (characters for Chinese, words for English)
 the OCR read (the suite's score, LongText-Bench's rule: extra units cost nothing), units read per unit asked (above 1:
-the image holds more text than asked), the images read exactly and read empty; for Chinese, the share read by the
+the image holds more text than asked), the score by the strict rule GRPO's `--ocr-rule strict` rewards (the units read
+beyond those asked charged too: matched / max(asked, read), micro-averaged as the suite), the images read exactly and
+read empty; for Chinese, the share read by the
 character's frequency rank in `xomni/data/chars_zh.txt` (the world's 300 characters, most frequent first).
 """
 
@@ -37,6 +39,7 @@ def rows(folder: Path) -> list[str]:
         s["asked"] += len(asked)
         s["read"] += sum(read.values())
         s["matched"] += matched
+        s["strict_total"] += max(len(asked), sum(read.values()))
         s["exact"] += matched == len(asked) == sum(read.values())
         s["empty"] += not read
         if lang == "zh":
@@ -51,11 +54,11 @@ def rows(folder: Path) -> list[str]:
     for length in sorted(stats):
         s = stats[length]
         out.append(f"| {folder} | {length} | {s['images']} | {s['matched'] / s['asked']:.3f} | "
-                   f"{s['read'] / s['asked']:.2f} | {s['exact']} | {s['empty']} |")
+                   f"{s['read'] / s['asked']:.2f} | {s['matched'] / s['strict_total']:.3f} | {s['exact']} | {s['empty']} |")
     if asked_by_rank:
         ranks = ", ".join(f"{r}: {read_by_rank[r] / asked_by_rank[r]:.2f} ({asked_by_rank[r]})"
                           for r in [f"{a}-{b}" for a, b in RANKS] + ["other"] if asked_by_rank[r])
-        out.append(f"| {folder} | read by frequency rank (characters asked) | {ranks} | | | | |")
+        out.append(f"| {folder} | read by frequency rank (characters asked) | {ranks} | | | | | |")
     return out
 
 
@@ -63,8 +66,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path, help="`xomni eval synth-text-zh/-en` output folders")
     args = p.parse_args()
-    print("| folder | length | images | units read (score) | units read per unit asked | read exactly | read empty |")
-    print("|---|---|---|---|---|---|---|")
+    print("| folder | length | images | units read (score) | units read per unit asked | strict score | read exactly "
+          "| read empty |")
+    print("|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
         print("\n".join(rows(folder)))
 
