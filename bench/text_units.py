@@ -6,8 +6,8 @@ For each folder and length (short, long): the share of the asked units (characte
 the OCR read (the suite's score, LongText-Bench's rule: extra units cost nothing), units read per unit asked (above 1:
 the image holds more text than asked), the score by the strict rule GRPO's `--ocr-rule strict` rewards (the units read
 beyond those asked charged too: matched / max(asked, read), micro-averaged as the suite), the images read exactly and
-read empty; for Chinese, the share read by the
-character's frequency rank in `xomni/data/chars_zh.txt` (the world's 300 characters, most frequent first).
+read empty; for Chinese, the share read by the character's frequency rank in `xomni/data/chars_zh.txt` (the world's
+300 characters, most frequent first).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def rows(folder: Path) -> list[str]:
     for length in sorted(stats):
         s = stats[length]
         out.append(f"| {folder} | {length} | {s['images']} | {s['matched'] / s['asked']:.3f} | "
-                   f"{s['read'] / s['asked']:.2f} | {s['matched'] / s['strict_total']:.3f} | {s['exact']} | {s['empty']} |")
+                   f"{s['read'] / s['asked']:.2f} | {s['matched'] / s['strict_total']:.3f} | {s['exact']} | "
+                   f"{s['empty']} |")
     if asked_by_rank:
         ranks = ", ".join(f"{r}: {read_by_rank[r] / asked_by_rank[r]:.2f} ({asked_by_rank[r]})"
                           for r in [f"{a}-{b}" for a, b in RANKS] + ["other"] if asked_by_rank[r])

@@ -20,9 +20,9 @@ ask for):
 2. rewards (xomni/rewards): OCR accuracy of the asked-for text (two engines when `ocr` names two; `ocr_rule`
    longtext, LongText-Bench's share of the asked units read, or strict, which also charges the units read beyond
    those asked: trained under longtext, one run's held-out signs read 2.1 characters per character a short Chinese
-   prompt asked for, docs/unified.md "Session 30"), prompt alignment by the scene judge (`reward_judge`: plates are
-   no objects; a prompt with text asks whether its sign is there; only what the prompt says is asked,
-   `prompt_aspects`),
+   prompt asked for, docs/unified.md "Session 30"; strict stopped that, left the Chinese score where it was and cost
+   GenEval on one seed, "Session 31"), prompt alignment by the scene judge (`reward_judge`: plates are no objects; a
+   prompt with text asks whether its sign is there; only what the prompt says is asked, `prompt_aspects`),
    token consistency (the tokenizer's reading of the decoded image against the sampled codes;
    weight 0 by default: rewarded at 0.5, the tiny policy filled its canvases with one plate colour, which re-reads
    exactly), summed with the configured weights; a rollout whose reward failed is dropped with its whole group
