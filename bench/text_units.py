@@ -31,19 +31,18 @@ def rows(folder: Path) -> list[str]:
     for judged in map(json.loads, (folder / "judged.jsonl").read_text().splitlines()):
         item = items[judged["id"]]
         lang = item["lang"]
-        asked = longtext.units(longtext.normalize(" ".join(item["text"]), lang), lang)
-        read = Counter(longtext.units(longtext.normalize(longtext.clean_ocr(judged["ocr"] or ""), lang), lang))
+        m = longtext.match_text(judged["ocr"] or "", item["text"], lang)
         s = stats.setdefault(item["length"], Counter())
-        matched = sum((Counter(asked) & read).values())
         s["images"] += 1
-        s["asked"] += len(asked)
-        s["read"] += sum(read.values())
-        s["matched"] += matched
-        s["strict_total"] += max(len(asked), sum(read.values()))
-        s["exact"] += matched == len(asked) == sum(read.values())
-        s["empty"] += not read
-        if lang == "zh":
-            left = Counter(read)
+        s["asked"] += m.total
+        s["read"] += m.read
+        s["matched"] += m.matched
+        s["strict_total"] += max(m.total, m.read)
+        s["exact"] += m.matched == m.total == m.read
+        s["empty"] += not m.read
+        if lang == "zh":  # which asked characters were read, by their frequency rank
+            asked = longtext.units(longtext.normalize(" ".join(item["text"]), lang), lang)
+            left = Counter(longtext.units(longtext.normalize(longtext.clean_ocr(judged["ocr"] or ""), lang), lang))
             for c in asked:
                 r = next((f"{a}-{b}" for a, b in RANKS if a <= rank.get(c, -1) < b), "other")
                 asked_by_rank[r] += 1
