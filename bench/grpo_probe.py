@@ -1,49 +1,92 @@
 """Mean reward and best-of-G of checkpoints on GRPO's fixed probe prompts, side by side (the paper's Figure 2b as a
-table: does the RL model's mean reward beat the SFT model's best-of-G on the same prompts?).
+table: does the RL model's mean reward beat the SFT model's best-of-G on the same prompts?), overall and by kind of
+prompt.
 
-    .venv/bin/python bench/grpo_probe.py --checkpoints out/ar5/candidate,out/grpo5 [--prompts 16 --rollouts 8]
+    .venv/bin/python bench/grpo_probe.py --checkpoints out/recipe28/candidate,out/s30/grpo_two \\
+        [--prompts 16 --rollouts 8 --seed 0 --scene-mix single=1,count=1,two=2,relation=2]
 
-Each checkpoint is scored exactly as `xomni train grpo` scores its probe (`probe` in xomni/stages/train_grpo.py:
-the same prompts, rollout seeds, decoder steps, judges and weights; its defaults unless given here), so a run's
-logged `probe_*` values and this table agree. Also saves each checkpoint's probe rollouts as
-OUT/probe_<name>.png (one row per prompt).
+Each checkpoint is scored exactly as `xomni train grpo` scores its probe (`probe_rollouts` in
+xomni/stages/train_grpo.py: the prompts its --seed and mixes draw, the same rollout seeds, decoder steps, judges,
+weights and bfloat16 setting; the stage's defaults unless given here), so with a run's seed and mixes a run's logged
+`probe_*` values and the first table agree (another --prompts draws another list of prompts, of the same kinds in the
+same shares). The second table splits the prompts by kind (text: language and length; scenes: `scene_task`) and
+gives each checkpoint's mean reward and best of G over that kind's prompts, so that a gap between an RL model's mean
+and the SFT model's best of G can be traced to the kinds that make it. Also saves each checkpoint's probe rollouts as OUT/probe_<name>.png (one row per prompt, the
+first 8).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import defaultdict
 from pathlib import Path
 
+import torch
+
+from xomni.data.world import scene_task
 from xomni.engine import Sampling
 from xomni.pipeline import Pipeline
+from xomni.precision import resolve_bf16
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import PRESETS, Config, probe, resolve, reward_weights
+from xomni.stages.train_grpo import PRESETS, Config, probe_rollouts, resolve, reward_weights
+
+
+def kind(scene) -> str:
+    """A probe prompt's kind: "zh-long" and the like for text, the compositional task for a scene without text."""
+    return f"{scene.text.lang}-{scene.text.length}" if scene.text is not None else scene_task(scene)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", required=True,
-                    help="comma-separated checkpoint folders (a GRPO run folder is one)")
+                    help="comma-separated checkpoint folders (a GRPO run folder is one); the first is the baseline")
     ap.add_argument("--prompts", type=int, default=Config.probe_prompts)
     ap.add_argument("--rollouts", type=int, default=PRESETS["tiny"]["rollouts"])
     ap.add_argument("--min-p", type=float, default=PRESETS["tiny"]["min_p"])
+    ap.add_argument("--seed", type=int, default=Config.seed, help="the run's seed: it draws the probe's prompts")
+    ap.add_argument("--text-share", type=float, default=Config.text_share)
+    ap.add_argument("--text-mix", default=Config.text_mix, help="the run's --text-mix (default: the world's)")
+    ap.add_argument("--scene-mix", default=Config.scene_mix, help="the run's --scene-mix (default: the world's)")
+    ap.add_argument("--bf16", default=Config.bf16, help="as `xomni train grpo --bf16`: true, false or auto")
     ap.add_argument("--out", default="out/grpo_probe")
     args = ap.parse_args()
-    cfg = resolve(Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p))
+    cfg = resolve(Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p, seed=args.seed,
+                         text_share=args.text_share, text_mix=args.text_mix, scene_mix=args.scene_mix, bf16=args.bf16))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    paths = args.checkpoints.split(",")
+    by_kind: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))  # kind -> checkpoint -> (mean, best)
     with RewardPool(tuple(cfg.ocr.split(",")), 0, ocr_rule=cfg.ocr_rule) as pool:
         weights = reward_weights(cfg, pool.components)
-        print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, min-p {cfg.min_p}, weights {weights}")
-        print("| checkpoint | mean reward | best of G | alignment | OCR | consistency |")
+        print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, seed {cfg.seed}, min-p {cfg.min_p}, "
+              f"weights {weights}, text mix {cfg.text_mix or 'world'}, scene mix {cfg.scene_mix or 'world'}")
+        print("| checkpoint | mean reward | best of G | groups | alignment | OCR |")
         print("|---|---|---|---|---|---|")
-        for path in args.checkpoints.split(","):
+        for path in paths:
             pipe = Pipeline.from_pretrained(path)
-            name = Path(path).name
-            r = probe(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p), out / f"probe_{name}.png")
-            cells = ["-" if r.get(f"probe_{k}") is None else f"{r[f'probe_{k}']:.3f}"
-                     for k in ("reward", "best_of_g", "alignment", "ocr", "consistency")]
+            bf16 = resolve_bf16(cfg.bf16, next(pipe.model.parameters()).device)
+            pairs, r, parts, _ = probe_rollouts(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
+                                                out / f"probe_{Path(path).name}.png", bf16)
+            ok = torch.isfinite(r).all(1)  # a group with a failed reward is left out, as the stage's probe does
+            cells = [f"{r[ok].mean():.3f}", f"{r[ok].max(1).values.mean():.3f}", f"{int(ok.sum())}"]
+            for k in ("alignment", "ocr"):
+                v = [x for x in parts[k] if x is not None and x == x]
+                cells.append(f"{sum(v) / len(v):.3f}" if v else "-")
             print(f"| {path} | {' | '.join(cells)} |")
+            for (scene, _), row, good in zip(pairs, r, ok):
+                if good:
+                    by_kind[kind(scene)][path].append((float(row.mean()), float(row.max())))
+    print()
+    print("| kind | prompts | " + " | ".join(f"{Path(p).name}: mean / best of G" for p in paths)
+          + f" | last mean minus {Path(paths[0]).name}'s best of G |")
+    print("|---|---|" + "---|" * (len(paths) + 1))
+    for k in sorted(by_kind):
+        got = by_kind[k]
+        means = {p: sum(m for m, _ in got[p]) / len(got[p]) for p in paths if got[p]}
+        bests = {p: sum(b for _, b in got[p]) / len(got[p]) for p in paths if got[p]}
+        cells = [f"{means[p]:.3f} / {bests[p]:.3f}" if p in means else "-" for p in paths]
+        gap = f"{means[paths[-1]] - bests[paths[0]]:+.3f}" if paths[-1] in means and paths[0] in bests else "-"
+        print(f"| {k} | {len(got[paths[0]])} | {' | '.join(cells)} | {gap} |")
 
 
 if __name__ == "__main__":

@@ -134,6 +134,27 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_grpo_probe_records_and_never_changes_what_the_policy_learns(checkpoint, tmp_path):
+    """The probe samples with its own seeds and its prompts are never trained on: a run with a bigger probe (which
+    `bench/grpo_probe.py` shows is a steadier Figure 2b) learns the same weights as one without any."""
+    from xomni.checkpoint import load_component
+    from xomni.stages import train_grpo
+
+    def run(out, probe_prompts):
+        train_grpo.main(train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / out), steps=2,
+                                          prompts_per_step=2, rollouts=2, updates=2, decoder_steps=1, lr=1e-3,
+                                          reward_workers=0, probe_prompts=probe_prompts, probe_every=1, bf16="false",
+                                          keep_understanding=1.0, keep_conversations=2))
+        return load_component(tmp_path / out / "ar", UnifiedConfig, UnifiedModel).state_dict()
+
+    probed, bare = run("probed", 3), run("bare", 0)
+    rows = [json.loads(x) for x in (tmp_path / "probed" / "grpo_log.jsonl").read_text().splitlines()]
+    assert [r["probe_groups"] for r in rows if "probe_reward" in r] == [3, 3, 3]  # steps 0, 1, 2
+    assert all(torch.equal(probed[k], bare[k]) for k in probed)
+    assert any(not torch.equal(probed[k], p) for k, p in
+               load_component(checkpoint / "ar", UnifiedConfig, UnifiedModel).state_dict().items())  # the updates ran
+
+
 def test_grpo_rollouts_take_the_size_asked_for_and_a_size_that_cannot_be_is_refused_first(checkpoint, tmp_path):
     from xomni.stages import train_grpo
 

@@ -418,12 +418,12 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     return prompt_ids, torch.cat(tokens), torch.cat(tops), pending, seconds
 
 
-def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
-          grid: Path | None = None, bf16: bool = False) -> dict:
-    """The policy on a fixed set of `probe_prompts` prompts (never trained on: `rl_prompts` at step -1), G rollouts
-    each with fixed seeds: the mean reward, the mean over prompts of the best of G, and how many rollouts derailed
-    (`xomni.engine.derailed`). At step 0 this is the
-    starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward overtake.
+def probe_rollouts(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
+                   grid: Path | None = None, bf16: bool = False
+                   ) -> tuple[list[tuple], torch.Tensor, dict[str, list], torch.Tensor]:
+    """The policy's rollouts on the probe's fixed prompts (`rl_prompts` at step -1, never trained on), G each with
+    fixed seeds, judged: returns the (scene, prompt) pairs, the rewards (P, G; NaN where a reward failed), the
+    reward components (one list over the P * G rollouts each) and the sampler's top-code probabilities (P * G, N).
     grid: where to save the rollouts of the first 8 prompts, one row each, at most 128 px a side (the report shows
     these over steps)."""
     pairs = run_prompts(cfg, -1, cfg.probe_prompts)
@@ -443,7 +443,16 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
         sheet.save(grid)
     parts, _ = pool.gather(pending)
     rewards, _ = combine(parts, weights)
-    r = torch.tensor(rewards).reshape(-1, cfg.rollouts)
+    return pairs, torch.tensor(rewards).reshape(-1, cfg.rollouts), parts, top
+
+
+def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
+          grid: Path | None = None, bf16: bool = False) -> dict:
+    """The policy on the probe's prompts (`probe_rollouts`): the mean reward, the mean over prompts of the best of G,
+    and how many rollouts derailed (`xomni.engine.derailed`), over the groups whose rewards all came back. At step 0
+    this is the starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward
+    overtake."""
+    _, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, sampling, grid, bf16)
     ok = torch.isfinite(r).all(1)
     if not ok.any():  # every group had a failed reward: nothing to report, and no NaN in the log
         return {"probe_reward": None, "probe_best_of_g": None, "probe_groups": 0,
