@@ -11,8 +11,8 @@ weights and bfloat16 setting; the stage's defaults unless given here), so with a
 `probe_*` values and the first table agree (another --prompts draws another list of prompts, of the same kinds in the
 same shares). The second table splits the prompts by kind (text: language and length; scenes: `scene_task`) and
 gives each checkpoint's mean reward and best of G over that kind's prompts, so that a gap between an RL model's mean
-and the SFT model's best of G can be traced to the kinds that make it. Also saves each checkpoint's probe rollouts as OUT/probe_<name>.png (one row per prompt, the
-first 8).
+and the SFT model's best of G can be traced to the kinds that make it. Also saves each checkpoint's probe rollouts
+as OUT/probe_<name>.png (one row per prompt, the first 8).
 """
 
 from __future__ import annotations
