@@ -28,7 +28,8 @@ from xomni.engine import Sampling
 from xomni.pipeline import Pipeline
 from xomni.precision import resolve_bf16
 from xomni.rewards.pool import RewardPool
-from xomni.stages.train_grpo import PRESETS, Config, probe_rollouts, resolve, reward_weights
+from xomni.stages.train_grpo import (PRESETS, Config, probe_rollouts, probe_summary, resolve,
+                                      reward_weights)
 
 
 def kind(scene) -> str:
@@ -55,38 +56,38 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = args.checkpoints.split(",")
-    by_kind: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))  # kind -> checkpoint -> (mean, best)
+    by_kind: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))  # kind -> checkpoint # -> (mean, best)
     with RewardPool(tuple(cfg.ocr.split(",")), 0, ocr_rule=cfg.ocr_rule) as pool:
         weights = reward_weights(cfg, pool.components)
         print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, seed {cfg.seed}, min-p {cfg.min_p}, "
               f"weights {weights}, text mix {cfg.text_mix or 'world'}, scene mix {cfg.scene_mix or 'world'}")
         print("| checkpoint | mean reward | best of G | groups | alignment | OCR |")
         print("|---|---|---|---|---|---|")
-        for path in paths:
+        for i, path in enumerate(paths):
             pipe = Pipeline.from_pretrained(path)
             bf16 = resolve_bf16(cfg.bf16, next(pipe.model.parameters()).device)
-            pairs, r, parts, _ = probe_rollouts(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
+            pairs, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
                                                 out / f"probe_{Path(path).name}.png", bf16)
+            summary = probe_summary(r, parts, top)  # the run's logged probe record
+            cells = ["-" if summary.get(f"probe_{k}") is None else f"{summary[f'probe_{k}']:.3f}"
+                     for k in ("reward", "best_of_g", "alignment", "ocr")]
+            print(f"| {path} | {' | '.join(cells[:2])} | {summary['probe_groups']} | {' | '.join(cells[2:])} |")
             ok = torch.isfinite(r).all(1)  # a group with a failed reward is left out, as the stage's probe does
-            cells = [f"{r[ok].mean():.3f}", f"{r[ok].max(1).values.mean():.3f}", f"{int(ok.sum())}"]
-            for k in ("alignment", "ocr"):
-                v = [x for x in parts[k] if x is not None and x == x]
-                cells.append(f"{sum(v) / len(v):.3f}" if v else "-")
-            print(f"| {path} | {' | '.join(cells)} |")
             for (scene, _), row, good in zip(pairs, r, ok):
                 if good:
-                    by_kind[kind(scene)][path].append((float(row.mean()), float(row.max())))
+                    by_kind[kind(scene)][i].append((float(row.mean()), float(row.max())))
     print()
     print("| kind | prompts | " + " | ".join(f"{Path(p).name}: mean / best of G" for p in paths)
           + f" | last mean minus {Path(paths[0]).name}'s best of G |")
     print("|---|---|" + "---|" * (len(paths) + 1))
     for k in sorted(by_kind):
         got = by_kind[k]
-        means = {p: sum(m for m, _ in got[p]) / len(got[p]) for p in paths if got[p]}
-        bests = {p: sum(b for _, b in got[p]) / len(got[p]) for p in paths if got[p]}
-        cells = [f"{means[p]:.3f} / {bests[p]:.3f}" if p in means else "-" for p in paths]
-        gap = f"{means[paths[-1]] - bests[paths[0]]:+.3f}" if paths[-1] in means and paths[0] in bests else "-"
-        print(f"| {k} | {len(got[paths[0]])} | {' | '.join(cells)} | {gap} |")
+        means = {i: sum(m for m, _ in got[i]) / len(got[i]) for i in range(len(paths)) if got[i]}
+        bests = {i: sum(b for _, b in got[i]) / len(got[i]) for i in range(len(paths)) if got[i]}
+        cells = [f"{means[i]:.3f} / {bests[i]:.3f}" if i in means else "-" for i in range(len(paths))]
+        last = len(paths) - 1
+        gap = f"{means[last] - bests[0]:+.3f}" if last in means and 0 in bests else "-"
+        print(f"| {k} | {len(got[0])} | {' | '.join(cells)} | {gap} |")
 
 
 if __name__ == "__main__":

@@ -453,6 +453,11 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
     this is the starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward
     overtake."""
     _, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, sampling, grid, bf16)
+    return probe_summary(r, parts, top)
+
+
+def probe_summary(r: torch.Tensor, parts: dict[str, list], top: torch.Tensor) -> dict:
+    """`probe`'s log record from `probe_rollouts`' rewards (P, G), components and top-code probabilities."""
     ok = torch.isfinite(r).all(1)
     if not ok.any():  # every group had a failed reward: nothing to report, and no NaN in the log
         return {"probe_reward": None, "probe_best_of_g": None, "probe_groups": 0,
