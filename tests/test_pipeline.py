@@ -155,6 +155,34 @@ def test_grpo_probe_records_and_never_changes_what_the_policy_learns(checkpoint,
                load_component(checkpoint / "ar", UnifiedConfig, UnifiedModel).state_dict().items())  # the updates ran
 
 
+def test_grpo_old_policy_is_the_first_updates_own_forward(checkpoint, tmp_path, monkeypatch):
+    """pi_old is the policy before the step's first optimiser step: the first update's forward, detached, serves as
+    it (no forward of its own), so every update's ratio is taken against the log-probs the first update saw."""
+    from xomni.stages import train_grpo
+
+    seen, forwards = [], []
+    loss, logprobs = train_grpo.grpo_loss, train_grpo.image_logprobs
+
+    def recording_loss(logp, old_logp, *args):
+        seen.append((logp.detach().clone(), old_logp.clone()))
+        return loss(logp, old_logp, *args)
+
+    def counting_logprobs(model, *args, **kwargs):
+        forwards.append(torch.is_grad_enabled())
+        return logprobs(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_grpo, "grpo_loss", recording_loss)
+    monkeypatch.setattr(train_grpo, "image_logprobs", counting_logprobs)
+    train_grpo.main(train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1, prompts_per_step=2,
+                                      rollouts=2, updates=3, decoder_steps=1, lr=1e-2, reward_workers=0,
+                                      probe_prompts=0, bf16="false", kl="full"))
+    (first, old), *later = seen
+    assert len(later) == 2 and torch.equal(old, first)  # the first update's ratio is exactly 1
+    assert all(torch.equal(o, first) for _, o in later)  # later updates are held to the same old policy
+    assert not torch.equal(later[0][0], first)  # ... which they have moved away from
+    assert forwards == [True, False, True, True]  # policy (kept for update 1), reference, updates 2 and 3
+
+
 def test_grpo_rollouts_take_the_size_asked_for_and_a_size_that_cannot_be_is_refused_first(checkpoint, tmp_path):
     from xomni.stages import train_grpo
 

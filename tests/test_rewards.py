@@ -305,3 +305,28 @@ def test_the_reward_asks_only_what_the_prompt_says():
     assert prompt_aspects(c, prompts(c)["photo"]) == {"objects"}
     assert alignment([Rollout(c, render(recoloured), prompt=prompts(c)["photo"])], judge) == [1.0]
     assert alignment([Rollout(c, render(recoloured), prompt=prompts(c)["dense"])], judge)[0] < 1.0
+
+
+def test_torch_threads_are_lowered_only_while_a_worker_still_judges():
+    import torch
+
+    from xomni.rewards.pool import RewardPool, _Done
+    from xomni.stages.train_grpo import beside_judges
+
+    class Busy:
+        def ready(self):
+            return False
+
+    pool = RewardPool.__new__(RewardPool)  # the thread rule needs only the worker count, not running workers
+    pool.workers = 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        for pending in (None, [(2, Busy()), (2, _Done({}))], [(2, _Done({})), (2, _Done({}))]):
+            with beside_judges(pool, pending):
+                seen.append(torch.get_num_threads())
+            assert torch.get_num_threads() == 2  # restored after the block
+        assert seen == [1, 1, 2]  # no handles given: lowered; one chunk still judged: lowered; all judged: not
+    finally:
+        torch.set_num_threads(threads)

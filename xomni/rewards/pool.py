@@ -82,6 +82,9 @@ class _Done:
     def get(self, timeout=None):
         return self.value
 
+    def ready(self) -> bool:
+        return True
+
 
 class RewardPool:
     def __init__(self, ocr: tuple[str, ...] = ("rapidocr",), workers: int = 1, models: dict[str, str] | None = None,
@@ -112,6 +115,10 @@ class RewardPool:
         if self.pool is None:
             return (len(rollouts), _Done(_score(rollouts)))
         return (len(rollouts), self.pool.apply_async(_score, (rollouts,)))
+
+    def judging(self, pending: list) -> bool:
+        """Whether a worker is still judging one of `submit`'s handles."""
+        return any(not handle.ready() for _, handle in pending)
 
     def gather(self, pending: list, timeout: float = 600.0) -> tuple[dict[str, list], int]:
         return gather(pending, self.components, timeout)

@@ -34,32 +34,33 @@ ask for):
        L = mean_tokens[ -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * k3(pi, pi_ref) ]
 
    with rho = pi / pi_old (`kl` full: KL(pi_ref || pi) over the image head's whole softmax in k3's place, the
-   expected gradient of the k3 term without its one-sample noise, xomni/rl/grpo.py). pi_old and pi_ref are
-   recomputed by training forwards (the sampler's log-probs are not trusted; pi_old's and pi_ref's while the judges
-   score the last chunk), all three over the image head's full softmax at temperature 1. Both presets sample with
-   X-Omni's min-p 0.03, so the objective's distribution is the unfiltered version of the sampled one (the usual
-   approximation); `--min-p 0` samples exactly the distribution the objective trains. That was the tiny default
+   expected gradient of the k3 term without its one-sample noise, xomni/rl/grpo.py). pi_old and pi_ref are recomputed
+   by training forwards (the sampler's log-probs are not trusted): pi_old is the first update's own forward, detached
+   (the policy has not moved since it sampled, so the first update's ratio is exactly 1), taken with pi_ref's while
+   the judges score the last chunk; all three over the image head's full softmax at temperature 1. Both presets
+   sample with X-Omni's min-p 0.03, so the objective's distribution is the unfiltered version of the sampled one (the
+   usual approximation); `--min-p 0` samples exactly the distribution the objective trains. That was the tiny default
    while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
    model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
    min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
    further, so CFG rollouts are refused here. `derail_mask`: at the flat positions of a rollout that derailed
-   (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left out and only the KL
-   term acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
+   (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left out and only the KL term
+   acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
    negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
    softmax against ~0.14 at a code of probability 0.9. One run with it derailed more on held-out prompts, not less
-   (docs/unified.md, "Session 25"): off by default. `neg_scale` (default 1, GRPO as written) multiplies the
-   negative advantages: a rollout worse than its group pushes down every code it sampled, and where the policy is
-   unsure (a derail starts at a code of median probability 0.39, docs/unified.md, "Session 26") that push spreads
-   the mass over the other codes; below 1 the rollouts that beat their group weigh more than those that lose. As
-   A' = (1 + s) / 2 A + (1 - s) / 2 |A| for weight s, that is (1 + s) / 2 of GRPO's gradient plus a term that raises
-   the log-probability of every sampled rollout in proportion to |A|: it lowers the policy's entropy. The tiny
-   recipe (`runs/cpu_tiny_rl.sh`) runs 0.5: its seed-0 run derailed no held-out image (at 1: a fifth of the Chinese
-   ones) and its probe crossed the SFT best of 8 at step 70. `keep_understanding` C (default 0, the paper's objective)
-   adds C * mean over answer tokens of KL(pi_ref || pi) of the text head, on `keep_conversations` understanding
+   (docs/unified.md, "Session 25"): off by default. `neg_scale` (default 1, GRPO as written) multiplies the negative
+   advantages: a rollout worse than its group pushes down every code it sampled, and where the policy is unsure (a
+   derail starts at a code of median probability 0.39, docs/unified.md, "Session 26") that push spreads the mass over
+   the other codes; below 1 the rollouts that beat their group weigh more than those that lose. As A' = (1 + s) / 2 A
+   + (1 - s) / 2 |A| for weight s, that is (1 + s) / 2 of GRPO's gradient plus a term that raises the log-probability
+   of every sampled rollout in proportion to |A|: it lowers the policy's entropy. The tiny recipe
+   (`runs/cpu_tiny_rl.sh`) runs 0.5: its seed-0 run derailed no held-out image (at 1: a fifth of the Chinese ones)
+   and its probe crossed the SFT best of 8 at step 70. `keep_understanding` C (default 0, the paper's objective) adds
+   C * mean over answer tokens of KL(pi_ref || pi) of the text head, on `keep_conversations` understanding
    conversations a step about fresh training scenes (`understanding_batch`, laid out as SFT lays them out): it
-   distils the reference's answers, to hold understanding while RL moves the shared layers; it cannot teach.
-   Tried at 1 and 10 on one seed (docs/unified.md, "Session 27"): neither held the text head on conversations the
-   run never saw (it drifted about three times as far as without the term), and at 10 GenEval fell below SFT's.
+   distils the reference's answers, to hold understanding while RL moves the shared layers; it cannot teach. Tried at
+   1 and 10 on one seed (docs/unified.md, "Session 27"): neither held the text head on conversations the run never
+   saw (it drifted about three times as far as without the term), and at 10 GenEval fell below SFT's.
 Simplifications, stated: the reference is the starting checkpoint, frozen; the old policy is the policy at the start
 of the step (on-policy: one batch of rollouts per step).
 
@@ -194,13 +195,15 @@ def resolve(cfg: Config) -> Config:
 
 
 @contextlib.contextmanager
-def beside_judges(pool: RewardPool):
-    """torch's threads lowered by the pool's worker processes, for work done while they judge. torch's default team
-    has a thread per core; beside a busy judge process one of them waits for a core, and the whole team with it:
-    128 rollouts sampled beside a judging worker took 11.5 s with 2 threads and about 2 s with 1 on this 2-core
-    machine (bench/grpo_throughput.py, docs/unified.md "Session 24")."""
+def beside_judges(pool: RewardPool, pending: list | None = None):
+    """torch's threads lowered by the pool's worker processes, for work done while they judge (with `pending`: only
+    if one of those chunks is still being judged as the block starts). torch's default team has a thread per core;
+    beside a busy judge process one of them waits for a core, and the whole team with it: 128 rollouts sampled beside
+    a judging worker took 11.5 s with 2 threads and about 2 s with 1 on this 2-core machine (bench/grpo_throughput.py,
+    docs/unified.md "Session 24")."""
     n = torch.get_num_threads()
-    torch.set_num_threads(max(1, n - pool.workers))
+    if pending is None or pool.judging(pending):
+        torch.set_num_threads(max(1, n - pool.workers))
     try:
         yield
     finally:
@@ -549,21 +552,28 @@ def main(cfg: Config) -> dict:
             shape=(rows, cols), bf16=bf16)
         codes = pipe.fmt.vocab.image_code(tokens)  # B N
 
-        # the old policy's and the reference's log-probs need no rewards: computed while the judges finish
+        # what needs no rewards is computed while the judges finish: the reference's log-probs, and the first
+        # update's forward with its graph kept. The policy has not moved since it sampled, so that forward's
+        # log-probs, detached, are the old policy's: no forward of its own (the first update's ratio is exactly 1)
         t1 = time.time()
         prefix = pipe.tok.image_prefix(rows, cols)
         ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())], pipe.engine.pad_id)
         grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
         full = cfg.kl == "full"
-        with torch.no_grad(), autocast(device, bf16), beside_judges(rewards_pool):
-            old_logp, _ = image_logprobs(policy, ids, mask, N, codes, grid)
+        policy.train()
+        # each with torch's threads lowered while a worker still judges, and all of them once it is done
+        with autocast(device, bf16), beside_judges(rewards_pool, pending):
+            first_pass = image_logprobs(policy, ids, mask, N, codes, grid, full=full)
+        with torch.no_grad(), autocast(device, bf16), beside_judges(rewards_pool, pending):
             ref_logp, _, *ref_all = image_logprobs(reference, ids, mask, N, codes, grid, full=full)
-            keep_batch = None
-            if cfg.keep_understanding:  # the reference's answers to hold the policy's text head to
+        keep_batch = None
+        if cfg.keep_understanding:  # the reference's answers to hold the policy's text head to
+            with torch.no_grad(), autocast(device, bf16), beside_judges(rewards_pool, pending):
                 u_ids, u_mask, u_answer, u_grid = understanding_batch(pipe, step, cfg.keep_conversations, cfg.seed,
                                                                       quote_text)
                 keep_batch = (u_ids, u_mask, u_answer, u_grid,
                               answer_logprobs(reference, u_ids, u_mask, u_answer, u_grid))
+        old_logp = first_pass[0].detach()
         t_before = time.time() - t1
 
         t2 = time.time()
@@ -582,15 +592,17 @@ def main(cfg: Config) -> dict:
             keep = valid.repeat_interleave(G)
             ids, mask, kept_codes, grid = ids[keep], mask[keep], codes[keep], grid[keep] if grid is not None else None
             old_logp, ref_logp, ref_all = old_logp[keep], ref_logp[keep], [a[keep] for a in ref_all]
-            policy.train()
             token_mask = torch.ones_like(old_logp)
             pg_mask = None
             if cfg.derail_mask:  # the sampled code at a flat position says nothing of the prompt: only the KL acts
                 kept_top = top[keep]
                 pg_mask = ~((kept_top < FLAT) & derailed(kept_top)[:, None])
-            for _ in range(cfg.updates):
-                with autocast(device, bf16):
-                    logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
+            for update in range(cfg.updates):
+                if update == 0:
+                    logp, entropy, *logp_all = (x[keep] for x in first_pass)
+                else:
+                    with autocast(device, bf16):
+                        logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
                 kl = forward_kl(logp_all[0], ref_all[0]) if full else None
                 loss, stats = grpo_loss(logp, old_logp, ref_logp, adv.flatten(), token_mask, cfg.eps_low,
                                         cfg.eps_high, cfg.beta, kl, pg_mask)
