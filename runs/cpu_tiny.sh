@@ -85,6 +85,8 @@ done
 for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
     $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
 done; stamp "eval suites"
-$X publish --run "$IMG" --dest "$DEST" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --int8 true \
-    "${METRICS[@]}" --command "bash runs/cpu_tiny.sh"
+# the SFT model is shipped twice: as the policy (ar/) until runs/cpu_tiny_rl.sh replaces it, and as sft/ar/, which
+# the RL script starts from on a clone that has no $OUT
+$X publish --run "$IMG" --dest "$DEST" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --sft-ar "$OUT/ar_mix3/model" \
+    --int8 true "${METRICS[@]}" --command "bash runs/cpu_tiny.sh"
 stamp "recipe"

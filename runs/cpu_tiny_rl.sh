@@ -2,6 +2,8 @@
 # The RL part of the tiny recipe, after runs/cpu_tiny.sh: GRPO from its SFT model with three seeds, then the paper's
 # claims measured (xomni eval claims), then the first seed's policy shipped as checkpoints/tiny.
 #   OUT     the recipe's run folder (default out/tiny): its candidate/ is the SFT model, and the GRPO runs go in it
+#   SFT     the SFT model to start from (default: $OUT/candidate when runs/cpu_tiny.sh made one, else the SFT model
+#           shipped beside the policy, $DEST/sft, so the RL part runs on a fresh clone without rebuilding it)
 #   SEEDS   GRPO seeds (default "0 1 2"); STEPS per run (default 100)
 #   DEST    where the first seed's policy is published (default checkpoints/tiny)
 # Every stage resumes if interrupted; rerun the script to continue. Prints how long each part took; the recipe's
@@ -13,10 +15,14 @@ OUT=${OUT:-out/tiny}
 SEEDS=${SEEDS:-0 1 2}
 STEPS=${STEPS:-100}
 DEST=${DEST:-checkpoints/tiny}
-SFT="$OUT/candidate"
+if [ -z "${SFT:-}" ]; then
+    SFT="$OUT/candidate"
+    [ -d "$SFT/ar" ] || SFT="$DEST/sft"
+fi
 source runs/clock.sh  # stamp: seconds this run, and the recipe's time summed over its resumes
 clock_start "$OUT"
 [ -d "$SFT/ar" ] || { echo "no SFT model in $SFT: run runs/cpu_tiny.sh first (OUT=$OUT)"; exit 1; }
+echo "GRPO from the SFT model in $SFT"
 
 RUNS=()
 for seed in $SEEDS; do
@@ -37,6 +43,6 @@ $X eval claims --sft "$SFT" --rl "$RL" --out "$OUT/claims" --n 100 --cfg-scales 
 first=${RUNS[0]}  # the first seed, whatever it scored: no pick of the best
 METRICS=()  # the image side's reconstruction metrics, where this recipe trained it (not with IMAGE_SIDE)
 if [ -f "$OUT/eval/metrics.json" ]; then METRICS=(--metrics "$OUT/eval/metrics.json"); fi
-$X publish --run "$SFT" --dest "$DEST" --decoder "$SFT/decoder" --ar "$first/ar" --int8 true "${METRICS[@]}" \
-    --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"
+$X publish --run "$SFT" --dest "$DEST" --decoder "$SFT/decoder" --ar "$first/ar" --sft-ar "$SFT/ar" --int8 true \
+    "${METRICS[@]}" --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"
 stamp "RL recipe"

@@ -519,3 +519,29 @@ def test_a_checkpoint_is_read_by_its_own_presets_image_rules(checkpoint, tmp_pat
     config = paper / "tokenizer" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), **sizes}))
     assert checkpoint_preset(paper) == "paper"
+
+
+def test_publish_ships_the_sft_model_as_a_checkpoint_folder_linked_to_its_parts(checkpoint, tmp_path):
+    import os
+
+    from xomni.stages import publish
+
+    config = json.loads((checkpoint / "ar" / "config.json").read_text())
+    torch.manual_seed(1)
+    save_component(tmp_path / "sft_ar", UnifiedConfig(**config), UnifiedModel(UnifiedConfig(**config)))
+    ship = tmp_path / "ship"
+    base = dict(dest=str(ship), ar=str(checkpoint / "ar"), alignment_lm=False, int8=True)
+    publish.main(publish.Config(run=str(checkpoint), **base, sft_ar=str(tmp_path / "sft_ar")))
+    assert {n: os.readlink(ship / "sft" / n) for n in publish.SFT_LINKS} == {n: os.path.join("..", n)
+                                                                               for n in publish.SFT_LINKS}
+    sft = load_component(ship / "sft" / "ar", UnifiedConfig, UnifiedModel).state_dict()
+    policy = load_component(ship / "ar", UnifiedConfig, UnifiedModel).state_dict()
+    loaded = Pipeline.from_pretrained(ship / "sft").model.state_dict()  # a checkpoint folder every command reads
+    assert all(torch.equal(loaded[k], sft[k]) for k in sft) and any(not torch.equal(sft[k], policy[k]) for k in sft)
+    weights = (ship / "sft" / "ar" / "model.safetensors").read_bytes()
+    # runs/cpu_tiny_rl.sh from the shipped SFT model publishes it again from where it lies: the same weights, links
+    publish.main(publish.Config(run=str(ship / "sft"), **base, sft_ar=str(ship / "sft" / "ar")))
+    assert (ship / "sft" / "ar" / "model.safetensors").read_bytes() == weights
+    assert all((ship / "sft" / n).is_symlink() for n in publish.SFT_LINKS)
+    result = publish.main(publish.Config(run=str(checkpoint), **base))  # without one: sft/ left as it was, and said
+    assert result["not_shipped_here"] == ["sft"] and all((ship / "sft" / n).is_symlink() for n in publish.SFT_LINKS)

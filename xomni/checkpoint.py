@@ -85,14 +85,14 @@ def _swap_in(tmp: Path, path: Path) -> None:
 @contextlib.contextmanager
 def updating_folder(path: str | Path):
     """Change a folder of several parts as one: yields a temporary sibling holding what `path` holds now (hard links,
-    so nothing is copied; every write into it must replace a file, never change one in place, as `save_component`,
-    `export_component` and `write_text_atomically` do), swapped in for `path` when the block ends; on an error or a
-    kill `path` is as it was (a kill leaves the temporary folder, hidden, beside it)."""
+    so nothing is copied; its symbolic links stay links; every write into it must replace a file, never change one
+    in place, as `save_component`, `export_component` and `write_text_atomically` do), swapped in for `path` when the
+    block ends; on an error or a kill `path` is as it was (a kill leaves the temporary folder, hidden, beside it)."""
     path = Path(path)
     tmp = _atomic_dir(path)
     try:
         if path.is_dir():
-            shutil.copytree(path, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
+            shutil.copytree(path, tmp, symlinks=True, copy_function=_link_or_copy, dirs_exist_ok=True)
         yield tmp
         _swap_in(tmp, path)
     except BaseException:

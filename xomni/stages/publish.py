@@ -5,12 +5,15 @@
 
 The folder holds text_tokenizer.json, tokenizer/, decoder/, and when given ar/ (the unified model) and alignment_lm/
 (the tokenizer's alignment LM: only `xomni eval reconstruction` reads it, for its VQA number); every command
-defaults to it. The folder changes as one (`updating_folder`): a publish that fails or is killed leaves it as it was.
+defaults to it. With `--sft-ar` it also holds sft/: a checkpoint folder whose ar/ is the SFT model the shipped policy
+started from and whose other parts are links to the folder's own (relative, so the folder moves as one), so GRPO
+and the claims can start from the shipped SFT model (`runs/cpu_tiny_rl.sh` does when its run folder has none). The folder changes as one (`updating_folder`): a publish that fails or is killed leaves it as it was.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import torch
 from xomni.checkpoint import copy_file_atomically, export_component, updating_folder, write_text_atomically
 
 REQUIRED = ("tokenizer", "decoder")
-OPTIONAL = ("ar", "alignment_lm")
+OPTIONAL = ("ar", "alignment_lm", "sft")
+SFT_LINKS = ("text_tokenizer.json", "tokenizer", "decoder")  # sft/'s parts besides its ar/: links to the folder's own
 INT8_MIN = 65536  # with --int8: the matrices stored as int8 (embeddings, heads, attention and MLP weights)
 # The tokenizer stays in fp16 under --int8: its codes are the vocabulary every other part was trained on, and int8
 # encoder weights change 1.6% of them (bench/int8_weights.py, docs/unified.md).
@@ -37,6 +41,7 @@ class Config:
     ar: str = ""  # the unified model's folder (e.g. out/tiny/ar_sft/model), shipped as ar/
     decoder: str = ""  # a decoder folder to ship instead of RUN/decoder (a decoder trained in another --out)
     alignment_lm: bool = True  # ship the alignment LM too
+    sft_ar: str = ""  # the SFT model the policy in `ar` started from, shipped as sft/ar/ (sft/ links the other parts)
 
 
 def main(cfg: Config) -> dict:
@@ -46,6 +51,8 @@ def main(cfg: Config) -> dict:
         sources["ar"] = Path(cfg.ar)
     if cfg.decoder:
         sources["decoder"] = Path(cfg.decoder)
+    if cfg.sft_ar:
+        sources["sft/ar"] = Path(cfg.sft_ar)
     missing = [str(p) for p in sources.values() if not (p / "model.safetensors").is_file()]
     if missing or not (run / "text_tokenizer.json").is_file():
         raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
@@ -54,6 +61,7 @@ def main(cfg: Config) -> dict:
     with updating_folder(dest) as new:  # DEST's parts as they are (read from, with --run DEST), the new ones written
         for c, source in sources.items():
             int8 = cfg.int8 and c not in INT8_EXEMPT
+            (new / c).parent.mkdir(exist_ok=True)  # sft/ for sft/ar
             export_component(source, new / c, torch.float16 if cfg.fp16 else torch.float32, INT8_MIN if int8 else 0)
             meta_path = new / c / "meta.json"
             meta = json.loads(meta_path.read_text())
@@ -64,9 +72,17 @@ def main(cfg: Config) -> dict:
             write_text_atomically(meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
             sizes[c] = round((new / c / "model.safetensors").stat().st_size / 2**20, 2)
         copy_file_atomically(run / "text_tokenizer.json", new / "text_tokenizer.json")  # never into the linked file
+        if cfg.sft_ar:
+            for name in SFT_LINKS:
+                link = new / "sft" / name
+                if link.is_symlink() or link.is_file():
+                    link.unlink()
+                elif link.is_dir():
+                    shutil.rmtree(link)
+                link.symlink_to(Path("..") / name, target_is_directory=name != "text_tokenizer.json")
     # a part an earlier publish left that this one does not ship is read with the new parts (an old AR model beside a
     # new tokenizer): said, not removed (runs/cpu_tiny.sh publishes the image side, then the AR model, into one folder)
-    kept = [c for c in OPTIONAL if c not in sources and (dest / c).is_dir()]
+    kept = [c for c in OPTIONAL if c not in {k.split("/")[0] for k in sources} and (dest / c).is_dir()]
     if kept:
         print(f"publish: {dest} still holds {', '.join(kept)} from before, not shipped by this publish; remove it if "
               "it does not belong with the parts just written")
