@@ -4,7 +4,7 @@ CFG, and the vision-only blocks on image positions only against on every positio
 The engine's row is also set against its decode steps' matrix products alone (the same products on the same weights,
 nothing else): what is left of the engine's time is attention, norms, sampling and per-op overhead.
 
-    .venv/bin/python bench/engine_speed.py [--batch 16] [--rows 8 --cols 8] [--repeats 3]
+    .venv/bin/python bench/engine_speed.py [--batch 16] [--rows 8 --cols 8] [--repeats 3] [--profile]
 
 On a shared machine, pin it: `OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python bench/engine_speed.py` (and keep
 other work off that core) so all rows see the same CPU.
@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's ops by self time over one of the engine's greedy rollouts")
     args = ap.parse_args()
     torch.manual_seed(0)
     tok = TextTokenizer.train_bpe(["a red circle and a blue square on a white background"] * 50, 400)
@@ -100,6 +102,12 @@ def main() -> None:
             _linear(x, w.heads["image"])
 
     t_products = best_of(products, args.repeats)
+    if args.profile:  # where the engine's own time goes (the profiler adds its overhead to every op)
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            engine.generate_image(prompts, args.rows, args.cols, greedy)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     rows += [("engine, KV cache (no vision blocks)", t_engine, 1.0),
              ("its decode steps' matrix products alone", t_products, t_products / t_engine),
              ("engine decoding through the modules (fast=False)", t_modules, t_modules / t_engine),
