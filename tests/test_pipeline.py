@@ -526,12 +526,17 @@ def test_publish_ships_the_sft_model_as_a_checkpoint_folder_linked_to_its_parts(
 
     from xomni.stages import publish
 
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint, run)
+    shutil.copytree(checkpoint / "decoder", run / "alignment_lm")  # any component stands in for the alignment LM
     config = json.loads((checkpoint / "ar" / "config.json").read_text())
     torch.manual_seed(1)
     save_component(tmp_path / "sft_ar", UnifiedConfig(**config), UnifiedModel(UnifiedConfig(**config)))
     ship = tmp_path / "ship"
-    base = dict(dest=str(ship), ar=str(checkpoint / "ar"), alignment_lm=False, int8=True)
-    publish.main(publish.Config(run=str(checkpoint), **base, sft_ar=str(tmp_path / "sft_ar")))
+    base = dict(dest=str(ship), ar=str(checkpoint / "ar"), int8=True)
+    publish.main(publish.Config(run=str(run), **base, sft_ar=str(tmp_path / "sft_ar")))
     assert {n: os.readlink(ship / "sft" / n) for n in publish.SFT_LINKS} == {n: os.path.join("..", n)
                                                                                for n in publish.SFT_LINKS}
     sft = load_component(ship / "sft" / "ar", UnifiedConfig, UnifiedModel).state_dict()
@@ -543,5 +548,10 @@ def test_publish_ships_the_sft_model_as_a_checkpoint_folder_linked_to_its_parts(
     publish.main(publish.Config(run=str(ship / "sft"), **base, sft_ar=str(ship / "sft" / "ar")))
     assert (ship / "sft" / "ar" / "model.safetensors").read_bytes() == weights
     assert all((ship / "sft" / n).is_symlink() for n in publish.SFT_LINKS)
-    result = publish.main(publish.Config(run=str(checkpoint), **base))  # without one: sft/ left as it was, and said
+    result = publish.main(publish.Config(run=str(run), **base))  # without one: sft/ left as it was, and said
     assert result["not_shipped_here"] == ["sft"] and all((ship / "sft" / n).is_symlink() for n in publish.SFT_LINKS)
+    shutil.rmtree(ship / "sft")
+    (ship / "sft").symlink_to(run)  # a link to another folder is not written through
+    with pytest.raises(ValueError, match="is a link"):
+        publish.main(publish.Config(run=str(run), **base, sft_ar=str(tmp_path / "sft_ar")))
+    assert (run / "tokenizer").is_dir() and not (run / "tokenizer").is_symlink()

@@ -7,7 +7,8 @@ The folder holds text_tokenizer.json, tokenizer/, decoder/, and when given ar/ (
 (the tokenizer's alignment LM: only `xomni eval reconstruction` reads it, for its VQA number); every command
 defaults to it. With `--sft-ar` it also holds sft/: a checkpoint folder whose ar/ is the SFT model the shipped policy
 started from and whose other parts are links to the folder's own (relative, so the folder moves as one), so GRPO
-and the claims can start from the shipped SFT model (`runs/cpu_tiny_rl.sh` does when its run folder has none). The folder changes as one (`updating_folder`): a publish that fails or is killed leaves it as it was.
+and the claims can start from the shipped SFT model (`runs/cpu_tiny_rl.sh` does when its run folder has none).
+The folder changes as one (`updating_folder`): a publish that fails or is killed leaves it as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from xomni.checkpoint import copy_file_atomically, export_component, updating_fo
 
 REQUIRED = ("tokenizer", "decoder")
 OPTIONAL = ("ar", "alignment_lm", "sft")
-SFT_LINKS = ("text_tokenizer.json", "tokenizer", "decoder")  # sft/'s parts besides its ar/: links to the folder's own
+# sft/'s parts besides its ar/: links to the folder's own (alignment_lm where the folder has one)
+SFT_LINKS = ("text_tokenizer.json", "tokenizer", "decoder", "alignment_lm")
 INT8_MIN = 65536  # with --int8: the matrices stored as int8 (embeddings, heads, attention and MLP weights)
 # The tokenizer stays in fp16 under --int8: its codes are the vocabulary every other part was trained on, and int8
 # encoder weights change 1.6% of them (bench/int8_weights.py, docs/unified.md).
@@ -58,6 +60,8 @@ def main(cfg: Config) -> dict:
         raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
     metrics = json.loads(Path(cfg.metrics).read_text()) if cfg.metrics else None
     sizes = {}
+    if cfg.sft_ar and (dest / "sft").is_symlink():  # its writes would go through the link, into another folder
+        raise ValueError(f"{dest / 'sft'} is a link; --sft-ar writes sft/ in {dest} itself: remove the link first")
     with updating_folder(dest) as new:  # DEST's parts as they are (read from, with --run DEST), the new ones written
         for c, source in sources.items():
             int8 = cfg.int8 and c not in INT8_EXEMPT
@@ -79,7 +83,8 @@ def main(cfg: Config) -> dict:
                     link.unlink()
                 elif link.is_dir():
                     shutil.rmtree(link)
-                link.symlink_to(Path("..") / name, target_is_directory=name != "text_tokenizer.json")
+                if (new / name).exists():
+                    link.symlink_to(Path("..") / name, target_is_directory=name != "text_tokenizer.json")
     # a part an earlier publish left that this one does not ship is read with the new parts (an old AR model beside a
     # new tokenizer): said, not removed (runs/cpu_tiny.sh publishes the image side, then the AR model, into one folder)
     kept = [c for c in OPTIONAL if c not in {k.split("/")[0] for k in sources} and (dest / c).is_dir()]
