@@ -294,7 +294,9 @@ def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: 
     (B, L+n), codes (B, n) codebook indices; grid: the image tokens' cells (`Engine.grid(ids)`), for a model with
     row/column embeddings."""
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(ids, positions=positions, pad_mask=mask, head="image", grid=grid)[:, -n - 1 : -1]  # B n K
+    # the image head only where it predicts a code (not over the prompt): the final states, then the head on those
+    hidden = model(ids, positions=positions, pad_mask=mask, head="hidden", grid=grid)[:, -n - 1 : -1]  # B n D
+    logits = model.mm_head(hidden)  # B n K
     logp_all = logits.float().log_softmax(-1)
     logp = logp_all.gather(-1, codes[..., None])[..., 0]
     entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -599,7 +601,8 @@ def main(cfg: Config) -> dict:
                 pg_mask = ~((kept_top < FLAT) & derailed(kept_top)[:, None])
             for update in range(cfg.updates):
                 if update == 0:
-                    logp, entropy, *logp_all = (x[keep] for x in first_pass)
+                    logp, entropy, *logp_all = (x[keep] for x in first_pass) if not valid.all() else first_pass
+                    first_pass = None  # its graph and full log-softmax are held by the loss from here on, if at all
                 else:
                     with autocast(device, bf16):
                         logp, entropy, *logp_all = image_logprobs(policy, ids, mask, N, kept_codes, grid, full=full)
@@ -620,6 +623,7 @@ def main(cfg: Config) -> dict:
             stats.update(loss=loss.item(), entropy=float(entropy.detach().mean()), zero_variance_groups=int(flat.sum()))
             if pg_mask is not None:
                 stats["pg_masked"] = float(1 - pg_mask.float().mean())
+        first_pass = None  # every group dropped: the first update's graph is not used
         t_update = time.time() - t3 + t_before
         step += 1
 
