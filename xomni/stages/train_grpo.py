@@ -395,13 +395,14 @@ def sample_and_submit(pipe: Pipeline, pairs: list[tuple], G: int, sampling: Samp
     seconds = {"sample": 0.0, "decode": 0.0, "judge_inline": 0.0}
     per_chunk = math.ceil(len(pairs) / max(1, chunks)) * G
     for c, start in enumerate(range(0, len(prompt_ids), per_chunk)):
-        # from the second chunk on, the workers judge the one before: leave them their cores
-        with beside_judges(pool) if c else contextlib.nullcontext():
+        # from the second chunk on, the workers judge the ones before: leave them their cores while they do
+        with beside_judges(pool, pending):
             ts = time.time()
             gen = torch.Generator().manual_seed(seed_of(*seed, "sample", c))
             rollout = pipe.engine.generate_image(prompt_ids[start : start + per_chunk], rows, cols, sampling, gen)
             chunk_codes = pipe.fmt.vocab.image_code(rollout.tokens)  # b N
             seconds["sample"] += time.time() - ts
+        with beside_judges(pool, pending):  # the judges may have finished while this chunk sampled
             ts = time.time()
             gen = torch.Generator().manual_seed(seed_of(*seed, "decode", c))
             with autocast(device, bf16):
