@@ -21,7 +21,9 @@ if [ -z "${SFT:-}" ]; then
 fi
 source runs/clock.sh  # stamp: seconds this run, and the recipe's time summed over its resumes
 clock_start "$OUT"
-[ -d "$SFT/ar" ] || { echo "no SFT model in $SFT: run runs/cpu_tiny.sh first (it makes $OUT/candidate and $DEST/sft)"; exit 1; }
+if [ ! -d "$SFT/ar" ]; then
+    echo "no SFT model in $SFT: run runs/cpu_tiny.sh first (it makes $OUT/candidate and $DEST/sft)"; exit 1
+fi
 echo "GRPO from the SFT model in $SFT"
 
 RUNS=()

@@ -624,7 +624,7 @@ def main(cfg: Config) -> dict:
             stats.update(loss=loss.item(), entropy=float(entropy.detach().mean()), zero_variance_groups=int(flat.sum()))
             if pg_mask is not None:
                 stats["pg_masked"] = float(1 - pg_mask.float().mean())
-        first_pass = None  # every group dropped: the first update's graph is not used
+        first_pass = None  # not carried into the next step (nor used at all when every group was dropped)
         t_update = time.time() - t3 + t_before
         step += 1
 
