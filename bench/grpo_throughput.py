@@ -3,6 +3,7 @@ against judges in a worker process overlapped with sampling (xomni/rewards/pool.
 update's forwards in bfloat16 (`--bf16 true`; pays where the CPU has native bf16).
 
     .venv/bin/python bench/grpo_throughput.py --checkpoint checkpoints/tiny [--steps 3] [--prompts 4 --rollouts 8]
+                                              [--only TEXT] [--bf16 false]
 
 Runs `xomni train grpo` for --steps steps in each arrangement (fresh temporary folders, same seed, same prompts) and
 prints a markdown table of means over the steps after the first (the first pays for start-up): seconds sampling,
@@ -34,6 +35,9 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=8)
     ap.add_argument("--only", default="", help="run only the arrangements whose name contains this text")
+    ap.add_argument("--bf16", default="", choices=["", "true", "false", "auto"],
+                    help="override every arrangement's bf16 setting (e.g. false on a CPU without native bf16, where "
+                         "autocast to bf16 is far slower)")
     args = ap.parse_args()
     print(f"{args.prompts} prompts x {args.rollouts} rollouts per step, {args.steps} steps, checkpoint {args.checkpoint}")
     print("| arrangement | sample s | decode s | judge wait s | update s | rollouts/s |")
@@ -45,7 +49,7 @@ def main() -> None:
             cfg = train_grpo.Config(checkpoint=args.checkpoint, out=str(Path(tmp) / "grpo"), steps=args.steps,
                                     prompts_per_step=args.prompts, rollouts=args.rollouts, save_every=10**6,
                                     probe_prompts=0, kl="full",  # as runs/cpu_tiny_rl.sh
-                                    **change)
+                                    **{**change, **({"bf16": args.bf16} if args.bf16 else {})})
             train_grpo.main(cfg)
             rows = [json.loads(x) for x in (Path(cfg.out) / "grpo_log.jsonl").read_text().splitlines()]
         rows = [r for r in rows if "seconds" in r][1:] or rows[-1:]
