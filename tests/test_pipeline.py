@@ -523,10 +523,9 @@ def test_a_checkpoint_is_read_by_its_own_presets_image_rules(checkpoint, tmp_pat
 
 def test_publish_ships_the_sft_model_as_a_checkpoint_folder_linked_to_its_parts(checkpoint, tmp_path):
     import os
+    import shutil
 
     from xomni.stages import publish
-
-    import shutil
 
     run = tmp_path / "run"
     shutil.copytree(checkpoint, run)
