@@ -195,14 +195,14 @@ def resolve(cfg: Config) -> Config:
 
 
 @contextlib.contextmanager
-def beside_judges(pool: RewardPool, pending: list | None = None):
-    """torch's threads lowered by the pool's worker processes, for work done while they judge (with `pending`: only
-    if one of those chunks is still being judged as the block starts). torch's default team has a thread per core;
+def beside_judges(pool: RewardPool, pending: list):
+    """torch's threads lowered by the pool's worker processes, for work done while they judge: if one of the
+    `pending` chunks is still being judged as the block starts. torch's default team has a thread per core;
     beside a busy judge process one of them waits for a core, and the whole team with it: 128 rollouts sampled beside
     a judging worker took 11.5 s with 2 threads and about 2 s with 1 on this 2-core machine (bench/grpo_throughput.py,
     docs/unified.md "Session 24")."""
     n = torch.get_num_threads()
-    if pending is None or pool.judging(pending):
+    if pool.judging(pending):
         torch.set_num_threads(max(1, n - pool.workers))
     try:
         yield
