@@ -37,6 +37,11 @@ def test_int8_rows_are_within_half_a_step_of_the_weights():
     scale = q["w" + INT8_SCALE].float()[:, None]
     assert torch.allclose(scale.squeeze(1), torch.tensor([0.01, 2 / 127]), rtol=1e-3)
     assert ((back["w"] - w).abs() <= scale / 2 + 1e-6).all()
+    tiny = torch.tensor([[1e-4, -5.1e-5, 2e-5, 0.0], [3e-6, -1e-6, 0.0, 1e-6]])  # under fp16's normal range once / 127
+    q = quantize_int8({"w": tiny}, min_numel=8)
+    step = q["w" + INT8_SCALE][:, None]
+    assert step.dtype == torch.float32 and (step > 0).all()
+    assert ((dequantize_int8(q)["w"] - tiny).abs() <= step * 0.501).all()
 
 
 def test_an_int8_export_loads_back_close_and_smaller(tmp_path):

@@ -6,7 +6,7 @@ from transformers import Qwen2ForCausalLM
 
 from safetensors.torch import save_file
 
-from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel, load_pretrained, loss_on
+from xomni.model.unified import KVCache, UnifiedConfig, UnifiedModel, load_pretrained, load_pretrained_tensors, loss_on
 
 CFG = UnifiedConfig(text_vocab_size=97, codebook_size=53, hidden_size=64, num_layers=2, num_vision_layers=1,
                     num_heads=4, num_kv_heads=2, intermediate_size=96, max_positions=128)
@@ -144,6 +144,8 @@ def test_qwen2_checkpoint_folder_loads_as_the_llm(tmp_path):
     ref.save_pretrained(tmp_path)  # a local folder of safetensors, as Qwen2.5 ships
     model = _model()
     untouched = load_pretrained(model, tmp_path, "qwen2")
+    stored = {**ref.state_dict(), "model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(8)}
+    assert load_pretrained_tensors(_model(), stored, "qwen2") == untouched
     assert untouched and all(k.startswith(("vision_pre.", "vision_post.", "mm_")) for k in untouched)
     ids = torch.randint(0, CFG.text_vocab_size, (2, 17), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -166,6 +168,8 @@ def test_official_xomni_names_map_onto_ours(tmp_path):
             if k.startswith(prefix):
                 i, rest = k[len(prefix):].split(".", 1)
                 official[f"model.layers.{int(i) + offset}.{rest}"] = v
+    for i in (0, nv, nv + n):  # older checkpoints store RoPE's buffer per layer: skipped wherever it sits
+        official[f"model.layers.{i}.self_attn.rotary_emb.inv_freq"] = torch.ones(8)
     save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))
     model = _model(seed=6)
     assert load_pretrained(model, tmp_path, "official") == []

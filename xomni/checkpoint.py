@@ -175,14 +175,15 @@ INT8_SCALE = ".int8_row_scale"  # key suffix of the per-row scales of an int8-st
 
 def quantize_int8(state: dict[str, torch.Tensor], min_numel: int) -> dict[str, torch.Tensor]:
     """Floating weights of two or more dimensions (matrices, convolution kernels) and at least `min_numel` values ->
-    int8 with an fp16 scale per row (per output channel: max |w| / 127, so every value is within half a step of its
-    scale); everything else as it was."""
+    int8 with an fp32 scale per row (per output channel: max |w| / 127, so every value is within half a step of its
+    scale; an fp16 scale rounded small rows' steps down, clipping their largest values, and zeroed rows under about
+    4e-6); everything else as it was. Files written with fp16 scales still load (`dequantize_int8`)."""
     out = {}
     for k, v in state.items():
         if v.is_floating_point() and v.dim() >= 2 and v.numel() >= min_numel:
             w = v.float().flatten(1)
-            scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-12).half()
-            out[k] = (w / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8).view(v.shape)
+            scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-12)
+            out[k] = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).view(v.shape)
             out[k + INT8_SCALE] = scale
         else:
             out[k] = v

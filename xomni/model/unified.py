@@ -318,6 +318,8 @@ def official_key(name: str, config: UnifiedConfig) -> str | None:
     fixed = {"model.lm_embed_tokens.weight": "embed_tokens.weight", "model.mm_embed_tokens.weight": "mm_embed.weight",
              "model.lm_norm.weight": "norm.weight", "model.mm_norm.weight": "mm_norm.weight",
              "lm_head.weight": "lm_head.weight", "mm_head.weight": "mm_head.weight"}
+    if name.endswith("rotary_emb.inv_freq"):  # a buffer older checkpoints stored per layer; ours is computed
+        return None
     if name in fixed:
         return fixed[name]
     if name.startswith("model.layers."):
@@ -328,21 +330,19 @@ def official_key(name: str, config: UnifiedConfig) -> str | None:
         if i < nv + n:
             return f"layers.{i - nv}.{rest}"
         return f"vision_post.{i - nv - n}.{rest}"
-    if name.endswith("rotary_emb.inv_freq"):
-        return None
     raise ValueError(f"unknown X-Omni parameter {name!r}")
 
 
 def qwen2_key(name: str, config: UnifiedConfig) -> str | None:
     """A Qwen2/Qwen2.5 `Qwen2ForCausalLM` parameter name -> ours (the LLM part only)."""
+    if name.endswith("rotary_emb.inv_freq"):
+        return None
     if name.startswith("model.layers."):
         return "layers." + name[len("model.layers."):]
     fixed = {"model.embed_tokens.weight": "embed_tokens.weight", "model.norm.weight": "norm.weight",
              "lm_head.weight": "lm_head.weight"}
     if name in fixed:
         return fixed[name]
-    if name.endswith("rotary_emb.inv_freq"):
-        return None
     raise ValueError(f"unknown Qwen2 parameter {name!r}")
 
 
