@@ -32,6 +32,7 @@ def test_ocr_reward_averages_engines_and_marks_failures():
     out = ocr_accuracy(r, [Reads(s.text.text), Reads("")])
     assert out[0] == 0.5 and out[1] is None
     assert math.isnan(ocr_accuracy(r[:1], [Reads(None)])[0])
+    assert math.isnan(ocr_accuracy(r[:1], [Reads(s.text.text), Reads(None)])[0])  # one engine of two: not a score
 
 
 def test_strict_ocr_reward_charges_text_written_twice():
@@ -154,6 +155,20 @@ def test_model_judge_rewards_with_stand_in_judges_and_missing_weights(tmp_path):
         HPSv2Reward(tmp_path / "nothing")
     with pytest.raises(MissingPart):
         RewardPool(workers=0, models={"hps": str(tmp_path / "nothing")})
+
+
+def test_a_judge_whose_weights_do_not_load_stops_the_run_instead_of_failing_every_chunk(tmp_path):
+    from xomni.rewards.pool import JudgeLoadError, RewardPool
+
+    broken = tmp_path / "hps"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "clip"}')  # passes the folder check; no weights to load
+    s = _scene(True)
+    with pytest.raises(JudgeLoadError, match=f"hps judge did not load from {broken}"):
+        RewardPool(workers=0, models={"hps": str(broken)})
+    with RewardPool(workers=1, models={"hps": str(broken)}) as pool:  # in a worker: raised by gather, not NaN
+        with pytest.raises(JudgeLoadError, match="could not build its judges: the hps judge did not load"):
+            pool.gather([pool.submit([Rollout(s, render(s))])], timeout=120)
 
 
 def test_alignment_charges_a_wrong_attempt_no_more_than_leaving_it_out():

@@ -46,8 +46,9 @@ OCR_RULES = ("longtext", "strict")
 def ocr_accuracy(rollouts: list[Rollout], judges, rule: str = "longtext") -> list[float | None]:
     """Text accuracy of the asked-for text, averaged over the OCR engines (the paper uses two jointly): by
     LongText-Bench's rule (`longtext`, the share of the asked units read) or `strict` (units read beyond those asked
-    are charged too, `longtext.TextMatch.strict`). None for prompts that ask for no text; NaN when every engine
-    failed on that image."""
+    are charged too, `longtext.TextMatch.strict`). None for prompts that ask for no text; NaN when any engine
+    failed on that image: the other engine's score alone is another reward, and a group scored by both would rank
+    its rollouts by two rules (`combine` excludes and counts the NaN)."""
     if rule not in OCR_RULES:
         raise ValueError(f"OCR rule must be one of {OCR_RULES}, got {rule!r}")
     out: list[float | None] = []
@@ -60,7 +61,8 @@ def ocr_accuracy(rollouts: list[Rollout], judges, rule: str = "longtext") -> lis
             try:
                 read = judge.read(r.image)
             except Exception:  # noqa: BLE001 - a judge crash is a failed reward, counted by `combine`
-                continue
+                scores = [math.nan]
+                break
             match = longtext.match_text(read, r.scene.text.text, r.scene.text.lang)
             scores.append(match.strict if rule == "strict" else match.accuracy)
         out.append(sum(scores) / len(scores) if scores else math.nan)

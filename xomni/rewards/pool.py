@@ -8,7 +8,9 @@ Each worker builds its judges once (`_init`); the OCR reward scores by `ocr_rule
 model judges (xomni/rewards/judges.py: "hps", "vlm_alignment", "unified") load from the local folders in `models`. A
 judge that raises on one image gives NaN for that rollout (the reward functions catch it); a worker that dies takes its
 whole chunk to NaN. Either way `combine` excludes and counts the rollouts, and the GRPO stage drops their groups: a
-failure is never read as a reward of 0. workers=0 judges in the calling process when the chunk is submitted (no
+failure is never read as a reward of 0. A worker that cannot build its judges (a model judge's folder whose weights do
+not load) fails every chunk alike, so that is `JudgeLoadError` from `gather`, which stops the run, rather than NaN
+chunk after chunk: `multiprocessing.Pool` would replace the dead worker forever and no task would ever run. workers=0 judges in the calling process when the chunk is submitted (no
 overlap; for tests and debugging).
 """
 
@@ -22,6 +24,10 @@ from xomni.rewards import OCR_RULES, Rollout, alignment, ocr_accuracy, token_con
 BASE = ("ocr", "alignment", "consistency")
 MODEL_JUDGES = ("hps", "vlm_alignment", "unified")
 _JUDGES: dict = {}
+
+
+class JudgeLoadError(RuntimeError):
+    """A reward worker could not build its judges: no chunk can be judged."""
 
 
 def _load_model_judge(name: str, path: str):
@@ -44,13 +50,26 @@ def _init(ocr: tuple[str, ...], models: dict[str, str], ocr_rule: str, worker: b
 
     if worker:  # a judge process takes one core; judging in the caller's process leaves its threads alone
         torch.set_num_threads(1)
-    _JUDGES["ocr"] = [make_ocr_judge(e) for e in ocr]
-    _JUDGES["ocr_rule"] = ocr_rule
-    _JUDGES["scene"] = reward_judge()
-    _JUDGES["models"] = {name: _load_model_judge(name, path) for name, path in models.items()}
+    try:
+        _JUDGES["ocr"] = [make_ocr_judge(e) for e in ocr]
+        _JUDGES["ocr_rule"] = ocr_rule
+        _JUDGES["scene"] = reward_judge()
+        _JUDGES["models"] = {}
+        for name, path in models.items():
+            try:
+                _JUDGES["models"][name] = _load_model_judge(name, path)
+            except Exception as e:
+                raise JudgeLoadError(f"the {name} judge did not load from {path}: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        if not worker:
+            raise
+        # an initializer that raises kills the worker and the pool starts another: keep the error for every task
+        _JUDGES["error"] = str(e) if isinstance(e, JudgeLoadError) else f"{type(e).__name__}: {e}"
 
 
 def _score(rollouts: list[Rollout]) -> dict[str, list]:
+    if "error" in _JUDGES:
+        raise JudgeLoadError(f"a reward worker could not build its judges: {_JUDGES['error']}")
     out = {"ocr": ocr_accuracy(rollouts, _JUDGES["ocr"], _JUDGES["ocr_rule"]),
            "alignment": alignment(rollouts, _JUDGES["scene"]), "consistency": token_consistency(rollouts)}
     for name, judge in _JUDGES["models"].items():
@@ -65,6 +84,8 @@ def gather(pending: list, components: tuple[str, ...] = BASE, timeout: float = 6
     for n, handle in pending:
         try:
             got = handle.get(timeout)
+        except JudgeLoadError:
+            raise
         except Exception:  # noqa: BLE001 - a crashed or hung worker: the chunk's rewards are failures
             got = {k: [math.nan] * n for k in components}
             failed_chunks += 1
