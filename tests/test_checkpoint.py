@@ -119,6 +119,8 @@ def test_train_state_round_trip(tmp_path):
     state = load_train_state(tmp_path / "s.pt")
     assert state["step"] == 5 and torch.equal(state["x"], torch.arange(3))
     assert load_train_state(tmp_path / "none.pt") is None
+    assert load_train_state(tmp_path / "s.pt", resume=False) is None  # starting over removes it
+    assert not (tmp_path / "s.pt").exists() and load_train_state(tmp_path / "s.pt") is None
 
 
 def test_a_resumed_log_drops_the_steps_after_its_checkpoint(tmp_path):
@@ -131,6 +133,9 @@ def test_a_resumed_log_drops_the_steps_after_its_checkpoint(tmp_path):
     with open_log(tmp_path / "new.jsonl", 0) as log:
         log.write("{}\n")
     assert (tmp_path / "new.jsonl").read_text() == "{}\n"
+    with open_log(path, 0, fresh=True) as log:  # no saved state: every record is written again
+        log.write(json.dumps({"step": 0}) + "\n")
+    assert path.read_text() == '{"step": 0}\n'
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # killed mid-write
     with open_log(path, 2) as log:
         log.write(json.dumps({"step": 3}) + "\n")

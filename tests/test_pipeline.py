@@ -1,6 +1,7 @@
 """The full pipeline on dummy-sized random components: text -> image, image -> text, conversations, bad input."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -274,6 +275,10 @@ def test_grpo_killed_during_its_evaluations_finishes_them_on_resume(checkpoint, 
     evals = [r["step"] for r in rows if "eval/synth-text-en" in r]
     probes = [r["step"] for r in rows if "probe_reward" in r]
     assert evals == [1, 2] and probes == [0, 1, 2]  # step 1's evaluations finished, nothing logged twice
+    train_grpo.main(replace(cfg, steps=1, resume=False))  # starting over: the earlier run's state and log go
+    rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "probe_reward" in r] == [0, 1]
+    assert torch.load(tmp_path / "g" / "grpo_state.pt", weights_only=False)["step"] == 1
 
 
 def test_grpo_drops_a_group_whose_reward_failed_and_updates_on_the_rest(checkpoint, tmp_path, monkeypatch):

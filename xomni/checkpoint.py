@@ -307,12 +307,18 @@ def _same_setting(a: Any, b: Any) -> bool:
 
 
 def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str, ...] = (),
-                     absent: dict[str, Any] | None = None) -> dict | None:
+                     absent: dict[str, Any] | None = None, resume: bool = True) -> dict | None:
     """The state a run saved, or None. With `config`, a clear error if the saved run's settings differ from it in
     any field but `RESUMABLE` and `may_change` (a state saved without settings, by an older version, is taken). A
     field the saved settings lack (the run was saved before the field existed) is compared with `absent`'s value
-    for it, what such runs ran, and taken when `absent` has none."""
+    for it, what such runs ran, and taken when `absent` has none. `resume` False (a stage's `--resume false`) starts
+    over: a saved state is removed, so that a later plain rerun resumes this run rather than the earlier one."""
     path = Path(path)
+    if not resume:
+        if path.is_file():
+            path.unlink(missing_ok=True)  # missing_ok: every rank of a distributed run gets here
+            print(f"starting over in {path.parent}: removed the earlier run's {path.name}")
+        return None
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -328,13 +334,16 @@ def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str
     return state
 
 
-def open_log(path: str | Path, step: int):
+def open_log(path: str | Path, step: int, fresh: bool = False):
     """Open a stage's jsonl log for appending, resuming at `step`: records of later steps (written after the last
     checkpoint by a run that was then killed) are dropped first, atomically, since the resumed run writes them again.
     Records without a step are kept; a last line cut short (the run killed mid-write) is dropped, a broken line
-    before it is an error naming the file."""
+    before it is an error naming the file. `fresh` (the run starts from no saved state: a first run, one killed
+    before its first checkpoint, or `--resume false`) empties it, since every record will be written again."""
     path = Path(path)
-    if path.is_file():
+    if fresh:
+        _write_file_atomically(path, lambda tmp: Path(tmp).write_text(""))
+    elif path.is_file():
         lines = path.read_text().splitlines(keepends=True)
         kept = []
         for i, line in enumerate(lines):

@@ -36,7 +36,7 @@ HELP = {
     "steps": "optimiser steps in all (a resumed run continues to this number); for eval: decoder sampling steps",
     "batch_size": "images per step",
     "lr": "peak learning rate (linear warm-up, cosine decay)",
-    "resume": "continue from the folder's last checkpoint if there is one",
+    "resume": "continue from the folder's last checkpoint if there is one; false starts over, removing that checkpoint's training state and the log",
     "tokenizer": "SigLIP-VQ checkpoint folder",
     "shards": "token shard folder(s) written by `xomni tokenize`, comma-separated",
     "dense_text": "text-dense training scenes (lines of text fill the canvas) instead of ordinary ones",

@@ -386,7 +386,7 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     tok = TextTokenizer.from_file(cfg.text_tokenizer)
     state_path = out / "ar_state.pt"
-    state = load_train_state(state_path, cfg, ("fsdp",)) if cfg.resume else None  # sharded or not: full weights
+    state = load_train_state(state_path, cfg, ("fsdp",), resume=cfg.resume)  # sharded or not: full weights
 
     # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
     sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed)
@@ -470,7 +470,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "model", mcfg, model, meta, state=weights)
         save_train_state(state_path, {"model": weights, "opt": opt_state, "step": step}, cfg)
 
-    log = open_log(out / "ar_log.jsonl", step) if lead else open(os.devnull, "w")
+    log = open_log(out / "ar_log.jsonl", step, fresh=state is None) if lead else open(os.devnull, "w")
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True, disable=not lead)

@@ -118,7 +118,7 @@ def main(cfg: Config) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     state_path = out / "decoder_state.pt"
-    state = load_train_state(state_path, cfg, ("sample_steps",)) if cfg.resume else None
+    state = load_train_state(state_path, cfg, ("sample_steps",), resume=cfg.resume)
 
     vq = load_tokenizer(cfg.tokenizer)
     sources, indices, codes, source_of = [], [], [], []
@@ -179,7 +179,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "decoder", dec_config, net, meta)
         save_train_state(state_path, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
-    log = open_log(out / "decoder_log.jsonl", step)
+    log = open_log(out / "decoder_log.jsonl", step, fresh=state is None)
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="decoder", dynamic_ncols=True)
     net.train()

@@ -500,7 +500,7 @@ def main(cfg: Config) -> dict:
     # what runs saved before a setting existed ran: every rollout 128 x 128 px, the prompts as the world draws them,
     # LongText-Bench's OCR rule
     absent = {"size": "128x128", "text_mix": "", "scene_mix": "", "ocr_rule": "longtext"}
-    state = load_train_state(state_path, cfg, may_change, absent) if cfg.resume else None
+    state = load_train_state(state_path, cfg, may_change, absent, resume=cfg.resume)
     step = 0
     if state is not None:
         policy.load_state_dict(state["policy"]), opt.load_state_dict(state["opt"])
@@ -521,7 +521,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "ar", policy.config, policy, meta)
         save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
-    log = open_log(out / "grpo_log.jsonl", step)
+    log = open_log(out / "grpo_log.jsonl", step, fresh=state is None)
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
 

@@ -271,7 +271,7 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     state_path = out / "tokenizer_state.pt"
     # `--lm-only` continues a finished tokenizer run's state (runs/cpu_tiny.sh): those two may change on a resume
-    state = load_train_state(state_path, cfg, may_change=("lm_only", "shards")) if cfg.resume else None
+    state = load_train_state(state_path, cfg, may_change=("lm_only", "shards"), resume=cfg.resume)
 
     # text tokenizer: trained once on the training split's text, then fixed for every later stage
     text_path = out / "text_tokenizer.json"
@@ -319,7 +319,7 @@ def main(cfg: Config) -> dict:
                                       "torch_rng": torch.get_rng_state()}, cfg)
 
     from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed) if cfg.shards else None
-    log = open_log(out / "tokenizer_log.jsonl", step)
+    log = open_log(out / "tokenizer_log.jsonl", step, fresh=state is None)
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
