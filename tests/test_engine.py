@@ -171,3 +171,18 @@ def test_row_column_embeddings_reach_every_path_alike(engine, fast):
     assert not torch.equal(plain.tokens, out.tokens)
     with pytest.raises(ValueError, match="grid"):
         model(ids, head="image")  # image tokens without their cells
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_engine_samples_on_the_models_device_with_a_cpu_generator(engine):
+    import copy
+
+    from xomni.stages.train_ar import with_grid_embed
+
+    model = with_grid_embed(copy.deepcopy(engine.model), 4).cuda()
+    gpu = Engine(model, engine.tok)
+    out = gpu.generate_image(_prompts(engine), rows=3, cols=4, sampling=Sampling(cfg=2.0),
+                             generator=torch.Generator().manual_seed(0))
+    assert out.tokens.device.type == "cuda" and bool(gpu.vocab.is_image(out.tokens).all())
+    text = gpu.generate_text(_prompts(engine), 5, generator=torch.Generator().manual_seed(0))
+    assert text.tokens.shape[0] == 2 and not bool(gpu.vocab.is_image(text.tokens).any())

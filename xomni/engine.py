@@ -79,7 +79,9 @@ def sample(logits: torch.Tensor, s: Sampling, generator: torch.Generator | None 
         return ids, torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
     logp = filter_logits(logits.float(), s)
     cdf = logp.exp().cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    # drawn where the generator lives (a CPU generator seeds a GPU rollout too), then moved to the logits
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=generator.device if generator else cdf.device)
+    u = u.to(cdf.device) * cdf[:, -1:]
     ids = torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
     return ids, logp.gather(-1, ids[:, None])[:, 0]
 
@@ -237,7 +239,7 @@ class Engine:
         """(B, L, 2) each image token's (row, column) for a model with row/column embeddings, else None."""
         if not self.model.config.image_grid_embed:
             return None
-        return image_grids(self.tok, ids)
+        return image_grids(self.tok, ids).to(ids.device)
 
     @torch.no_grad()
     def decode_one_token(self, token: torch.Tensor, position: torch.Tensor, mask: torch.Tensor,
@@ -264,11 +266,12 @@ class Engine:
         cond = [p + prefix for p in prompts]
         guided = sampling.cfg != 1.0
         seqs = cond + [prefix] * len(prompts) if guided else cond
-        ids, mask = left_pad(seqs, self.pad_id)
+        param = next(self.model.parameters())
+        ids, mask = (t.to(param.device) for t in left_pad(seqs, self.pad_id))
         B, n = len(prompts), rows * cols
         self.check_context(ids.shape[1], n)
-        cache = KVCache.allocate(self.model.config, ids.shape[0], ids.shape[1] + n,
-                                 dtype=next(self.model.parameters()).dtype)
+        cache = KVCache.allocate(self.model.config, ids.shape[0], ids.shape[1] + n, dtype=param.dtype,
+                                 device=param.device)
         V = self.vocab.text_vocab_size
         weights = DecodeWeights(self.model) if self.fast else None
         logits = self.prefill(ids, mask, cache, head="image")  # image mode: only the codes can be drawn
@@ -284,7 +287,8 @@ class Engine:
             step = torch.cat([tok, tok]) if guided else tok
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
             if len(tokens) < n:
-                cell = torch.tensor(divmod(len(tokens) - 1, cols)).expand(step.shape[0], 2)  # the cell just drawn
+                cell = divmod(len(tokens) - 1, cols)  # the cell just drawn
+                cell = torch.tensor(cell, device=step.device).expand(step.shape[0], 2)
                 logits = self.decode_one_token(step, position, mask, cache, head="image", weights=weights, cell=cell)
                 position = position + 1
         return Rollout(torch.stack(tokens, 1), torch.stack(logps, 1), ids[:B], mask[:B, : ids.shape[1]],
@@ -296,15 +300,16 @@ class Engine:
         """Text mode: only text tokens are allowed; a row stops after `stop` (default <|im_end|>), then pads. At most
         `max_new_tokens`, and no more than the context has room for after the prompt."""
         stop = self.tok.token_id("<|im_end|>") if stop is None else stop
-        ids, mask = left_pad(prompts, self.pad_id)
+        param = next(self.model.parameters())
+        ids, mask = (t.to(param.device) for t in left_pad(prompts, self.pad_id))
         B = len(prompts)
         max_new_tokens = self.check_context(ids.shape[1], max_new_tokens, at_most=True)  # an answer may stop early
-        cache = KVCache.allocate(self.model.config, B, ids.shape[1] + max_new_tokens,
-                                 dtype=next(self.model.parameters()).dtype)
+        cache = KVCache.allocate(self.model.config, B, ids.shape[1] + max_new_tokens, dtype=param.dtype,
+                                 device=param.device)
         weights = DecodeWeights(self.model) if self.fast else None
         logits = self.prefill(ids, mask, cache, head="text")  # text mode: only text ids can be drawn
         position = mask.long().sum(-1)
-        done = torch.zeros(B, dtype=torch.bool)
+        done = torch.zeros(B, dtype=torch.bool, device=ids.device)
         tokens, logps = [], []
         for i in range(max_new_tokens):
             tok, logp = sample(logits, sampling, generator)
