@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from xomni.checkpoint import (INT8_SCALE, dequantize_int8, export_component, load_component, load_train_state,
-                              open_log, quantize_int8, save_component, save_train_state)
+                              open_log, open_run_log, quantize_int8, save_component, save_train_state)
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import SiglipVQ, SiglipVQConfig
 
@@ -119,8 +119,14 @@ def test_train_state_round_trip(tmp_path):
     state = load_train_state(tmp_path / "s.pt")
     assert state["step"] == 5 and torch.equal(state["x"], torch.arange(3))
     assert load_train_state(tmp_path / "none.pt") is None
-    assert load_train_state(tmp_path / "s.pt", resume=False) is None  # starting over removes it
-    assert not (tmp_path / "s.pt").exists() and load_train_state(tmp_path / "s.pt") is None
+    assert load_train_state(tmp_path / "s.pt", resume=False) is None and (tmp_path / "s.pt").is_file()
+    (tmp_path / "log.jsonl").write_text('{"step": 0, "probe": 1}\n{"step": 5}\n')
+    with open_run_log(tmp_path / "log.jsonl", tmp_path / "s.pt", {"step": 5}) as log:  # resumed: kept
+        log.write('{"step": 6}\n')
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3 and (tmp_path / "s.pt").is_file()
+    with open_run_log(tmp_path / "log.jsonl", tmp_path / "s.pt", None) as log:  # starting over: both go
+        log.write('{"step": 0}\n')
+    assert (tmp_path / "log.jsonl").read_text() == '{"step": 0}\n' and not (tmp_path / "s.pt").exists()
 
 
 def test_a_resumed_log_drops_the_steps_after_its_checkpoint(tmp_path):

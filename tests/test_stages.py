@@ -145,6 +145,14 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
     tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=10,
                                   shard_size=4, height=64, width=64))
     assert torch.equal(tokenize.load_shards(shards)[1], codes)
+    assert torch.equal(tokenize.load_shards(shards, tmp_path / "tokenizer", "train")[1], codes)
+    with pytest.raises(ValueError, match="another tokenizer"):  # another codebook's codes would train silently
+        tokenize.load_shards(shards, tmp_path / "tok2")
+    held = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=2,
+                                         height=64, width=64, split="heldout"))
+    with pytest.raises(ValueError, match="'heldout' scenes"):  # the suites' scenes are never trained on
+        train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"),
+                                                shards=f"{shards},{held}", out=str(tmp_path / "held"), steps=1))
 
     def dec_cfg(out):
         return train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=f"{shards},{dense}",

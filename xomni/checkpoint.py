@@ -311,15 +311,10 @@ def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str
     """The state a run saved, or None. With `config`, a clear error if the saved run's settings differ from it in
     any field but `RESUMABLE` and `may_change` (a state saved without settings, by an older version, is taken). A
     field the saved settings lack (the run was saved before the field existed) is compared with `absent`'s value
-    for it, what such runs ran, and taken when `absent` has none. `resume` False (a stage's `--resume false`) starts
-    over: a saved state is removed, so that a later plain rerun resumes this run rather than the earlier one."""
+    for it, what such runs ran, and taken when `absent` has none. `resume` False (a stage's `--resume false`): None,
+    whatever is saved (`open_run_log` removes it once the stage's checks have passed)."""
     path = Path(path)
-    if not resume:
-        if path.is_file():
-            path.unlink(missing_ok=True)  # missing_ok: every rank of a distributed run gets here
-            print(f"starting over in {path.parent}: removed the earlier run's {path.name}")
-        return None
-    if not path.is_file():
+    if not resume or not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved = state.get("config")
@@ -332,6 +327,17 @@ def load_train_state(path: str | Path, config: Any = None, may_change: tuple[str
             raise ValueError(f"{path.parent} holds a run with other settings ({'; '.join(changed)}): resume it with "
                              "its own, or give another --out, or --resume false to start over there")
     return state
+
+
+def open_run_log(path: str | Path, state_path: str | Path, state: dict | None):
+    """A training stage's log, opened just before its first step (after every check of its settings): resumed at
+    the saved state's step, or, for a run from no saved state (a first run, or `--resume false`), emptied, and any
+    state an earlier run left at `state_path` removed, so that a plain rerun after a kill resumes this run and not
+    that one (and a refused `--resume false` has removed nothing)."""
+    if state is None and Path(state_path).is_file():
+        Path(state_path).unlink(missing_ok=True)  # missing_ok: every rank of a distributed run may get here
+        print(f"starting over in {Path(state_path).parent}: removed the earlier run's {Path(state_path).name}")
+    return open_log(path, state["step"] if state is not None else 0, fresh=state is None)
 
 
 def open_log(path: str | Path, step: int, fresh: bool = False):

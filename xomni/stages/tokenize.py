@@ -98,30 +98,38 @@ def shard_meta(path: Path) -> dict:
         return h.metadata() or {}
 
 
-def shard_version(path: Path) -> str | None:
-    """The world split version a shard was tokenized from (its metadata)."""
-    return shard_meta(path).get("split_version")
-
-
-def load_shards(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """All shards of a folder -> (indices (N,), codes (N, h, w) long)."""
+def load_shards(folder: str | Path, tokenizer: str | Path | None = None,
+                split: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All shards of a folder -> (indices (N,), codes (N, h, w) long). With `tokenizer`, every shard must have been
+    written by it (the digest of its weights: codes of another codebook would train silently); with `split`, every
+    shard must hold that split's scenes (a training stage on held-out shards would train on the suites' scenes)."""
     files = sorted(Path(folder).glob("shard_*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no token shards in {folder}; run `xomni tokenize` first")
+    digest = tokenizer_digest(tokenizer) if tokenizer is not None else None
     for f in files:  # a shard holds scene indices: under another split version they name other scenes
-        if (version := shard_version(f)) != SPLIT_VERSION:
+        meta = shard_meta(f)
+        if (version := meta.get("split_version")) != SPLIT_VERSION:
             raise ValueError(f"{f} was tokenized from world split {version}, this xomni renders {SPLIT_VERSION}: its "
                              "indices name other scenes; run `xomni tokenize` again (it rewrites such shards)")
+        if split is not None and meta.get("split") != split:
+            raise ValueError(f"{f} holds {meta.get('split')!r} scenes; this stage trains on the {split!r} split only")
+        if digest is not None and meta.get("tokenizer_digest") not in (None, digest):
+            raise ValueError(f"{f} was written by another tokenizer than {tokenizer} (weights' digest "
+                             f"{meta['tokenizer_digest']}, not {digest}): its codes index another codebook; run "
+                             f"`xomni tokenize --tokenizer {tokenizer}` into another folder and train on that")
     parts = [load_file(str(f)) for f in files]
     return torch.cat([p["indices"] for p in parts]), torch.cat([p["codes"] for p in parts]).long()
 
 
-def load_shard_folders(folders: str, seed: int) -> tuple[list, list[tuple[int, int]], list[int]]:
+def load_shard_folders(folders: str, seed: int, tokenizer: str | Path | None = None,
+                       split: str | None = "train") -> tuple[list, list[tuple[int, int]], list[int]]:
     """Comma-separated shard folders -> sources [(split, world, indices, codes)], rows [(source, j)] and one fixed
-    shuffled order over the rows: the seed fixes it, so a resumed stage reads the same samples in the same order."""
+    shuffled order over the rows: the seed fixes it, so a resumed stage reads the same samples in the same order.
+    `tokenizer` and `split` are held to every shard as in `load_shards` (training stages read the train split)."""
     sources, rows = [], []
     for i, folder in enumerate(folders.split(",")):
-        idx, codes = load_shards(folder)
+        idx, codes = load_shards(folder, tokenizer, split)
         sources.append((*shard_world(folder), idx, codes))
         rows += [(i, j) for j in range(len(idx))]
     grids = {tuple(src[3].shape[1:]) for src in sources}

@@ -78,7 +78,7 @@ from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, open_run_log, save_component, save_train_state
 from xomni.data.sequences import IGNORE, Formatter, Sample, image_grids, pack, pack_weights
 from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
@@ -389,7 +389,7 @@ def main(cfg: Config) -> dict:
     state = load_train_state(state_path, cfg, ("fsdp",), resume=cfg.resume)  # sharded or not: full weights
 
     # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
-    sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed)
+    sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed, cfg.tokenizer)
     h, w = sources[0][3].shape[1:]
     if cfg.text_lang:
         order = text_lang_rows(sources, rows_of, order, cfg.text_lang)
@@ -470,7 +470,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "model", mcfg, model, meta, state=weights)
         save_train_state(state_path, {"model": weights, "opt": opt_state, "step": step}, cfg)
 
-    log = open_log(out / "ar_log.jsonl", step, fresh=state is None) if lead else open(os.devnull, "w")
+    log = open_run_log(out / "ar_log.jsonl", state_path, state) if lead else open(os.devnull, "w")
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True, disable=not lead)

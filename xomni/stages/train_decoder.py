@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, open_run_log, save_component, save_train_state
 from xomni.data.batches import pixels_of, scene_batch
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
@@ -123,7 +123,7 @@ def main(cfg: Config) -> dict:
     vq = load_tokenizer(cfg.tokenizer)
     sources, indices, codes, source_of = [], [], [], []
     for i, folder in enumerate(cfg.shards.split(",")):
-        idx, c = load_shards(folder)
+        idx, c = load_shards(folder, cfg.tokenizer, split="train")
         sources.append(shard_world(folder))
         indices.append(idx), codes.append(c), source_of.append(torch.full_like(idx, i))
         print(f"{len(idx)} tokenized {sources[-1][0]} scenes {tuple(c.shape[1:])} from {folder}")
@@ -179,7 +179,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "decoder", dec_config, net, meta)
         save_train_state(state_path, {"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
-    log = open_log(out / "decoder_log.jsonl", step, fresh=state is None)
+    log = open_run_log(out / "decoder_log.jsonl", state_path, state)
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="decoder", dynamic_ncols=True)
     net.train()

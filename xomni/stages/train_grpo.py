@@ -97,7 +97,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import load_train_state, open_log, save_component, save_train_state
+from xomni.checkpoint import load_train_state, open_run_log, save_component, save_train_state
 from xomni.data.batches import pixels_of, understanding_pairs
 from xomni.data.sequences import IGNORE
 from xomni.data.world import SCENE_TASKS, Scene, WorldConfig, make_scene, prompts, render, scene_task
@@ -521,7 +521,7 @@ def main(cfg: Config) -> dict:
         save_component(out / "ar", policy.config, policy, meta)
         save_train_state(state_path, {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": step}, cfg)
 
-    log = open_log(out / "grpo_log.jsonl", step, fresh=state is None)
+    log = open_run_log(out / "grpo_log.jsonl", state_path, state)
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
 

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, open_log, save_component, save_train_state
+from xomni.checkpoint import load_component, load_train_state, open_run_log, save_component, save_train_state
 from xomni.data.batches import label_batch, pixels_of, scene_batch, understanding_pairs
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
                               SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
@@ -319,7 +319,7 @@ def main(cfg: Config) -> dict:
                                       "torch_rng": torch.get_rng_state()}, cfg)
 
     from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed) if cfg.shards else None
-    log = open_log(out / "tokenizer_log.jsonl", step, fresh=state is None)
+    log = open_run_log(out / "tokenizer_log.jsonl", state_path, state)
     metrics: dict = {}
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc="tokenizer", dynamic_ncols=True)
