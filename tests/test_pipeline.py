@@ -418,6 +418,13 @@ def test_claims_stage_scores_sft_and_rl_and_reuses_its_evaluations(checkpoint, t
         eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), suites="synth-dpg"))
     with pytest.raises(FileNotFoundError, match="GRPO log"):
         eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(checkpoint)))
+    log = tmp_path / "g" / "grpo_log.jsonl"
+    log.write_text(log.read_text() + '{"step": 3, "rew')  # a run killed mid-line: its whole lines still count
+    assert eval_claims.main(cfg)["claims"] == 8 and image.stat().st_mtime_ns == before
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines()[:-1] if "probe_reward" not in line))
+    with pytest.raises(ValueError, match="no scored step-0 probe"):  # refused before any evaluation is spent
+        eval_claims.main(eval_claims.Config(sft=str(checkpoint), rl=str(tmp_path / "g"), out=str(tmp_path / "np")))
+    assert not (tmp_path / "np").exists()
 
 
 def test_rl_prompts_come_from_training_scenes_in_their_proportions():

@@ -93,8 +93,12 @@ def test_eval_suite_resumes_judging_after_an_interruption(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         eval_suite.main(cfg)
     assert len((tmp_path / "judged.jsonl").read_text().splitlines()) == 2  # the first batch is kept
+    with open(tmp_path / "judged.jsonl", "a") as f:
+        f.write('{"id": "synth-text-en-0002", "oc')  # a kill in the middle of the next line
     monkeypatch.setattr(eval_suite.OCRPool, "read_batch", real)
     assert eval_suite.main(cfg)["n"] == 4
+    judged = [json.loads(line) for line in (tmp_path / "judged.jsonl").read_text().splitlines()]
+    assert len(judged) == 4 and all("ocr" in r for r in judged)  # the cut line gone, judged again
 
 
 def test_eval_cli_errors_are_clear(tmp_path, capsys):

@@ -340,33 +340,51 @@ def open_run_log(path: str | Path, state_path: str | Path, state: dict | None):
     return open_log(path, state["step"] if state is not None else 0, fresh=state is None)
 
 
+def _jsonl_records(path: Path) -> list[tuple[str, dict | None]]:
+    """A jsonl file's lines with their records (None for a blank line), every line ending in a newline. A last line
+    cut short (a run killed mid-write) is dropped; a broken line before it is an error naming the file."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            out.append((line, None))
+            continue
+        try:
+            out.append((line if line.endswith("\n") else line + "\n", json.loads(line)))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                continue
+            raise ValueError(f"{path}, line {i + 1}, is not a JSON record; mend or remove it") from None
+    return out
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a jsonl file that a run appends to (a log, an evaluation's outputs): a last line cut short by
+    a kill is left out, a broken line before it is an error naming the file."""
+    return [r for _, r in _jsonl_records(Path(path)) if r is not None]
+
+
+def open_jsonl(path: str | Path, keep=lambda record: True):
+    """Open a jsonl file for appending, after dropping (atomically) a last line cut short by a kill and the records
+    `keep` refuses, so that appended records follow whole lines."""
+    path = Path(path)
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line, r in _jsonl_records(path) if r is None or keep(r)]
+        if kept != lines:
+            _write_file_atomically(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
+    return open(path, "a", encoding="utf-8")
+
+
 def open_log(path: str | Path, step: int, fresh: bool = False):
     """Open a stage's jsonl log for appending, resuming at `step`: records of later steps (written after the last
     checkpoint by a run that was then killed) are dropped first, atomically, since the resumed run writes them again.
     Records without a step are kept; a last line cut short (the run killed mid-write) is dropped, a broken line
     before it is an error naming the file. `fresh` (the run starts from no saved state: a first run, one killed
     before its first checkpoint, or `--resume false`) empties it, since every record will be written again."""
-    path = Path(path)
     if fresh:
-        _write_file_atomically(path, lambda tmp: Path(tmp).write_text(""))
-    elif path.is_file():
-        lines = path.read_text().splitlines(keepends=True)
-        kept = []
-        for i, line in enumerate(lines):
-            if not line.strip():
-                kept.append(line)
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if i == len(lines) - 1:
-                    continue
-                raise ValueError(f"{path}, line {i + 1}, is not a JSON record; mend or remove it to resume") from None
-            if record.get("step", -1) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
-        if kept != lines:
-            _write_file_atomically(path, lambda tmp: Path(tmp).write_text("".join(kept)))
-    return open(path, "a")
+        _write_file_atomically(Path(path), lambda tmp: Path(tmp).write_text(""))
+    return open_jsonl(path, lambda record: record.get("step", -1) <= step)
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

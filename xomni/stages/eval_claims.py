@@ -21,7 +21,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from xomni.checkpoint import write_text_atomically
+from xomni.checkpoint import read_jsonl, write_text_atomically
 from xomni.engine import Sampling
 from xomni.eval import claims as C
 from xomni.eval.report import svg_curves
@@ -43,10 +43,6 @@ class Config:
     seed: int = 0
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def main(cfg: Config) -> dict:
     runs = [Path(p) for p in cfg.rl.split(",") if p]
     if not runs:
@@ -58,6 +54,12 @@ def main(cfg: Config) -> dict:
     missing = [str(p) for p in logs if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no GRPO log in {missing}: --rl takes `xomni train grpo` run folders")
+    probes = [read_jsonl(p) for p in logs]  # a killed run's cut last line left out
+    for log, rows in zip(logs, probes):  # before any evaluation is spent: Fig. 2b needs every run's probe
+        curve, start = C.probe_curve(rows)
+        if start is None or not curve:
+            raise ValueError(f"{log} has no scored step-0 probe (the SFT model's best-of-G) or no probe after it: "
+                             "claims need GRPO runs with --probe-prompts above 0")
     suites = [s for s in cfg.suites.split(",") if s]
     unknown = sorted(set(suites) - set(GENERATION))
     if unknown or not suites:
@@ -88,7 +90,6 @@ def main(cfg: Config) -> dict:
             scores[name][C.key(suite, scale)] = m["score"]
             if model:
                 derailed[name][C.key(suite, scale)] = m.get("derailed")
-    probes = [_read_jsonl(p) for p in logs]
     table = C.check(scores["sft"], [scores[n] for n in names[1:]], probes, scales)
     out.mkdir(parents=True, exist_ok=True)
     skipped = [s for s in GENERATION if s not in suites]
@@ -98,13 +99,11 @@ def main(cfg: Config) -> dict:
     write_text_atomically(out / "claims.md", C.markdown(table) + note)
     record = {"config": asdict(cfg), "claims": [c.to_dict() for c in table], "scores": scores, "derailed": derailed}
     write_text_atomically(out / "claims.json", json.dumps(record, indent=2) + "\n")
-    # Figure 2b from the runs that probed (`--probe-prompts 0` runs have no curve)
-    curves = [(run.name, curve, best) for run, rows in zip(runs, probes) for curve, best in [C.probe_curve(rows)]
-              if curve and best is not None]
-    if curves:
-        last = max(s for _, curve, _ in curves for s, _ in curve)
-        series = [(f"GRPO {name}: probe mean", curve) for name, curve, _ in curves]
-        series += [(f"SFT best-of-G ({name}'s probe)", [(0, best), (last, best)]) for name, _, best in curves]
-        write_text_atomically(out / "figure2b.svg", svg_curves(series, width=480, height=220))
+    # Figure 2b: every run's probe mean against its SFT best-of-G (each run probed; checked above)
+    curves = [(run.name, *C.probe_curve(rows)) for run, rows in zip(runs, probes)]
+    last = max(s for _, curve, _ in curves for s, _ in curve)
+    series = [(f"GRPO {name}: probe mean", curve) for name, curve, _ in curves]
+    series += [(f"SFT best-of-G ({name}'s probe)", [(0, best), (last, best)]) for name, _, best in curves]
+    write_text_atomically(out / "figure2b.svg", svg_curves(series, width=480, height=220))
     print(C.markdown(table) + note)
     return {"out": str(out), "met": sum(c.met for c in table), "claims": len(table)}

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from xomni.checkpoint import weights_stamp, write_text_atomically
+from xomni.checkpoint import open_jsonl, read_jsonl, weights_stamp, write_text_atomically
 from xomni.data.batches import pixels_of
 from xomni.data.world import Scene, render
 from xomni.eval import suites
@@ -76,10 +76,6 @@ def _same_run(old: dict, header: dict) -> bool:
     return all(old.get(k) == v for k, v in header.items() if k in old or k != "weights")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _sample(model: Pipeline, cfg: Config, item: dict, k: int) -> tuple:
     """Item k's prompt at its scene's size, seeded by its index: the rollout, its codes and the generator (which the
     decoder goes on with, as in Pipeline.generate)."""
@@ -91,7 +87,7 @@ def _sample(model: Pipeline, cfg: Config, item: dict, k: int) -> tuple:
 
 
 def _record(sampled: Path, rows: list[tuple[str, int]]) -> None:
-    with open(sampled, "a", encoding="utf-8") as f:
+    with open_jsonl(sampled) as f:  # after a line a kill cut short, if any
         f.writelines(json.dumps({"id": i, "flat_positions": n}) + "\n" for i, n in rows)
 
 
@@ -102,7 +98,7 @@ def make_images(cfg: Config, items: list[dict], folder: Path, sampled: Path | No
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{k:04d}.png" for k in range(len(items))]
     todo = [k for k, p in enumerate(paths) if not p.is_file()]
-    recorded = {r["id"] for r in _read_jsonl(sampled)} if sampled is not None and sampled.is_file() else set()
+    recorded = {r["id"] for r in read_jsonl(sampled)} if sampled is not None and sampled.is_file() else set()
     uncounted = [k for k, p in enumerate(paths)
                  if sampled is not None and p.is_file() and items[k]["id"] not in recorded]
     if not todo and not uncounted:
@@ -148,7 +144,7 @@ def make_images(cfg: Config, items: list[dict], folder: Path, sampled: Path | No
 
 def derail_metrics(items: list[dict], sampled: Path) -> dict:
     """The share of derailed images, overall and by text length, when every item's sampling was recorded."""
-    rows = {r["id"]: r["flat_positions"] for r in _read_jsonl(sampled)} if sampled.is_file() else {}
+    rows = {r["id"]: r["flat_positions"] for r in read_jsonl(sampled)} if sampled.is_file() else {}
     if any(it["id"] not in rows for it in items):
         return {}  # images made before sampling was recorded (or not generated): no count
     out = {"derailed": sum(rows[it["id"]] >= DERAIL_POSITIONS for it in items) / len(items)}
@@ -196,7 +192,7 @@ class AlignmentAnswerer:
 
 def judge_items(cfg: Config, items: list[dict], paths: list[Path], judged_path: Path) -> tuple[list[dict], str]:
     """Raw judge outputs per item, resumed from `judged_path`; returns them and the judge's name."""
-    done = _read_jsonl(judged_path) if judged_path.is_file() else []
+    done = read_jsonl(judged_path) if judged_path.is_file() else []
     if cfg.suite in UNDERSTANDING:  # the model under test: the unified model once the checkpoint has one
         answerer = ModelAnswerer if (Path(cfg.checkpoint) / "ar").is_dir() else AlignmentAnswerer
         judge, name = answerer(cfg.checkpoint), answerer.name
@@ -204,7 +200,7 @@ def judge_items(cfg: Config, items: list[dict], paths: list[Path], judged_path: 
         scene_judge = SceneJudge() if cfg.suite in ("synth-geneval", "synth-dpg") else None
         ocr = OCRPool(cfg.ocr, workers=cfg.ocr_workers) if cfg.suite != "synth-geneval" else None
         name = " + ".join(x.name for x in (scene_judge, ocr) if x is not None)
-    with open(judged_path, "a", encoding="utf-8") as f:
+    with open_jsonl(judged_path) as f:  # a kill's cut line dropped: the rerun goes on after the last whole one
         for start in tqdm(range(len(done), len(items), cfg.batch_size), desc="judge", dynamic_ncols=True):
             ks = range(start, min(len(items), start + cfg.batch_size))
             images = [Image.open(paths[k]).convert("RGB") for k in ks]
@@ -265,12 +261,12 @@ def main(cfg: Config) -> dict:
     header = _manifest_header(cfg)
     manifest = out / "manifest.jsonl"
     if manifest.is_file():
-        old = _read_jsonl(manifest)
+        old = read_jsonl(manifest)
         if old and not _same_run(old[0], header):  # another suite, source, checkpoint, weights or judge: afresh
             for p in (out / "images").glob("*.png"):
                 p.unlink()
-            (out / "judged.jsonl").unlink(missing_ok=True)
-            (out / "sampled.jsonl").unlink(missing_ok=True)
+            for name in ("judged.jsonl", "sampled.jsonl", "metrics.json"):  # no earlier run's metrics left behind
+                (out / name).unlink(missing_ok=True)
     write_text_atomically(manifest, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in [header, *items]))
     sampled = out / "sampled.jsonl"
     paths = make_images(cfg, items, out / "images", sampled if cfg.source == "model" else None)
