@@ -84,6 +84,8 @@ def test_bad_input_is_refused(checkpoint, tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err and (tmp_path / "file").read_text() == "mine"
     assert cli(["render", "--split", "heldout", "--index", "0", "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+    assert cli(["render", "--split", "heldout", "--index", "0", "--out", str(tmp_path / "scene")]) == 2
+    assert "no image format" in capsys.readouterr().err and not list(tmp_path.glob("*scene*"))
 
 
 def test_generate_and_understand_commands(checkpoint, tmp_path, capsys):

@@ -446,6 +446,15 @@ def test_decoder_schedule_starts_the_transformer_after_prior_first():
     assert lr(300, cfg, 1.0, 100) == pytest.approx(0.05) and lr(300, cfg, 1.0, 0) == pytest.approx(0.05)
 
 
+def test_a_run_shorter_than_twice_its_warmup_still_decays_to_its_floor():
+    from xomni.schedule import warmup_cosine
+
+    lr = [warmup_cosine(s, 40, 50, 1.0, 0.0) for s in range(41)]
+    assert lr[:20] == pytest.approx([(s + 1) / 20 for s in range(20)])  # the warm-up takes the first half
+    assert lr[20] == 1.0 and lr[40] == 0.0 and all(a >= b for a, b in zip(lr[20:], lr[21:]))
+    assert warmup_cosine(9, 300, 10, 2.0, 0.05) == 2.0 and warmup_cosine(155, 300, 10, 2.0, 0.05) == pytest.approx(1.05)
+
+
 def test_llm_init_refuses_what_would_overwrite_it(tmp_path):
     from xomni.stages import train_ar
 

@@ -179,3 +179,18 @@ def test_official_xomni_names_map_onto_ours(tmp_path):
     save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="does not fit"):
         load_pretrained(_model(), tmp_path, "official")
+
+
+@pytest.mark.parametrize("phase", ["text", "pretrain2"])
+def test_every_parameter_a_phase_trains_gets_a_gradient_from_its_samples(phase):
+    """DDP's reduction waits for every trainable parameter's gradient: a phase may train only what its samples
+    reach (text: text-only sequences; pretrain2: text and image tokens)."""
+    from xomni.stages.train_ar import trainable
+
+    model = _model().train()
+    params = trainable(model, phase)
+    ids = _mixed_ids() if phase == "pretrain2" else torch.randint(0, CFG.text_vocab_size, (2, 20))
+    model(ids, head="text" if phase == "text" else "joint").sum().backward()  # text: only the text head is read
+    assert params and all(p.grad is not None for p in params)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert (frozen and all(n.startswith(("vision_", "mm_")) for n in frozen)) if phase == "text" else not frozen

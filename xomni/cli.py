@@ -33,7 +33,9 @@ from xomni.errors import MissingPart
 HELP = {
     "preset": "model size: tiny (trains on this CPU) or paper (X-Omni's sizes; needs local weights)",
     "out": "output folder (created; a run resumes from what it finds there)",
-    "steps": "optimiser steps in all (a resumed run continues to this number); for eval: decoder sampling steps",
+    "steps": "optimiser steps in all (a resumed run continues to this number; the learning rate's cosine is laid over "
+             "it, so a resume that changes it changes the learning rate from the resumed step on); for eval: decoder "
+             "sampling steps",
     "batch_size": "images per step",
     "lr": "peak learning rate (linear warm-up, cosine decay)",
     "resume": "continue from the folder's last checkpoint if there is one; false starts over, removing that checkpoint's training state and the log",
@@ -104,7 +106,7 @@ HELP = {
                         "prompted generation sample: where the prompt's count says no object may start any more",
     "photo_text_free": "give the photo prompt level (GenEval's register, which never names text) only to scenes "
                        "without text",
-    "warmup": "linear warm-up steps",
+    "warmup": "linear warm-up steps (at most half of --steps: a shorter run warms up over its first half)",
     "weight_decay": "AdamW weight decay",
     "dense_weight": "weight of each dense semantic head's loss (tiny-scale stand-in for SigLIP2 pretraining)",
     "glyph_weight": "weight of the glyph head's loss (the others weigh dense_weight)",
@@ -304,11 +306,15 @@ def _reconstruct(args) -> dict:
 
 
 def _check_file_out(path: str) -> None:
-    """An image file to write: refused before any work if the path is a folder."""
+    """An image file to write: refused before any work if the path is a folder or names no image format."""
     from pathlib import Path
+
+    from PIL import Image
 
     if Path(path).is_dir():
         raise ValueError(f"--out {path} is a folder; give the image file to write")
+    if Path(path).suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"--out {path}: its extension names no image format PIL writes; end it in .png or .jpg")
 
 
 def _save_image(image, path) -> None:

@@ -62,7 +62,6 @@ autocasts the forward.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -87,6 +86,7 @@ from xomni.errors import check_at_least, parse_shares
 from xomni.model.unified import (PRESETS, UnifiedConfig, UnifiedModel, is_qwen2_folder, load_pretrained,
                                  load_pretrained_tensors, qwen2_unified_config)
 from xomni.precision import autocast, check_bf16, resolve_bf16
+from xomni.schedule import warmup_cosine
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
 from xomni.tokenizer.alignment import AlignmentLM
@@ -197,10 +197,7 @@ def with_grid_embed(model: UnifiedModel, n: int) -> UnifiedModel:
 
 
 def lr_at(step: int, cfg: Config) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.final_lr + (1 - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, cfg.steps, cfg.warmup, cfg.lr, cfg.final_lr)
 
 
 def tokenizer_image_embeddings(vq, like: torch.Tensor) -> torch.Tensor:
@@ -219,12 +216,15 @@ def tokenizer_image_embeddings(vq, like: torch.Tensor) -> torch.Tensor:
 
 
 def trainable(model: UnifiedModel, phase: str) -> list[torch.nn.Parameter]:
-    """pretrain1 trains the new vision parts only; every other phase trains everything."""
+    """pretrain1 trains the new vision parts only; text (text-only samples) everything else, the parts its samples
+    reach (DDP's reduction waits for a gradient of every trainable parameter: an unreached one stalled it); every
+    other phase trains everything."""
+    vision = (model.vision_pre, model.vision_post, model.mm_embed, model.mm_head, model.mm_norm,
+              *((model.mm_row, model.mm_col) if model.config.image_grid_embed else ()))
     model.requires_grad_(phase != "pretrain1")
-    if phase == "pretrain1":
-        for part in (model.vision_pre, model.vision_post, model.mm_embed, model.mm_head, model.mm_norm,
-                     *((model.mm_row, model.mm_col) if model.config.image_grid_embed else ())):
-            part.requires_grad_(True)
+    if phase in ("pretrain1", "text"):
+        for part in vision:
+            part.requires_grad_(phase == "pretrain1")
     return [p for p in model.parameters() if p.requires_grad]
 
 

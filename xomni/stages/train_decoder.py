@@ -46,6 +46,7 @@ from xomni.decoder.sampling import flow_matching_loss
 from xomni.errors import check_at_least
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
+from xomni.schedule import warmup_cosine
 from xomni.stages.tokenize import load_shards, shard_world
 from xomni.stages.train_tokenizer import load_tokenizer
 
@@ -79,12 +80,7 @@ class Config:
 def lr_at(step: int, cfg: Config, peak: float | None = None, start: int = 0) -> float:
     """Linear warm-up to `peak` (default cfg.lr), then cosine down to 5% of it by cfg.steps; the schedule of a
     parameter group that starts training at step `start` (the transformer after `prior_first`) begins there."""
-    peak = cfg.lr if peak is None else peak
-    step = max(0, step - start)
-    if step < cfg.warmup:
-        return peak * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - start - cfg.warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return warmup_cosine(max(0, step - start), cfg.steps - start, cfg.warmup, cfg.lr if peak is None else peak, 0.05)
 
 
 @torch.no_grad()

@@ -31,7 +31,6 @@ Outputs in --out: `text_tokenizer.json` (BPE trained on the training split's tex
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -49,6 +48,7 @@ from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_I
                               SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
                               ZH_QUADRANTS, prompts, render, questions)
 from xomni.errors import check_at_least
+from xomni.schedule import warmup_cosine
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, kmeans, load_official_projector,
                                        load_siglip_encoder, utilization)
@@ -162,10 +162,7 @@ def shard_batches(folders: str, batch_size: int, seed: int):
 
 
 def lr_at(step: int, cfg: Config, peak: float) -> float:
-    if step < cfg.warmup:
-        return peak * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return warmup_cosine(step, cfg.steps, cfg.warmup, peak, 0.1)
 
 
 def training_batch(cfg: Config, step: int, offset: int = 0) -> tuple[list, torch.Tensor]:
