@@ -602,7 +602,7 @@ def test_decoder_stage_starts_from_a_local_flux_folder(tmp_path, presets, monkey
                                            n=4, height=64, width=64))
     cfg = train_decoder.Config(preset="flux-test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
                                out=str(tmp_path / "d"), steps=1, batch_size=2, eval_every=100, sample_steps=1,
-                               flux=str(tmp_path / "flux"))
+                               flux=str(tmp_path / "flux"), lr=1e-6)  # one small step
     with pytest.raises(ValueError, match="choose one"):
         train_decoder.main(train_decoder.Config(**{**cfg.__dict__, "init": str(tmp_path / "d")}))
     before = {k: v.clone() for k, v in flux.state_dict().items()}

@@ -38,7 +38,8 @@ HELP = {
              "sampling steps",
     "batch_size": "images per step",
     "lr": "peak learning rate (linear warm-up, cosine decay)",
-    "resume": "continue from the folder's last checkpoint if there is one; false starts over, removing that checkpoint's training state and the log",
+    "resume": "continue from the folder's last checkpoint if there is one; false starts over (the earlier run's "
+              "training state and log are removed once the run's settings pass their checks)",
     "tokenizer": "SigLIP-VQ checkpoint folder",
     "shards": "token shard folder(s) written by `xomni tokenize`, comma-separated",
     "dense_text": "text-dense training scenes (lines of text fill the canvas) instead of ordinary ones",

@@ -9,9 +9,9 @@ model judges (xomni/rewards/judges.py: "hps", "vlm_alignment", "unified") load f
 judge that raises on one image gives NaN for that rollout (the reward functions catch it); a worker that dies takes its
 whole chunk to NaN. Either way `combine` excludes and counts the rollouts, and the GRPO stage drops their groups: a
 failure is never read as a reward of 0. A worker that cannot build its judges (a model judge's folder whose weights do
-not load) fails every chunk alike, so that is `JudgeLoadError` from `gather`, which stops the run, rather than NaN
-chunk after chunk: `multiprocessing.Pool` would replace the dead worker forever and no task would ever run. workers=0 judges in the calling process when the chunk is submitted (no
-overlap; for tests and debugging).
+not load) would fail every chunk alike, so that is `JudgeLoadError` from `gather`, which stops the run, rather than NaN
+chunk after chunk (`multiprocessing.Pool` replaces a worker whose initializer raised, forever, and runs no task).
+workers=0 judges in the calling process when the chunk is submitted (no overlap; for tests and debugging).
 """
 
 from __future__ import annotations
