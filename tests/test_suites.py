@@ -114,3 +114,24 @@ def test_eval_cli_errors_are_clear(tmp_path, capsys):
     assert cli(["eval", "synth-vqa", "--out", str(tmp_path / "v"), "--n", "2", "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "missing" in capsys.readouterr().err
     assert cli(["eval", "synth-text-en", "--out", str(tmp_path / "o"), "--n", "2", "--source", "paintings"]) == 2
+
+
+def test_geneval_scores_colour_items_on_unseen_pairs_apart():
+    from xomni.data.world import is_reserved_combo
+
+    items = suites.build("synth-geneval", 120)
+    colour = [it for it in items if it["metadata"]["tag"] in ("colors", "color_attr")]
+    unseen = [it for it in colour if suites.unseen_pair(it["metadata"])]
+    assert unseen and len(unseen) < len(colour)  # the held-out split gives both kinds
+    for it in colour:
+        pairs = [(x["color"], x["class"]) for x in it["metadata"]["include"]]
+        assert suites.unseen_pair(it["metadata"]) == any(is_reserved_combo(c, s) for c, s in pairs)
+
+    def drawn(it):  # a judge that finds exactly what the item asks, except on the unseen colour items
+        ok = not suites.unseen_pair(it["metadata"])
+        return {x["class"]: [geneval.Detection((10 + 30 * i, 10, 30 + 30 * i, 30), 1.0, x.get("color") if ok else "x")
+                             for i in range(x["count"])] for x in it["metadata"]["include"]}
+
+    got = suites.score_geneval(colour, [drawn(it) for it in colour], 0.3, 0.9)
+    assert got["colour_pairs/unseen"] == 0.0 and got["colour_pairs/seen"] == 1.0
+    assert got["colour_pairs/n_unseen"] == len(unseen) and got["colour_pairs/n_seen"] == len(colour) - len(unseen)
