@@ -44,6 +44,29 @@ def test_missing_tesseract_is_a_clear_error(monkeypatch):
         ocr.TesseractJudge()
 
 
+def test_ocr_boxes_read_line_by_line_left_to_right():
+    def box(x, y, w=60, h=20):
+        return [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+
+    # "hello" and, a few pixels higher on the same line, "world"; a second line below; a word alone far right
+    boxes = [box(330, 48), box(10, 90), box(20, 54), box(200, 92, 40)]
+    assert ocr.reading_order(boxes) == [2, 0, 1, 3]
+
+    class Engine:  # the rapidocr engine's result, without the models
+        def __call__(self, array):
+            return type("Result", (), {"txts": ("world", "second", "hello", "line"), "boxes": boxes})()
+
+    judge = object.__new__(ocr.RapidOCRJudge)
+    judge.engine = Engine()
+    assert judge.read(Image.new("RGB", (8, 8))) == "hello world second line"
+
+
+@pytest.mark.skipif(ocr.shutil.which("tesseract") is None, reason="tesseract is installed by runs/setup.sh")
+def test_tesseract_runs_with_the_callers_environment(monkeypatch):
+    monkeypatch.setenv("XOMNI_PROBE", "kept")  # as TESSDATA_PREFIX would be, on an install outside Debian's paths
+    assert ocr.TesseractJudge(threads=2).env == {**ocr.os.environ, "OMP_THREAD_LIMIT": "2"}
+
+
 def _word_scene():
     return next(s for i in range(50) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
                 and s.text.lang == "en" and len(s.text.text) >= 5)
