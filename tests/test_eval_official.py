@@ -47,6 +47,14 @@ def test_longtext_scores_a_folder_and_keeps_partial_results(tmp_path, bench):
     metrics = eval_official.main(cfg)
     assert metrics["score"] == 1.0 and metrics["n"] == 2 and metrics["judge"] == "rapidocr-ppocr"
     assert metrics["suite"] == "longtext-en" and metrics["category/label"] == 1.0
+    results = tmp_path / "out" / "results.jsonl"
+    results.write_text(results.read_text() + '{"judge": "rapidocr-ppocr", "image": "3_1.png", "pr')  # a kill
+    _text_image("closed").save(images / "3_0.png")  # generated again under the same name
+    (images / "12_0.png").unlink()  # and an image removed
+    metrics = eval_official.main(cfg)
+    assert metrics["n"] == 1 and metrics["score"] == 0.0  # 3_0 judged again; 12_0 no longer counts
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert sorted(r["image"] for r in rows) == ["12_0.png", "3_0.png"]  # the stale row replaced, the cut line gone
 
 
 def test_longtext_rejects_names_and_ids_it_does_not_know(tmp_path, bench):
@@ -89,10 +97,15 @@ def test_geneval_layout_with_the_scene_judge(tmp_path):
     (tmp_path / "imgs" / "00001" / "samples").mkdir(parents=True)
     (tmp_path / "imgs" / "00001" / "metadata.jsonl").write_text(json.dumps(wrong))
     render(scene).save(tmp_path / "imgs" / "00001" / "samples" / "0000.png")
+    stars = make_scene(world, "heldout", 14)  # two stars the scene judge fits at 0.66 and 0.72, under GenEval's 0.9
+    (tmp_path / "imgs" / "00002" / "samples").mkdir(parents=True)
+    (tmp_path / "imgs" / "00002" / "metadata.jsonl").write_text(json.dumps(geneval_metadata(stars, "counting")))
+    render(stars).save(tmp_path / "imgs" / "00002" / "samples" / "0000.png")
     metrics = eval_official.main(eval_official.Config(benchmark="geneval", images=str(tmp_path / "imgs"), judge="scene"))
     assert metrics["task/colors"] == 0.5 and metrics["judge"] == "world-scene-judge"
+    assert metrics["task/counting"] == 1.0  # judged at the scene judge's thresholds
     rows = [json.loads(x) for x in (tmp_path / "imgs" / "xomni_eval_geneval" / "results.jsonl").read_text().splitlines()]
-    assert [r["correct"] for r in rows] == [True, False] and "expected" in rows[1]["reason"]
+    assert [r["correct"] for r in rows] == [True, False, True] and "expected" in rows[1]["reason"]
     assert set(geneval.TAGS) >= {r["tag"] for r in rows}
 
 

@@ -24,6 +24,9 @@ from PIL import Image, ImageDraw
 from xomni.data.world import COLORS, SHAPES, Scene, draw_shape
 from xomni.eval.geneval import Detection
 
+# GenEval's (threshold, counting threshold) for this judge: its detection score is a shape-fit IoU, not a detector's
+# confidence, so GenEval's Mask2Former values (0.3 / 0.9) do not carry over; clean renders score 0.65 and up
+JUDGE_THRESHOLDS = (0.5, 0.5)
 _PALETTE = np.array([rgb for rgb, _ in COLORS.values()], np.float32)  # C 3
 _NAMES = list(COLORS)
 

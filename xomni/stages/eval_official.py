@@ -10,7 +10,9 @@ default). Judges: `rapidocr` and `tesseract` run here; `qwen2.5-vl:PATH` and `go
 judges from a local folder (`pip install -e .[judges]`); `scene` is the synthetic world's scene judge, meaningful
 only on images of that world. The judge used is written into every output: a number is never passed off as the
 official judge's when it is not. Per-image results go to `OUT/results.jsonl` as they are judged; a rerun
-continues after the images already there, so an interrupted or failed run loses nothing.
+continues after the images already there, so an interrupted or failed run loses nothing, and judges again an image
+whose file changed since (each result records its file's digest). The scene judge scores GenEval at its own
+thresholds (`scene_judge.JUDGE_THRESHOLDS`, as synth-geneval does), not Mask2Former's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from xomni.checkpoint import REPO_ROOT, write_text_atomically
+from xomni.checkpoint import REPO_ROOT, file_digest, open_jsonl, read_jsonl, write_text_atomically
 from xomni.errors import MissingPart
 from xomni.eval import dpg, geneval, longtext, oneig
 from xomni.eval.ocr import ENGINES, OCRPool
@@ -84,27 +86,40 @@ def make_text_judge(spec: str, workers: int):
 
 
 class Results:
-    """results.jsonl, appended per image; what is there already is kept and skipped on a rerun, if it was judged
-    by the same judge with the same settings (each row records them; rows from before settings were recorded are
-    held to the judge alone)."""
+    """results.jsonl, appended per image; a rerun skips an image judged already, if it was judged by the same judge
+    with the same settings (each row records them; rows from before settings were recorded are held to the judge
+    alone) and the file is the same (each row records its digest: an image generated again under the same name is
+    judged again, its old row replaced). A last line cut short by a kill is dropped. `current` gives the rows of the
+    images a run was given (an image since removed no longer counts)."""
 
     def __init__(self, path: Path, judge: str, settings: dict | None = None):
         self.path, self.judge, self.settings = path, judge, settings or {}
-        self.rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+        self.rows = read_jsonl(path) if path.is_file() else []
         if self.rows and self.rows[0].get("judge") != judge:
             raise ValueError(f"{path} holds results of judge {self.rows[0].get('judge')!r}, not {judge!r}; "
                              "pass another --out or delete it")
         if self.rows and self.rows[0].get("settings", self.settings) != self.settings:
             raise ValueError(f"{path} holds results made with {self.rows[0]['settings']}, not {self.settings}; "
                              "pass another --out or delete it")
-        self.done = {r["image"] for r in self.rows}
+        self.digests = {r["image"]: r.get("digest") for r in self.rows}
 
-    def add(self, row: dict) -> None:
-        row = {"judge": self.judge, "settings": self.settings, **row}
-        with open(self.path, "a", encoding="utf-8") as f:
+    def pending(self, key: str, image: Path) -> bool:
+        """Whether the image file `image`, named `key` in the results, still has to be judged."""
+        return self.digests.get(key) != file_digest(image)
+
+    def add(self, row: dict, image: Path) -> None:
+        row = {"judge": self.judge, "settings": self.settings, **row, "digest": file_digest(image)}
+        stale = row["image"] in self.digests
+        self.rows = [r for r in self.rows if r["image"] != row["image"]] + [row]
+        with open_jsonl(self.path, lambda r: r.get("image") != row["image"]) as f:  # drops a stale row first
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.rows.append(row)
-        self.done.add(row["image"])
+        self.digests[row["image"]] = row["digest"]
+        if stale:
+            print(f"{row['image']} changed since it was judged: judged again")
+
+    def current(self, keys) -> list[dict]:
+        keys = set(keys)
+        return [r for r in self.rows if r["image"] in keys]
 
 
 def _prompt_id(name: str) -> int:
@@ -122,20 +137,21 @@ def run_longtext(cfg: Config, out: Path) -> dict:
         raise FileNotFoundError(f"no .png images in {cfg.images} (expected <prompt_id>_<k>.png)")
     judge = make_text_judge(cfg.judge, cfg.ocr_workers)
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
-    for path in tqdm([f for f in files if f.name not in results.done], desc="longtext", dynamic_ncols=True):
+    for path in tqdm([f for f in files if results.pending(f.name, f)], desc="longtext", dynamic_ncols=True):
         pid = _prompt_id(path.name)
         if pid not in prompts:
             raise ValueError(f"{path}: prompt id {pid} is not in the {cfg.lang} prompt file")
         read = judge.read(open_image(path))
         m = longtext.match_text(read, prompts[pid]["text"], cfg.lang)
-        results.add({"image": path.name, "prompt_id": pid, "ocr": read, "matched": m.matched, "total": m.total})
-    matches = [longtext.TextMatch(r["matched"], r["total"]) for r in results.rows]
+        results.add({"image": path.name, "prompt_id": pid, "ocr": read, "matched": m.matched, "total": m.total}, path)
+    rows = results.current(f.name for f in files)
+    matches = [longtext.TextMatch(r["matched"], r["total"]) for r in rows]
     out_metrics = {"score": longtext.text_accuracy(matches)}
     for field in ("category", "length"):
-        for value in sorted({prompts[r["prompt_id"]][field] for r in results.rows}):
-            sel = [m for r, m in zip(results.rows, matches) if prompts[r["prompt_id"]][field] == value]
+        for value in sorted({prompts[r["prompt_id"]][field] for r in rows}):
+            sel = [m for r, m in zip(rows, matches) if prompts[r["prompt_id"]][field] == value]
             out_metrics[f"{field}/{value}"] = longtext.text_accuracy(sel)
-    return {**out_metrics, "n": len(results.rows), "judge": judge.name}
+    return {**out_metrics, "n": len(rows), "judge": judge.name}
 
 
 def run_oneig(cfg: Config, out: Path) -> dict:
@@ -148,13 +164,14 @@ def run_oneig(cfg: Config, out: Path) -> dict:
     cols, rows_n = (int(x) for x in cfg.tiles.split(","))
     judge = make_text_judge(cfg.judge, cfg.ocr_workers)
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
-    skipped = []
+    skipped, names = [], []
     for row in tqdm(rows, desc="oneig", dynamic_ncols=True):
         matches = sorted(Path(cfg.images).glob(f"{row['id']}*"))
         if len(matches) != 1:  # the official scorer skips a prompt without exactly one image
             skipped.append(row["id"])
             continue
-        if matches[0].name in results.done:
+        names.append(matches[0].name)
+        if not results.pending(matches[0].name, matches[0]):
             continue
         tiles = oneig.split_grid(open_image(matches[0]), cols, rows_n)
         scored = []
@@ -164,10 +181,11 @@ def run_oneig(cfg: Config, out: Path) -> dict:
             read = judge.read(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
             t = oneig.score_tile(read, row["text_content"])
             scored.append({"ocr": read, "ed": t.edit_distance, "matched": t.matched, "total": t.total})
-        results.add({"image": matches[0].name, "id": row["id"], "tiles": scored})
-    tiles = [oneig.TileScore(t["ed"], t["matched"], t["total"]) for r in results.rows for t in r["tiles"]]
+        results.add({"image": matches[0].name, "id": row["id"], "tiles": scored}, matches[0])
+    rows = results.current(names)
+    tiles = [oneig.TileScore(t["ed"], t["matched"], t["total"]) for r in rows for t in r["tiles"]]
     scores = oneig.text_score(tiles, cfg.lang)
-    return {"score": scores.pop("text_score"), **scores, "n": len(results.rows), "tiles": len(tiles),
+    return {"score": scores.pop("text_score"), **scores, "n": len(rows), "tiles": len(tiles),
             "skipped_prompts": len(skipped), "judge": judge.name}
 
 
@@ -175,7 +193,7 @@ def run_geneval(cfg: Config, out: Path) -> dict:
     if cfg.judge != "scene":
         raise MissingPart(f"GenEval's official judges (Mask2Former + CLIP ViT-L/14) are not available here; "
                           f"--judge scene (the synthetic world's scene judge) is the only one, got {cfg.judge!r}")
-    from xomni.eval.scene_judge import SceneJudge
+    from xomni.eval.scene_judge import JUDGE_THRESHOLDS, SceneJudge
 
     judge = SceneJudge()
     folders = sorted(p for p in Path(cfg.images).iterdir() if p.is_dir() and p.name.isdigit()) \
@@ -184,6 +202,7 @@ def run_geneval(cfg: Config, out: Path) -> dict:
         raise FileNotFoundError(f"no <NNNNN>/ prompt folders in {cfg.images} (GenEval layout: "
                                 "<NNNNN>/metadata.jsonl and <NNNNN>/samples/<k>.png)")
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
+    keys = []
     for folder in tqdm(folders, desc="geneval", dynamic_ncols=True):
         meta_path = folder / "metadata.jsonl"
         try:
@@ -193,16 +212,18 @@ def run_geneval(cfg: Config, out: Path) -> dict:
             raise ValueError(f"{meta_path}: not a GenEval metadata file ({e})") from None
         for image in sorted((folder / "samples").glob("*.png")):
             key = f"{folder.name}/samples/{image.name}"
-            if key in results.done:
+            keys.append(key)
+            if not results.pending(key, image):
                 continue
             dets = judge.detections(open_image(image))
-            ok, reasons = geneval.evaluate_image(meta, dets)
+            ok, reasons = geneval.evaluate_image(meta, dets, *JUDGE_THRESHOLDS)  # the scene judge's, not Mask2Former's
             details = {c: [[*d.box, d.score] for d in v] for c, v in dets.items()}
             results.add({"image": key, "tag": meta["tag"], "prompt": meta.get("prompt", ""), "correct": ok,
-                         "reason": "\n".join(reasons), "details": details})
-    summary = geneval.summarize([(r["tag"], r["correct"]) for r in results.rows])
+                         "reason": "\n".join(reasons), "details": details}, image)
+    rows = results.current(keys)
+    summary = geneval.summarize([(r["tag"], r["correct"]) for r in rows])
     return {"score": summary.pop("overall"), **{f"task/{k}": v for k, v in summary.items()},
-            "n": len(results.rows), "judge": judge.name}
+            "n": len(rows), "judge": judge.name}
 
 
 def read_dpg_questions(path: Path, skip_first: bool) -> dict[str, list[dpg.Question]]:
@@ -238,7 +259,7 @@ def run_dpg(cfg: Config, out: Path) -> dict:
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     files = sorted(p for p in Path(cfg.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     skipped = []
-    for path_ in tqdm([f for f in files if f.name not in results.done], desc="dpg", dynamic_ncols=True):
+    for path_ in tqdm([f for f in files if results.pending(f.name, f)], desc="dpg", dynamic_ncols=True):
         qs = table.get(path_.stem)
         if qs is None:
             raise ValueError(f"{path_}: no questions for item {path_.stem!r} in {cfg.questions}")
@@ -253,10 +274,11 @@ def run_dpg(cfg: Config, out: Path) -> dict:
             print(f"skipped {path_.name}: {e}")
             continue
         results.add({"image": path_.name, "item_id": path_.stem, "score": score,
-                     "answers": [{str(k): v for k, v in t.items()} for t in tiles]})
-    items = [(table[r["item_id"]], [{int(k): v for k, v in t.items()} for t in r["answers"]]) for r in results.rows]
+                     "answers": [{str(k): v for k, v in t.items()} for t in tiles]}, path_)
+    rows = results.current(f.name for f in files)
+    items = [(table[r["item_id"]], [{int(k): v for k, v in t.items()} for t in r["answers"]]) for r in rows]
     summary = dpg.summarize(items)
-    return {"score": summary.pop("dpg_score") / 100, **summary, "n": len(results.rows),
+    return {"score": summary.pop("dpg_score") / 100, **summary, "n": len(rows),
             "skipped": len(skipped), "judge": judge.name}
 
 

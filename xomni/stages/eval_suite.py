@@ -35,13 +35,12 @@ from xomni.eval import suites
 from xomni.eval.geneval import Detection
 from xomni.errors import MissingPart, check_at_least
 from xomni.eval.ocr import ENGINES, OCRPool
-from xomni.eval.scene_judge import SceneJudge, SceneObject
+from xomni.eval.scene_judge import JUDGE_THRESHOLDS, SceneJudge, SceneObject
 from xomni.engine import DERAIL_POSITIONS, Sampling, flat_positions
 from xomni.pipeline import DEFAULT_CHECKPOINT, ImagePipeline, Pipeline, to_image
 
 SOURCES = ("renders", "reconstructions", "model")
 UNDERSTANDING = ("synth-vqa", "synth-pope")  # answered by the model under test
-JUDGE_THRESHOLDS = (0.5, 0.5)  # the scene judge's shape-fit IoU plays the detector score (GenEval: 0.3 / 0.9)
 
 
 @dataclass
