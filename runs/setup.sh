@@ -19,8 +19,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first and pinned: an unpinned torch (or one pulled in by another package) would be a multi-GB CUDA build
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
+# torch first and pinned: an unpinned torch (or one pulled in by another package) would be a multi-GB CUDA build.
+# Here pip's own configuration finds the CPU build of 2.13.0; where PyPI's default (CUDA) build would come instead,
+# set TORCH_INDEX=https://download.pytorch.org/whl/cpu
+.venv/bin/python -m pip install --quiet "torch==2.13.0" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/python -c "import torch, transformers, diffusers, rapidocr; print('xomni environment ready: torch', torch.__version__)"
 command -v tesseract >/dev/null && tesseract --version | head -1 || true

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -29,6 +30,15 @@ def test_modes_are_converted(tmp_path):
     assert prepare_image(grey).getpixel((0, 0)) == (100, 100, 100)
     pal = Image.new("RGB", (128, 128), (10, 200, 30)).convert("P", palette=Image.ADAPTIVE)
     assert prepare_image(pal).mode == "RGB"
+    ramp = np.tile(np.linspace(0, 65535, 128).astype(np.uint16), (128, 1))  # a 16-bit greyscale gradient
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    row = np.asarray(load_image(tmp_path / "deep.png"))[0, :, 0]
+    assert row[0] == 0 and row[-1] == 255 and abs(int(row[64]) - 129) <= 1  # scaled by its range, not clipped
+    photo = Image.new("RGB", (200, 100), (200, 30, 30))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # EXIF orientation: the camera was turned, the pixels stored sideways
+    photo.save(tmp_path / "turned.jpg", exif=exif)
+    assert load_image(tmp_path / "turned.jpg").size == (100, 200)
 
 
 def test_bad_files_raise_clear_errors(tmp_path):

@@ -100,8 +100,12 @@ def test_lm_only_keeps_the_tokenizer_frozen(tmp_path, presets):
         train_tokenizer.main(_tok_cfg(tmp_path / "x", steps=1, sizes="128"))
     with pytest.raises(ValueError, match="spell_quoted"):  # the kept text tokenizer is not the one asked for
         train_tokenizer.main(_tok_cfg(tmp_path, steps=1, spell_quoted=False, resume=False))
+    with pytest.raises(ValueError, match="bpe_vocab=300, the run asks for bpe_vocab=301"):
+        train_tokenizer.main(_tok_cfg(tmp_path, steps=1, bpe_vocab=301, resume=False))
     with pytest.raises(ValueError, match="other settings"):  # nor is a resume with another lr
         train_tokenizer.main(_tok_cfg(tmp_path, steps=8, lr=1.0))
+    with pytest.raises(ValueError, match="finished tokenizer"):  # --lm-only with no tokenizer to freeze
+        train_tokenizer.main(_tok_cfg(tmp_path / "x", lm_only=True))
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 

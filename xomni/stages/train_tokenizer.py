@@ -42,7 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from xomni.checkpoint import load_component, load_train_state, open_run_log, save_component, save_train_state
+from xomni.checkpoint import (load_component, load_train_state, open_run_log, save_component, save_train_state,
+                              write_text_atomically)
 from xomni.data.batches import label_batch, pixels_of, scene_batch, understanding_pairs
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
                               SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
@@ -116,7 +117,10 @@ def parse_sizes(sizes: str) -> list[tuple[int, int]]:
 
 
 def train_text_corpus(n_scenes: int) -> list[str]:
-    """Training-split text only, so held-out words never become single BPE tokens by accident."""
+    """Training-split text only, so that held-out sign words do not become single BPE tokens by accident. Not all of
+    them: a held-out word that is also a word of the captions and questions (colour and shape names such as "red" or
+    "circle", or "ground" of "background") is learned from those (8 in the shipped text tokenizer). The signs' text
+    is spelled character by character in quotes (`spell_quoted`), so no sign's word is one token either way."""
     cfg = WorldConfig()
     texts = [" ".join(w for w in WORDS_EN if not is_reserved_word(w)), CHARS_ZH]
     for i in range(n_scenes):
@@ -147,11 +151,12 @@ def encode_pairs(tok: TextTokenizer, pairs: list, eos_id: int):
     return ids, labels, mask
 
 
-def shard_batches(folders: str, batch_size: int, seed: int):
-    """step -> (scenes, codes (B, h, w)) from token shard folders, in one fixed shuffled order (resumable)."""
+def shard_batches(folders: str, batch_size: int, seed: int, tokenizer: Path | None = None):
+    """step -> (scenes, codes (B, h, w)) from token shard folders, in one fixed shuffled order (resumable); the
+    shards must hold training scenes, written by `tokenizer` when given."""
     from xomni.stages.tokenize import load_shard_folders  # tokenize imports this module
 
-    sources, rows, order = load_shard_folders(folders, seed)
+    sources, rows, order = load_shard_folders(folders, seed, tokenizer)
 
     def batch(step: int):
         picked = [rows[order[k % len(order)]] for k in range(step * batch_size, (step + 1) * batch_size)]
@@ -264,20 +269,35 @@ def main(cfg: Config) -> dict:
         raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
     parse_sizes(cfg.sizes)  # before anything is written
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     state_path = out / "tokenizer_state.pt"
     # `--lm-only` continues a finished tokenizer run's state (runs/cpu_tiny.sh): those two may change on a resume
     state = load_train_state(state_path, cfg, may_change=("lm_only", "shards"), resume=cfg.resume)
 
-    # text tokenizer: trained once on the training split's text, then fixed for every later stage
+    if cfg.lm_only and state is None and not cfg.projector_path:
+        raise ValueError(f"--lm-only trains the alignment LM on a finished tokenizer: {out} holds no tokenizer run's "
+                         "state (train the tokenizer there first), and no --projector-path gives its codebook")
+    if not cfg.lm_only and not cfg.projector_path and cfg.steps <= cfg.codebook_after:
+        print(f"warning: --steps {cfg.steps} ends before --codebook-after {cfg.codebook_after}: the codebook is never "
+              "placed, so the saved tokenizer's codes mean nothing (fine for a smoke test, not for `xomni tokenize`)")
+
+    out.mkdir(parents=True, exist_ok=True)
+    # text tokenizer: trained once on the training split's text, then fixed for every later stage; the settings it
+    # was trained with are kept beside it, so a run that asks for other ones is refused rather than given this one
     text_path = out / "text_tokenizer.json"
+    bpe = {"bpe_vocab": cfg.bpe_vocab, "bpe_scenes": cfg.bpe_scenes, "spell_quoted": cfg.spell_quoted}
+    bpe_path = out / "text_tokenizer_settings.json"
     if not text_path.is_file():
         TextTokenizer.train_bpe(train_text_corpus(cfg.bpe_scenes), cfg.bpe_vocab, cfg.spell_quoted).save(text_path)
+        write_text_atomically(bpe_path, json.dumps(bpe) + "\n")
     tok = TextTokenizer.from_file(text_path)
-    if tok.spells_quoted != cfg.spell_quoted:  # the file is trained once and kept: it must be the one asked for
-        raise ValueError(f"{text_path} {'spells' if tok.spells_quoted else 'does not spell'} quoted text, the run asks "
-                         f"for spell_quoted={cfg.spell_quoted}: give another --out, or delete the file to train it again")
+    kept = json.loads(bpe_path.read_text()) if bpe_path.is_file() else {"spell_quoted": tok.spells_quoted}
+    if tok.spells_quoted != kept["spell_quoted"]:
+        raise ValueError(f"{text_path} does not match {bpe_path}: delete both to train the text tokenizer again")
+    if changed := [f"{k}={kept[k]!r}" for k in kept if kept[k] != bpe[k]]:  # trained once and kept: as asked
+        raise ValueError(f"{text_path} was trained with {', '.join(changed)}, the run asks for "
+                         f"{', '.join(f'{k}={bpe[k]!r}' for k in kept if kept[k] != bpe[k])}: give another --out, or "
+                         "delete it to train it again")
     eos = tok.token_id("<|im_end|>")
 
     # models
@@ -315,7 +335,8 @@ def main(cfg: Config) -> dict:
                                       "opt": opt.state_dict(), "usage": usage, "step": step,
                                       "torch_rng": torch.get_rng_state()}, cfg)
 
-    from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed) if cfg.shards else None
+    written = out / "tokenizer" if (out / "tokenizer" / "model.safetensors").is_file() else None  # the frozen one
+    from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed, written) if cfg.shards else None
     log = open_run_log(out / "tokenizer_log.jsonl", state_path, state)
     metrics: dict = {}
     t0 = time.time()

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return to_rgb(im)
+            return to_rgb(ImageOps.exif_transpose(im))  # a phone photo stands as it was taken
     except UnidentifiedImageError:
         raise ValueError(f"{path} is not an image file PIL can read") from None
     except OSError as e:
@@ -44,8 +45,14 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB: transparency over white, 16- and 32-bit integer greyscale scaled to 8 bits by their
+    range (PIL's own convert clips them: a 16-bit gradient came out almost all white)."""
     if im.mode == "RGB":
         return im
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        bits = 16 if im.mode.startswith("I;16") or max(im.getextrema()) < 65536 else 32
+        arr = np.asarray(im, dtype=np.float64) / (2**bits - 1) * 255
+        return Image.fromarray(arr.clip(0, 255).round().astype(np.uint8), "L").convert("RGB")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
