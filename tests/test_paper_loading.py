@@ -110,7 +110,7 @@ def test_tokenizer_stage_starts_from_a_local_siglip_tower(tmp_path, monkeypatch)
     monkeypatch.setitem(train_tokenizer.PRESETS, "test", CFG)
     train_tokenizer.main(train_tokenizer.Config(preset="test", out=str(tmp_path / "run"), steps=1, batch_size=2,
                                                 eval_n=2, bpe_vocab=300, bpe_scenes=20, sizes="64x64",
-                                                siglip_path=str(tmp_path / "siglip"), lm_only=True))
+                                                siglip_path=str(tmp_path / "siglip"), lr=0.0))  # the tower unmoved
     from xomni.stages.train_tokenizer import load_tokenizer
 
     vq = load_tokenizer(tmp_path / "run" / "tokenizer")
