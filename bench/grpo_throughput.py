@@ -39,6 +39,8 @@ def main() -> None:
                     help="override every arrangement's bf16 setting (e.g. false on a CPU without native bf16, where "
                          "autocast to bf16 is far slower)")
     args = ap.parse_args()
+    if args.steps < 2:
+        ap.error("--steps must be at least 2: the first step (start-up) is left out of the means")
     print(f"{args.prompts} prompts x {args.rollouts} rollouts per step, {args.steps} steps, checkpoint {args.checkpoint}")
     print("| arrangement | sample s | decode s | judge wait s | update s | rollouts/s |")
     print("|---|---|---|---|---|---|")
@@ -52,10 +54,12 @@ def main() -> None:
                                     **{**change, **({"bf16": args.bf16} if args.bf16 else {})})
             train_grpo.main(cfg)
             rows = [json.loads(x) for x in (Path(cfg.out) / "grpo_log.jsonl").read_text().splitlines()]
-        rows = [r for r in rows if "seconds" in r][1:] or rows[-1:]
+        rows = [r for r in rows if "seconds" in r][1:]
         mean = lambda key: sum(r["seconds"][key] for r in rows) / len(rows)  # noqa: E731
         speed = sum(r["rollouts_per_s"] for r in rows) / len(rows)
-        print(f"| {name} | {mean('sample'):.2f} | {mean('decode'):.2f} | {mean('judge_wait'):.2f} | "
+        bf16 = change["bf16"] if not args.bf16 else args.bf16
+        label = name if bf16 == change["bf16"] else f"{name} [--bf16 {bf16}]"  # what ran, not what the name says
+        print(f"| {label} | {mean('sample'):.2f} | {mean('decode'):.2f} | {mean('judge_wait'):.2f} | "
               f"{mean('update'):.2f} | {speed:.2f} |")
 
 

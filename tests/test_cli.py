@@ -90,7 +90,9 @@ def test_counts_below_their_minimum_are_refused_before_anything_is_written(tmp_p
              (["train", "grpo", "--rollouts", "1"], "--rollouts 1: must be at least 2"),
              (["train", "grpo", "--updates", "0"], "--updates 0"),
              (["train", "grpo", "--min-p", "1.5"], "bad sampling settings"),
-             (["eval", "reconstruction", "--n", "0"], "--n 0"), (["tokenize", "--shard-size", "0"], "--shard-size 0")]
+             (["eval", "reconstruction", "--n", "0"], "--n 0"), (["tokenize", "--shard-size", "0"], "--shard-size 0"),
+             (["train", "tokenizer", "--turns", "0"], "--turns 0"), (["train", "ar", "--turns", "0"], "--turns 0"),
+             (["tokenize", "--split", "heldout", "--dense-text", "true"], "only in the training split")]
     for argv, message in cases:
         assert main([*argv, "--out", str(tmp_path / "o")]) == 2, argv
         assert message in capsys.readouterr().err and not (tmp_path / "o").exists(), argv

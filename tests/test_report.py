@@ -34,6 +34,21 @@ def test_report_has_tables_samples_and_curves(run, tmp_path, capsys):
     assert cli(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 2
 
 
+def test_runs_of_one_name_keep_their_own_metrics_images_and_curves(run, tmp_path):
+    twin = tmp_path / "s24" / "runA"  # a second run folder named like the first
+    shutil.copytree(run, twin)
+    metrics = json.loads((twin / "geneval" / "metrics.json").read_text())
+    (twin / "geneval" / "metrics.json").write_text(json.dumps({**metrics, "score": 0.25}))
+    (twin / "tokenizer_log.jsonl").write_text("".join(json.dumps({"step": i, "loss": v}) + "\n"
+                                                      for i, v in enumerate([float("nan"), 2.0, 1.0])))
+    assert cli(["report", str(run), str(twin), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| synth-geneval | 1.0000 | 0.2500 |" in md  # a column each, labelled by their paths
+    assert len(list((tmp_path / "rep" / "assets").iterdir())) == 12
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "s24/runA/tokenizer_log.jsonl" in page and "nan" not in page.split("Training curves")[1]
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is installed by runs/setup.sh")
 def test_report_renders_in_a_headless_browser(run, tmp_path):
     assert cli(["report", str(run), "--out", str(tmp_path / "rep")]) == 0

@@ -151,10 +151,44 @@ def test_model_judge_rewards_with_stand_in_judges_and_missing_weights(tmp_path):
     r = [Rollout(s, render(s), prompt="a scene")]
     assert dpg_questions(s) and VLMAlignmentReward(SaysYes())(r) == [1.0]
     assert UnifiedRewardScore(SaysYes())(r) == [0.75]
+    from xomni.rewards.judges import read_rating
+
+    assert [read_rating(x) for x in ("4", " 5.", "4 out of 5", "I would say 2.", "On a scale of 1 to 5", "0", "")] \
+        == [4, 5, 4, 2, None, None, None]
     with pytest.raises(MissingPart, match="HPSv2"):
         HPSv2Reward(tmp_path / "nothing")
     with pytest.raises(MissingPart):
         RewardPool(workers=0, models={"hps": str(tmp_path / "nothing")})
+
+
+def test_hpsv2_scores_the_cosine_of_clips_projected_embeddings():
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from xomni.rewards.judges import HPSv2Reward
+
+    torch.manual_seed(0)
+    clip = CLIPModel(CLIPConfig(text_config={"vocab_size": 50, "hidden_size": 16, "intermediate_size": 32,
+                                             "num_hidden_layers": 1, "num_attention_heads": 2,
+                                             "max_position_embeddings": 16},
+                                vision_config={"image_size": 32, "patch_size": 16, "hidden_size": 16,
+                                               "intermediate_size": 32, "num_hidden_layers": 1,
+                                               "num_attention_heads": 2},
+                                projection_dim=8)).eval()
+    pixels, ids = torch.randn(1, 3, 32, 32), torch.tensor([[1, 5, 7, 2]])
+
+    class Processor:  # what CLIPProcessor returns, without its tokenizer files
+        def __call__(self, **kwargs):
+            return type("Batch", (dict,), {"to": lambda self, device: self})(
+                pixel_values=pixels, input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    judge = object.__new__(HPSv2Reward)
+    judge.model, judge.processor = clip, Processor()
+    s = _scene(False)
+    got = judge([Rollout(s, render(s), prompt="a scene")])
+    with torch.no_grad():
+        out = clip(input_ids=ids, pixel_values=pixels)
+    assert got[0] == pytest.approx(torch.cosine_similarity(out.image_embeds, out.text_embeds).item(), abs=1e-5)
 
 
 def test_a_judge_whose_weights_do_not_load_stops_the_run_instead_of_failing_every_chunk(tmp_path):

@@ -88,6 +88,9 @@ HELP = {
     "train_grpo.preset": "run size for every field left unset: tiny (this CPU: 100 steps x 16 prompts x 8 rollouts, "
                          "lr 5e-5, min-p 0.03) or paper (X-Omni's: 200 x 512 x 16, lr 1e-6, min-p 0.03)",
     "train_grpo.lr": "learning rate (constant)",
+    "train_grpo.steps": "GRPO steps in all (a resumed run continues to this number)",
+    "train_grpo.checkpoint": "checkpoint folder to start from: its ar/ is the policy (and the frozen reference), its "
+                             "text tokenizer, tokenizer and decoder sample and decode the rollouts",
     "train_grpo.scene_mix": "split of the prompts without text by compositional task, e.g. "
                             "single=1,count=1,two=2,relation=2 (every task named; empty: as the world draws them)",
     "eval_suite.split": "build the suite from heldout scenes (the benchmark) or from train scenes: the same items' "

@@ -15,8 +15,8 @@ CHOICES = ("auto", "true", "false")
 def native_bf16(device: torch.device | str) -> bool:
     """Whether `device` computes bfloat16 natively."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # this device's own (emulated bf16 on pre-Ampere GPUs is slower, as on a CPU)
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
 
 

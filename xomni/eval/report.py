@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import html
 import json
+import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +45,24 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def collect_metrics(runs: list[Path]) -> dict[str, dict[str, dict]]:
+def run_labels(runs: list[Path]) -> list[str]:
+    """A label per run folder: its name, or, where two runs share a name (out/s22/tiny, out/s24/tiny), each one's path
+    below their common folder, so that no run's metrics or images overwrite another's."""
+    names = [run.name for run in runs]
+    if len(set(names)) == len(names):
+        return names
+    root = Path(os.path.commonpath([run.resolve() for run in runs]))
+    return [str(run.resolve().relative_to(root)) or run.name for run in runs]
+
+
+def collect_metrics(runs: list[Path], labels: list[str] | None = None) -> dict[str, dict[str, dict]]:
     """suite -> run label -> metrics."""
     out: dict[str, dict[str, dict]] = {}
-    for run in runs:
+    for run, name in zip(runs, labels or [run.name for run in runs]):
         for path in sorted(run.rglob("metrics.json")):
             metrics = json.loads(path.read_text(encoding="utf-8"))
             suite = metrics.get("suite") or ("reconstruction" if "ocr_word_accuracy_en" in metrics else path.parent.name)
-            label = f"{run.name}/{path.parent.relative_to(run)}".rstrip("/.")
+            label = f"{name}/{path.parent.relative_to(run)}".rstrip("/.")
             out.setdefault(str(suite), {})[label] = metrics
     return out
 
@@ -66,8 +78,14 @@ def _reading(row: dict) -> str:
     return "; ".join(parts)
 
 
-def collect_samples(run: Path, assets: Path) -> list[dict]:
-    """Sample tiles (image, caption) of each suite eval and each grid image of a run; images copied to assets."""
+def collect_samples(run: Path, assets: Path, label: str | None = None) -> list[dict]:
+    """Sample tiles (image, caption) of each suite eval and each grid image of a run; images copied to assets, named
+    by the run's label and their path in it (two evals or runs of one name do not overwrite each other's)."""
+    label = label or run.name
+
+    def asset(path: Path) -> Path:
+        return assets / "_".join((label, *path.relative_to(run).parts)).replace("/", "_")
+
     groups = []
     for manifest in sorted(run.rglob("manifest.jsonl")):
         folder = manifest.parent
@@ -79,30 +97,32 @@ def collect_samples(run: Path, assets: Path) -> list[dict]:
             src = folder / "images" / f"{k:04d}.png"
             if not src.is_file():
                 continue
-            dst = assets / f"{run.name}_{folder.name}_{k:04d}.png"
+            dst = asset(src)
             shutil.copyfile(src, dst)
             truth = item.get("text") or item.get("answer") or ""
             tiles.append({"image": f"assets/{dst.name}", "prompt": item.get("question") or item["prompt"],
                           "truth": truth if isinstance(truth, str) else " ".join(truth),
                           "reading": _reading(judged.get(item["id"], {}))})
-        groups.append({"title": f"{run.name} / {folder.name} ({header.get('suite')}, {header.get('source')})",
+        groups.append({"title": f"{label} / {folder.relative_to(run)} ({header.get('suite')}, {header.get('source')})",
                        "tiles": tiles})
     for grid in sorted([*run.rglob("grid.png"), *run.rglob("*_samples_*.png")])[-4:]:
-        dst = assets / f"{run.name}_{grid.parent.name}_{grid.name}"
+        dst = asset(grid)
         shutil.copyfile(grid, dst)
-        groups.append({"title": f"{run.name} / {grid.relative_to(run)}", "grid": f"assets/{dst.name}"})
+        groups.append({"title": f"{label} / {grid.relative_to(run)}", "grid": f"assets/{dst.name}"})
     return groups
 
 
-def collect_curves(run: Path) -> list[tuple[str, str, list[tuple[float, float]]]]:
-    """(log name, key, [(step, value)]) for each numeric series worth drawing."""
+def collect_curves(run: Path, label: str | None = None) -> list[tuple[str, str, list[tuple[float, float]]]]:
+    """(log name, key, [(step, value)]) for each numeric series worth drawing; values that are not finite (a
+    diverged loss logged as NaN) are left out, so the rest of the curve still draws."""
     curves = []
     for log in sorted(run.rglob("*_log.jsonl")):
         rows = _read_jsonl(log)
         for key in CURVE_KEYS:
-            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
+            pts = [(r["step"], r[key]) for r in rows
+                   if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) and "step" in r]
             if len(pts) >= 2:
-                curves.append((f"{run.name}/{log.name}", key, pts))
+                curves.append((f"{label or run.name}/{log.relative_to(run)}", key, pts))
     return curves
 
 
@@ -185,7 +205,8 @@ def main(cfg: Config) -> dict:
     out = Path(cfg.out)
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    metrics = collect_metrics(runs)
+    labels = run_labels(runs)
+    metrics = collect_metrics(runs, labels)
     parts = [f"<h1>xomni report</h1><p>runs: {', '.join(html.escape(str(r)) for r in runs)}</p><h2>Metrics</h2>"]
     md = ["# xomni report", "", "runs: " + ", ".join(str(r) for r in runs), "", "## Metrics", ""]
     if not metrics:
@@ -200,8 +221,8 @@ def main(cfg: Config) -> dict:
         md += [m, ""]
     parts.append("<h2>Samples</h2>")
     md += ["## Samples", ""]
-    for run in runs:
-        for group in collect_samples(run, assets):
+    for run, label in zip(runs, labels):
+        for group in collect_samples(run, assets, label):
             parts.append(f"<h3>{html.escape(group['title'])}</h3>")
             md.append(f"### {group['title']}")
             if "grid" in group:
@@ -214,7 +235,7 @@ def main(cfg: Config) -> dict:
                 for t in group["tiles"]) + "</div>")
             md += [f"![{t['prompt']}]({t['image']}) {t['reading']}" for t in group["tiles"]]
             md.append("")
-    curves = [c for run in runs for c in collect_curves(run)]
+    curves = [c for run, label in zip(runs, labels) for c in collect_curves(run, label)]
     parts.append("<h2>Training curves</h2>")
     if curves:
         parts.append('<div class="curves">' + "".join(

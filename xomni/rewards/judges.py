@@ -30,6 +30,11 @@ RATING_PROMPT = ("Rate how well this image matches the description and how good 
                  "(excellent). Description: {prompt}\nReply with one digit.")
 
 
+def _projected(features) -> torch.Tensor:
+    """CLIP's projected embeddings: transformers 5 returns them as the output's `pooler_output` (4.x: the tensor)."""
+    return features if torch.is_tensor(features) else features.pooler_output
+
+
 class HPSv2Reward:
     def __init__(self, path: str | Path):
         try:
@@ -48,9 +53,9 @@ class HPSv2Reward:
             try:
                 inputs = self.processor(text=[r.prompt], images=[r.image.convert("RGB")], return_tensors="pt",
                                         padding=True, truncation=True).to(self.model.device)
-                img = self.model.get_image_features(pixel_values=inputs["pixel_values"])
-                txt = self.model.get_text_features(input_ids=inputs["input_ids"],
-                                                   attention_mask=inputs["attention_mask"])
+                img = _projected(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
+                txt = _projected(self.model.get_text_features(input_ids=inputs["input_ids"],
+                                                              attention_mask=inputs["attention_mask"]))
                 out.append(float(torch.cosine_similarity(img, txt).item()))
             except Exception:  # noqa: BLE001 - a failed judgement is NaN, excluded and counted by `combine`
                 out.append(math.nan)
@@ -94,6 +99,16 @@ class UnifiedRewardScore:
             except Exception:  # noqa: BLE001
                 out.append(math.nan)
                 continue
-            digit = re.search(r"[1-5]", reply)
-            out.append((int(digit.group()) - 1) / 4 if digit else math.nan)
+            rating = read_rating(reply)
+            out.append((rating - 1) / 4 if rating is not None else math.nan)
         return out
+
+
+def read_rating(reply: str) -> int | None:
+    """The 1-5 rating in a judge's reply: its leading digit ("4", "4 out of 5"), else its one standalone digit
+    ("I would say 4."); None when there is none or several ("on a scale of 1 to 5": the scale, not a rating)."""
+    reply = reply.strip()
+    if lead := re.match(r"([1-5])\b", reply):
+        return int(lead.group(1))
+    digits = set(re.findall(r"\b([0-9])\b", reply))
+    return int(digits.pop()) if len(digits) == 1 and digits <= set("12345") else None

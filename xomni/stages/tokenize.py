@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from xomni.checkpoint import file_digest, write_text_atomically
 from xomni.data.batches import scene_batch
-from xomni.data.world import SPLIT_VERSION, WorldConfig
+from xomni.data.world import SPLIT_VERSION, WorldConfig, make_scene
 from xomni.errors import check_at_least
 from xomni.stages.train_tokenizer import load_tokenizer
 
@@ -61,6 +61,7 @@ def main(cfg: Config) -> Path:
     vq = load_tokenizer(cfg.tokenizer)
     digest = tokenizer_digest(cfg.tokenizer)
     world = WorldConfig(width=cfg.width, height=cfg.height, dense_text=cfg.dense_text)
+    make_scene(world, cfg.split, cfg.start)  # the split, size and kind checked before a folder is made
     folder = shard_dir(cfg.out, cfg.split, cfg.height, cfg.width, cfg.dense_text)
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = (cfg.n + cfg.shard_size - 1) // cfg.shard_size

@@ -374,7 +374,7 @@ def main(cfg: Config) -> dict:
     if cfg.text_lang not in ("", "en", "zh"):
         raise ValueError(f"text_lang must be '', 'en' or 'zh', got {cfg.text_lang!r}")
     check_bf16(cfg.bf16)
-    check_at_least(cfg, 1, "steps", "batch_size", "seq_len", "save_every", "eval_every", "eval_n")
+    check_at_least(cfg, 1, "steps", "batch_size", "seq_len", "save_every", "eval_every", "eval_n", "turns")
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():

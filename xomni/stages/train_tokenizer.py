@@ -264,7 +264,7 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
 
 
 def main(cfg: Config) -> dict:
-    check_at_least(cfg, 1, "steps", "batch_size", "save_every", "eval_every", "eval_n", "restart_every")
+    check_at_least(cfg, 1, "steps", "batch_size", "save_every", "eval_every", "eval_n", "restart_every", "turns")
     if cfg.shards and not cfg.lm_only:
         raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
     parse_sizes(cfg.sizes)  # before anything is written
