@@ -132,6 +132,43 @@ def test_cell_labels_put_each_glyph_in_its_cell():
     assert (labels["color"] > 0).sum() >= 1 or all(o.box[2] - o.box[0] < 8 for o in s.objects)
 
 
+def test_background_labels_name_the_colour_each_cell_shows():
+    import numpy as np
+
+    from xomni.data.world import BACKGROUND_LABELS, BACKGROUNDS
+
+    cfg = WorldConfig()
+    for kind in ("plain", "gradient", "stripes"):
+        s = next(s for i in range(300) if (s := make_scene(cfg, "train", i)).background_kind == kind)
+        labels = cell_labels(s)["background"]
+        pixels = np.asarray(render(s), np.float32).reshape(8, 16, 8, 16, 3)
+        first, second = (np.array(BACKGROUNDS[b][0], np.float32) for b in (s.background, s.background2))
+        for r in range(8):
+            for c in range(8):
+                cell = pixels[r, :, c].reshape(-1, 3)
+                nearer = np.linalg.norm(cell - second, axis=1) < np.linalg.norm(cell - first, axis=1)
+                unmixed = np.minimum(np.linalg.norm(cell - first, axis=1), np.linalg.norm(cell - second, axis=1))
+                if (unmixed < 8).mean() < 0.9:  # objects, a sign or a gradient's middle rows: no single colour
+                    continue
+                want = s.background2 if nearer.mean() > 0.5 else s.background
+                assert BACKGROUND_LABELS[labels[r, c]] == want, (kind, r, c)
+        assert (kind == "plain") == (labels == BACKGROUND_LABELS.index(s.background)).all()
+
+
+def test_training_questions_never_answer_by_their_wording():
+    """A training scene's "no" never names a held-out pair (it would be "no" every time: the name would answer),
+    and no scene asks one question twice (a later turn would copy the answer)."""
+    cfg = WorldConfig()
+    for split in ("train", "heldout"):
+        negatives = []
+        for i in range(300):
+            qs = questions(make_scene(cfg, split, i))
+            assert len({q.question for q in qs}) == len(qs), (split, i)
+            negatives += [q.question for q in qs if q.kind == "presence" and q.answer == "no"]
+        named = [any(f" {c} {s}?" in q and is_reserved_combo(c, s) for c in COLORS for s in SHAPES) for q in negatives]
+        assert (not any(named)) if split == "train" else any(named)
+
+
 def test_dense_text_scenes_fill_the_canvas_with_training_text_only():
     for i in range(40):
         s = make_scene(WorldConfig(dense_text=True), "train", i)

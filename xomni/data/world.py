@@ -454,19 +454,22 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box, fill) -> None:
         draw.polygon(_shape_polygon(shape, box), fill=fill)
 
 
-def _background(scene: Scene) -> Image.Image:
+def _background_mix(scene: Scene) -> np.ndarray:
+    """(H, W) float: how much of the second background colour each pixel shows (0 everywhere for a plain one)."""
     W, H = scene.width, scene.height
+    if scene.background_kind == "plain":
+        return np.zeros((H, W), np.float32)
+    if scene.background_kind == "gradient":
+        return np.broadcast_to(np.linspace(0, 1, H, dtype=np.float32)[:, None], (H, W))
+    yy, xx = np.mgrid[0:H, 0:W]  # stripes: diagonal bands two cells wide
+    return (((xx + yy) // (2 * scene.cell)) % 2).astype(np.float32)
+
+
+def _background(scene: Scene) -> Image.Image:
     a = np.array(BACKGROUNDS[scene.background][0], dtype=np.float32)
     b = np.array(BACKGROUNDS[scene.background2][0], dtype=np.float32)
-    if scene.background_kind == "plain":
-        arr = np.broadcast_to(a, (H, W, 3))
-    elif scene.background_kind == "gradient":
-        t = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
-        arr = np.broadcast_to(a * (1 - t) + b * t, (H, W, 3))
-    else:  # stripes: diagonal bands two cells wide
-        yy, xx = np.mgrid[0:H, 0:W]
-        band = ((xx + yy) // (2 * scene.cell)) % 2
-        arr = np.where(band[..., None] == 0, a, b)
+    t = _background_mix(scene)[..., None]
+    arr = a * (1 - t) + b * t
     return Image.fromarray(np.ascontiguousarray(arr).round().astype(np.uint8), "RGB")
 
 
@@ -606,7 +609,10 @@ def cell_labels(scene: Scene) -> dict[str, np.ndarray]:
         best = np.where(wins, cover, best)
         color[wins] = COLOR_LABELS.index(obj.color)
         shape[wins] = SHAPE_LABELS.index(obj.shape)
-    background = np.full((rows, cols), BACKGROUND_LABELS.index(scene.background), np.int64)
+    # the background colour a cell mostly shows (a gradient's or stripes' second colour covers about half the canvas)
+    second = _background_mix(scene).reshape(rows, c, cols, c).mean((1, 3)) > 0.5
+    background = np.where(second, BACKGROUND_LABELS.index(scene.background2),
+                          BACKGROUND_LABELS.index(scene.background)).astype(np.int64)
     k = c // SILHOUETTE
     covered = (masks > 0).astype(np.float32).reshape(rows, SILHOUETTE, k, cols, SILHOUETTE, k)
     silhouette = covered.mean((2, 5)).transpose(0, 2, 1, 3).reshape(rows, cols, SILHOUETTE * SILHOUETTE)
@@ -753,10 +759,13 @@ def questions(scene: Scene, rng: random.Random | None = None) -> list[Question]:
     shape = rng.choice(list(SHAPES))
     out.append(Question("count", f"How many {SHAPES[shape][0]} are there?", str(shape_counts.get(shape, 0))))
     g = rng.choice(scene.groups)
-    out.append(Question("count", f"How many {SHAPES[g.shape][0]} are there?", str(shape_counts[g.shape])))
+    if g.shape != shape:  # the same question twice would let a second turn copy the first's answer
+        out.append(Question("count", f"How many {SHAPES[g.shape][0]} are there?", str(shape_counts[g.shape])))
     out.append(Question("presence", f"Is there a {g.color} {g.shape}?", "yes"))
     present = {(x.color, x.shape) for x in scene.groups}
-    absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+    # a training scene's "no" never names a held-out pair: it would be "no" every time, and naming the pair would
+    # answer the question (held-out scenes, which hold those pairs, draw from every pair as before)
+    absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present and _combo_ok(c, s, scene.split)]
     c, s = rng.choice(absent)
     out.append(Question("presence", f"Is there a {c} {s}?", "no"))
     if scene.relation is not None:
