@@ -3,22 +3,26 @@ table: does the RL model's mean reward beat the SFT model's best-of-G on the sam
 prompt.
 
     .venv/bin/python bench/grpo_probe.py --checkpoints out/recipe28/candidate,out/s30/grpo_two \\
-        [--prompts 16 --rollouts 8 --seed 0 --scene-mix single=1,count=1,two=2,relation=2]
+        [--like out/s30/grpo_two] [--prompts 16 --rollouts 8 --seed 0 --scene-mix single=1,count=1,two=2,relation=2]
 
-Each checkpoint is scored exactly as `xomni train grpo` scores its probe (`probe_rollouts` in
-xomni/stages/train_grpo.py: the prompts its --seed and mixes draw, the same rollout seeds, decoder steps, judges,
-weights and bfloat16 setting; the stage's defaults unless given here), so with a run's seed and mixes a run's logged
-`probe_*` values and the first table agree (another --prompts draws another list of prompts, of the same kinds in the
-same shares). The second table splits the prompts by kind (text: language and length; scenes: `scene_task`) and
-gives each checkpoint's mean reward and best of G over that kind's prompts, so that a gap between an RL model's mean
-and the SFT model's best of G can be traced to the kinds that make it. Also saves each checkpoint's probe rollouts
-as OUT/probe_<name>.png (one row per prompt, the first 8).
+Each checkpoint is scored as `xomni train grpo` scores its probe (`probe_rollouts` in xomni/stages/train_grpo.py:
+the prompts its seed and mixes draw, the same rollout seeds, decoder steps, judges, OCR rule, weights and bfloat16
+setting). `--like RUN` takes every one of those settings from a GRPO run folder's saved config (`ar/meta.json`), so
+the first table reproduces that run's logged `probe_*` values; without it they are the stage's defaults. Flags given
+here override either (another --prompts draws another list of prompts, of the same kinds in the same shares; `auto`
+bf16 resolves on this machine). The second table splits the prompts by kind (text: language and length; scenes:
+`scene_task`) and gives each checkpoint's mean reward and best of G over that kind's prompts, every column over the
+same prompts (those whose rewards all checkpoints scored), so that a gap between an RL model's mean and the SFT
+model's best of G can be traced to the kinds that make it. Also saves each checkpoint's probe rollouts as
+OUT/probe_<name>.png (one row per prompt, the first 8).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -41,26 +45,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", required=True,
                     help="comma-separated checkpoint folders (a GRPO run folder is one); the first is the baseline")
-    ap.add_argument("--prompts", type=int, default=Config.probe_prompts)
-    ap.add_argument("--rollouts", type=int, default=PRESETS["tiny"]["rollouts"])
-    ap.add_argument("--min-p", type=float, default=PRESETS["tiny"]["min_p"])
-    ap.add_argument("--seed", type=int, default=Config.seed, help="the run's seed: it draws the probe's prompts")
-    ap.add_argument("--text-share", type=float, default=Config.text_share)
-    ap.add_argument("--text-mix", default=Config.text_mix, help="the run's --text-mix (default: the world's)")
-    ap.add_argument("--scene-mix", default=Config.scene_mix, help="the run's --scene-mix (default: the world's)")
-    ap.add_argument("--bf16", default=Config.bf16, help="as `xomni train grpo --bf16`: true, false or auto")
+    ap.add_argument("--like", default="", help="a GRPO run folder whose saved settings the probe takes")
+    ap.add_argument("--prompts", type=int, help=f"probe prompts (default {Config.probe_prompts})")
+    ap.add_argument("--rollouts", type=int, help=f"rollouts a prompt (default {PRESETS['tiny']['rollouts']})")
+    ap.add_argument("--min-p", type=float, help=f"(default {PRESETS['tiny']['min_p']})")
+    ap.add_argument("--seed", type=int, help="the run's seed: it draws the probe's prompts (default 0)")
+    ap.add_argument("--text-share", type=float)
+    ap.add_argument("--text-mix", help="the run's --text-mix (default: the world's)")
+    ap.add_argument("--scene-mix", help="the run's --scene-mix (default: the world's)")
+    ap.add_argument("--bf16", help="as `xomni train grpo --bf16`: true, false or auto (default auto)")
     ap.add_argument("--out", default="out/grpo_probe")
     args = ap.parse_args()
-    cfg = resolve(Config(probe_prompts=args.prompts, rollouts=args.rollouts, min_p=args.min_p, seed=args.seed,
-                         text_share=args.text_share, text_mix=args.text_mix, scene_mix=args.scene_mix, bf16=args.bf16))
+    base = {"rollouts": PRESETS["tiny"]["rollouts"], "min_p": PRESETS["tiny"]["min_p"]}
+    if args.like:
+        meta = json.loads((Path(args.like) / "ar" / "meta.json").read_text())
+        base = {k: v for k, v in meta["config"].items() if k in {f.name for f in fields(Config)} and v is not None}
+    given = {"probe_prompts": args.prompts, "rollouts": args.rollouts, "min_p": args.min_p, "seed": args.seed,
+             "text_share": args.text_share, "text_mix": args.text_mix, "scene_mix": args.scene_mix, "bf16": args.bf16}
+    cfg = resolve(Config(**{**base, **{k: v for k, v in given.items() if v is not None}}))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = args.checkpoints.split(",")
-    by_kind: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))  # kind -> checkpoint # -> (mean, best)
-    with RewardPool(tuple(cfg.ocr.split(",")), 0, ocr_rule=cfg.ocr_rule) as pool:
+    scored = []  # per checkpoint: (pairs, rewards (P, G))
+    models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm),
+                                            ("unified", cfg.unified_reward)) if path}
+    with RewardPool(tuple(e for e in cfg.ocr.split(",") if e), 0, models, cfg.ocr_rule) as pool:
         weights = reward_weights(cfg, pool.components)
         print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, seed {cfg.seed}, min-p {cfg.min_p}, "
-              f"weights {weights}, text mix {cfg.text_mix or 'world'}, scene mix {cfg.scene_mix or 'world'}")
+              f"weights {weights}, OCR {cfg.ocr} ({cfg.ocr_rule}), text mix {cfg.text_mix or 'world'}, "
+              f"scene mix {cfg.scene_mix or 'world'}, bf16 {cfg.bf16}{f', settings of {args.like}' if args.like else ''}")
         print("| checkpoint | mean reward | best of G | groups | alignment | OCR |")
         print("|---|---|---|---|---|---|")
         for i, path in enumerate(paths):
@@ -72,10 +85,15 @@ def main() -> None:
             cells = ["-" if summary.get(f"probe_{k}") is None else f"{summary[f'probe_{k}']:.3f}"
                      for k in ("reward", "best_of_g", "alignment", "ocr")]
             print(f"| {path} | {' | '.join(cells[:2])} | {summary['probe_groups']} | {' | '.join(cells[2:])} |")
-            ok = torch.isfinite(r).all(1)  # a group with a failed reward is left out, as the stage's probe does
-            for (scene, _), row, good in zip(pairs, r, ok):
-                if good:
-                    by_kind[kind(scene)][i].append((float(row.mean()), float(row.max())))
+            scored.append((pairs, r))
+    # by kind, every checkpoint over the same prompts: a group with a failed reward is left out (as the stage's probe
+    # does) for every checkpoint, so no column's mean is over prompts another's is not
+    ok = torch.stack([torch.isfinite(r).all(1) for _, r in scored]).all(0)
+    by_kind: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))  # kind -> checkpoint # -> (mean, best)
+    for i, (pairs, r) in enumerate(scored):
+        for (scene, _), row, good in zip(pairs, r, ok):
+            if good:
+                by_kind[kind(scene)][i].append((float(row.mean()), float(row.max())))
     print()
     print("| kind | prompts | " + " | ".join(f"{Path(p).name}: mean / best of G" for p in paths)
           + f" | last mean minus {Path(paths[0]).name}'s best of G |")

@@ -4,7 +4,9 @@
 
 For each folder and length (short, long): the share of the asked units (characters for Chinese, words for English)
 the OCR read (the suite's score, LongText-Bench's rule: extra units cost nothing), units read per unit asked (above 1:
-the image holds more text than asked), the score by the strict rule GRPO's `--ocr-rule strict` rewards (the units read
+the image holds more text than asked; for Chinese the rule's units include any Latin letter or digit the OCR reads in
+the strokes, so Han characters read per character asked is given apart: until session 34 only the first was), the
+score by the strict rule GRPO's `--ocr-rule strict` rewards (the units read
 beyond those asked charged too: matched / max(asked, read), micro-averaged as the suite), the images read exactly and
 read empty; for Chinese, the share read by the character's frequency rank in `xomni/data/chars_zh.txt` (the world's
 300 characters, most frequent first).
@@ -40,6 +42,8 @@ def rows(folder: Path) -> list[str]:
         s["strict_total"] += max(m.total, m.read)
         s["exact"] += m.matched == m.total == m.read
         s["empty"] += not m.read
+        if lang == "zh":
+            s["han_read"] += sum("\u4e00" <= ch <= "\u9fff" for ch in longtext.clean_ocr(judged["ocr"] or ""))
         if lang == "zh":  # which asked characters were read, by their frequency rank
             asked = longtext.units(longtext.normalize(" ".join(item["text"]), lang), lang)
             left = Counter(longtext.units(longtext.normalize(longtext.clean_ocr(judged["ocr"] or ""), lang), lang))
@@ -52,13 +56,14 @@ def rows(folder: Path) -> list[str]:
     out = []
     for length in sorted(stats):
         s = stats[length]
+        han = f"{s['han_read'] / s['asked']:.2f}" if "han_read" in s else "-"
         out.append(f"| {folder} | {length} | {s['images']} | {s['matched'] / s['asked']:.3f} | "
-                   f"{s['read'] / s['asked']:.2f} | {s['matched'] / s['strict_total']:.3f} | {s['exact']} | "
+                   f"{s['read'] / s['asked']:.2f} | {han} | {s['matched'] / s['strict_total']:.3f} | {s['exact']} | "
                    f"{s['empty']} |")
     if asked_by_rank:
         ranks = ", ".join(f"{r}: {read_by_rank[r] / asked_by_rank[r]:.2f} ({asked_by_rank[r]})"
                           for r in [f"{a}-{b}" for a, b in RANKS] + ["other"] if asked_by_rank[r])
-        out.append(f"| {folder} | read by frequency rank (characters asked) | {ranks} | | | | | |")
+        out.append(f"| {folder} | read by frequency rank (characters asked) | {ranks} | | | | | | |")
     return out
 
 
@@ -66,9 +71,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path, help="`xomni eval synth-text-zh/-en` output folders")
     args = p.parse_args()
-    print("| folder | length | images | units read (score) | units read per unit asked | strict score | read exactly "
-          "| read empty |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| folder | length | images | units read (score) | units read per unit asked | Han characters read per "
+          "character asked | strict score | read exactly | read empty |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
         print("\n".join(rows(folder)))
 
