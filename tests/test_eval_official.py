@@ -55,6 +55,9 @@ def test_longtext_scores_a_folder_and_keeps_partial_results(tmp_path, bench):
     assert metrics["n"] == 1 and metrics["score"] == 0.0  # 3_0 judged again; 12_0 no longer counts
     rows = [json.loads(x) for x in results.read_text().splitlines()]
     assert sorted(r["image"] for r in rows) == ["12_0.png", "3_0.png"]  # the stale row replaced, the cut line gone
+    results.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "digest"}) + "\n" for r in rows))
+    _text_image("open now").save(images / "3_0.png")
+    assert eval_official.main(cfg)["score"] == 0.0  # a row from before digests were recorded is taken as it is
 
 
 def test_longtext_rejects_names_and_ids_it_does_not_know(tmp_path, bench):

@@ -34,6 +34,8 @@ def test_modes_are_converted(tmp_path):
     Image.fromarray(ramp).save(tmp_path / "deep.png")
     row = np.asarray(load_image(tmp_path / "deep.png"))[0, :, 0]
     assert row[0] == 0 and row[-1] == 255 and abs(int(row[64]) - 129) <= 1  # scaled by its range, not clipped
+    eight = Image.fromarray(np.full((128, 128), 200, np.int32))  # mode I holding 8-bit values: kept as they are
+    assert prepare_image(eight).getpixel((0, 0)) == (200, 200, 200)
     photo = Image.new("RGB", (200, 100), (200, 30, 30))
     exif = photo.getexif()
     exif[0x0112] = 6  # EXIF orientation: the camera was turned, the pixels stored sideways

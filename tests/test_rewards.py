@@ -153,8 +153,9 @@ def test_model_judge_rewards_with_stand_in_judges_and_missing_weights(tmp_path):
     assert UnifiedRewardScore(SaysYes())(r) == [0.75]
     from xomni.rewards.judges import read_rating
 
-    assert [read_rating(x) for x in ("4", " 5.", "4 out of 5", "I would say 2.", "On a scale of 1 to 5", "0", "")] \
-        == [4, 5, 4, 2, None, None, None]
+    replies = ("4", " 5.", "4 out of 5", "I would say 2.", "Rating: 4/5", "I would rate it a 4 out of 5.",
+               "Score: 3 (on a 1-5 scale)", "On a scale of 1 to 5", "0", "")
+    assert [read_rating(x) for x in replies] == [4, 5, 4, 2, 4, 4, 3, None, None, None]
     with pytest.raises(MissingPart, match="HPSv2"):
         HPSv2Reward(tmp_path / "nothing")
     with pytest.raises(MissingPart):

@@ -105,10 +105,12 @@ class UnifiedRewardScore:
 
 
 def read_rating(reply: str) -> int | None:
-    """The 1-5 rating in a judge's reply: its leading digit ("4", "4 out of 5"), else its one standalone digit
+    """The 1-5 rating in a judge's reply: its leading digit ("4", "4 out of 5"), a digit out of 5 ("Rating: 4/5", "a
+    4 out of 5"), one after "rating"/"score"/"rate" ("Score: 3 (on a 1-5 scale)"), else its one standalone digit
     ("I would say 4."); None when there is none or several ("on a scale of 1 to 5": the scale, not a rating)."""
     reply = reply.strip()
-    if lead := re.match(r"([1-5])\b", reply):
-        return int(lead.group(1))
+    for pattern in (r"^([1-5])\b", r"\b([1-5])\s*(?:/\s*5|out of 5)\b", r"(?i)\b(?:rating|score|rate)\b\D{0,12}?\b([1-5])\b"):
+        if found := re.search(pattern, reply):
+            return int(found.group(1))
     digits = set(re.findall(r"\b([0-9])\b", reply))
     return int(digits.pop()) if len(digits) == 1 and digits <= set("12345") else None

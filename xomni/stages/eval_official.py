@@ -104,7 +104,10 @@ class Results:
         self.digests = {r["image"]: r.get("digest") for r in self.rows}
 
     def pending(self, key: str, image: Path) -> bool:
-        """Whether the image file `image`, named `key` in the results, still has to be judged."""
+        """Whether the image file `image`, named `key` in the results, still has to be judged (a row from before
+        digests were recorded is taken as it is, as rows from before settings were)."""
+        if key in self.digests and self.digests[key] is None:
+            return False
         return self.digests.get(key) != file_digest(image)
 
     def add(self, row: dict, image: Path) -> None:

@@ -49,8 +49,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     range (PIL's own convert clips them: a 16-bit gradient came out almost all white)."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        bits = 16 if im.mode.startswith("I;16") or max(im.getextrema()) < 65536 else 32
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # mode I says no depth: its largest value does
+        top = max(im.getextrema())
+        bits = 16 if im.mode.startswith("I;16") else 8 if top <= 255 else 16 if top <= 65535 else 32
         arr = np.asarray(im, dtype=np.float64) / (2**bits - 1) * 255
         return Image.fromarray(arr.clip(0, 255).round().astype(np.uint8), "L").convert("RGB")
     if im.mode == "P":
