@@ -9,8 +9,9 @@ without text at the short, medium, dense and photo levels) --prompts training-sp
 stage's default components and weights) computed twice: with the rollout's prompt, and with no prompt, which judges
 the whole scene (its dense caption). Printed per kind and judging: mean reward, mean alignment over the rollouts
 it applies to (a short prompt with text asks only whether a sign is there, and nothing when no coloured plate is
-drawn), the share of those whose alignment is -CLUTTER_PENALTY (none of the asked objects found), and the share of
-groups whose rewards are all equal (no advantage: they teach nothing).
+drawn), the share of those whose alignment is -CLUTTER_PENALTY (none of the asked objects found), the share of
+groups whose rewards are all equal (no advantage: they teach nothing), over the groups without a failed (NaN)
+reward, and how many groups had one (GRPO drops such a group whole).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def main() -> None:
     pool = RewardPool(("rapidocr",), workers=0)
     weights = reward_weights(Config(), pool.components)
     judge, ocr = reward_judge(), [make_ocr_judge("rapidocr")]  # the pool's, in this process
-    print("| prompts | judged against | reward | alignment | alignment at -0.5 | groups with equal rewards |")
-    print("|---|---|---|---|---|---|")
+    print("| prompts | judged against | reward | alignment | alignment at -0.5 | groups with equal rewards | "
+          "groups dropped |")
+    print("|---|---|---|---|---|---|---|")
     for kind, level in KINDS:
         pairs = kind_prompts(kind, level, args.prompts, args.seed)
         images: list = []
@@ -72,8 +74,10 @@ def main() -> None:
             a = [x for x in parts["alignment"] if x is not None]
             align = f"{sum(a) / len(a):.3f}" if a else "-"
             low = f"{sum(x == -CLUTTER_PENALTY for x in a) / len(a):.2f}" if a else "-"
-            flat = (r == r[:, :1]).all(1).float().mean()
-            print(f"| {kind}, {level} | {name} | {r.nanmean():.3f} | {align} | {low} | {flat:.2f} |", flush=True)
+            valid = torch.isfinite(r).all(1)  # GRPO drops a group with a failed reward whole
+            flat = f"{(r[valid] == r[valid][:, :1]).all(1).float().mean():.2f}" if valid.any() else "-"
+            print(f"| {kind}, {level} | {name} | {r.nanmean():.3f} | {align} | {low} | {flat} | {int((~valid).sum())} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

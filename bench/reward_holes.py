@@ -131,8 +131,9 @@ def main() -> None:
         for name in names:
             idx = [i for i, v in enumerate(variants) if name in v]
             images = [render(variants[i][name]) for i in idx]
-            gen = torch.Generator().manual_seed(args.seed)
-            images = [to_image(x) for x in pipe.decode(pipe.encode(pixels_of(images)), steps=args.steps, generator=gen)]
+            # each scene's noise from its own generator: the same for every variant, whichever scenes have it
+            gens = [torch.Generator().manual_seed(args.seed * 100_003 + i) for i in idx]
+            images = [to_image(x) for x in pipe.decode(pipe.encode(pixels_of(images)), steps=args.steps, generator=gens)]
             rollouts = [Rollout(scenes[i], im) for i, im in zip(idx, images)]  # scored against the scene as asked
             parts = {"ocr": ocr_accuracy(rollouts, ocr), "alignment": alignment(rollouts, judge)}
             total, _ = combine(parts, {"ocr": 1.0, "alignment": 1.0})

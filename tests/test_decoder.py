@@ -50,6 +50,21 @@ def test_sampler_and_loss_shapes():
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
+def test_one_generator_per_row_makes_a_row_independent_of_its_batch():
+    torch.manual_seed(0)
+    net = SemanticFlux(SMALL)
+    sem = torch.randn(3, 2, 2, 8)
+    gens = lambda *seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    both = sample(net, sem[:2], steps=2, generator=gens(5, 7))
+    alone = sample(net, sem[1:2], steps=2, generator=gens(7))
+    assert torch.allclose(both[1:], alone, atol=1e-6)
+    other = sample(net, sem[[2, 1]], steps=2, generator=gens(5, 7))  # another row beside it: the same row 1
+    assert torch.allclose(other[1:], alone, atol=1e-6)
+    assert not torch.allclose(both[:1], sample(net, sem[:1], steps=2, generator=gens(7)))
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        sample(net, sem, steps=2, generator=gens(5, 7))
+
+
 def test_mismatched_grid_is_refused():
     net = SemanticFlux(SMALL)
     with pytest.raises(ValueError, match="patches"):

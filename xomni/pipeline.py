@@ -78,9 +78,9 @@ class ImagePipeline:
         return self.tokenizer.encode(pixels)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, steps: int = 20, generator: torch.Generator | None = None,
-               guidance: float = 1.0) -> torch.Tensor:
-        """(B, h, w) codes -> (B, 3, h*16, w*16) pixels in [0, 1]."""
+    def decode(self, codes: torch.Tensor, steps: int = 20,
+               generator: torch.Generator | list[torch.Generator] | None = None, guidance: float = 1.0) -> torch.Tensor:
+        """(B, h, w) codes -> (B, 3, h*16, w*16) pixels in [0, 1]; generator: one, or one per row."""
         _, h, w = codes.shape
         semantic = self.tokenizer.embed_codes(codes)  # B h w Ds
         patches = sample(self.decoder, semantic, steps=steps, generator=generator, guidance=guidance)  # B N P

@@ -58,10 +58,22 @@ def velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semantic: torc
     return v_uncond + guidance * (v - v_uncond)
 
 
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None,
+                  device=None, dtype=None) -> torch.Tensor:
+    """Gaussian noise of `shape`; with a list of generators (diffusers' convention), one per row, so that a row's
+    noise does not depend on which other rows share its batch."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+
+
 @torch.no_grad()
-def sample(net: SemanticFlux, semantic: torch.Tensor, steps: int = 20, generator: torch.Generator | None = None,
+def sample(net: SemanticFlux, semantic: torch.Tensor, steps: int = 20,
+           generator: torch.Generator | list[torch.Generator] | None = None,
            guidance: float = 1.0, shift: float = 1.0) -> torch.Tensor:
-    """Semantic embeddings (B, h, w, Ds) -> clean patches (B, h*r * w*r, P)."""
+    """Semantic embeddings (B, h, w, Ds) -> clean patches (B, h*r * w*r, P). generator: one, or one per row."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     cfg = net.config
@@ -69,7 +81,7 @@ def sample(net: SemanticFlux, semantic: torch.Tensor, steps: int = 20, generator
     n = h * cfg.ratio * w * cfg.ratio
     scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
     scheduler.set_timesteps(steps, device=semantic.device)
-    x = torch.randn(B, n, cfg.patch_dim, generator=generator, device=semantic.device, dtype=semantic.dtype)
+    x = initial_noise((B, n, cfg.patch_dim), generator, semantic.device, semantic.dtype)
     for timestep in scheduler.timesteps:
         t = (timestep / 1000).expand(B).to(x.dtype)
         v = velocity(net, x, t, semantic, guidance)
