@@ -5,6 +5,7 @@ import json
 import pytest
 from PIL import Image, ImageDraw
 
+from xomni.checkpoint import read_jsonl
 from xomni.cli import main as cli
 from xomni.data.world import WorldConfig, font, make_scene, render
 from xomni.errors import MissingPart
@@ -135,3 +136,21 @@ def test_dpg_question_table_follows_the_official_loader(tmp_path):
     assert [q.qid for q in table["a"]] == [2] and table["b"][0].category == "entity - whole"
     full = eval_official.read_dpg_questions(path, skip_first=False)
     assert full["a"][1].parents == (1,) and full["a"][1].l1 == "attribute"
+
+
+def test_results_append_after_a_cut_line_and_rewrite_only_a_stale_row(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"first")
+    b.write_bytes(b"second")
+    path = tmp_path / "results.jsonl"
+    results = eval_official.Results(path, "judge")
+    results.add({"image": "a.png", "score": 1}, a)
+    path.write_text(path.read_text() + '{"judge": "judge", "image": "b.pn')  # a kill mid-write
+    results = eval_official.Results(path, "judge")
+    assert results.pending("b.png", b) and not results.pending("a.png", a)
+    results.add({"image": "b.png", "score": 2}, b)  # a new row: appended after whole lines only
+    assert [(r["image"], r["score"]) for r in read_jsonl(path)] == [("a.png", 1), ("b.png", 2)]
+    a.write_bytes(b"drawn again")
+    assert results.pending("a.png", a)
+    results.add({"image": "a.png", "score": 3}, a)  # a stale row: replaced, not duplicated
+    assert [(r["image"], r["score"]) for r in read_jsonl(path)] == [("b.png", 2), ("a.png", 3)]

@@ -102,6 +102,8 @@ class Results:
             raise ValueError(f"{path} holds results made with {self.rows[0]['settings']}, not {self.settings}; "
                              "pass another --out or delete it")
         self.digests = {r["image"]: r.get("digest") for r in self.rows}
+        if path.is_file():
+            open_jsonl(path).close()  # a last line cut by a kill dropped once, so that rows append after whole lines
 
     def pending(self, key: str, image: Path) -> bool:
         """Whether the image file `image`, named `key` in the results, still has to be judged (a row from before
@@ -114,7 +116,9 @@ class Results:
         row = {"judge": self.judge, "settings": self.settings, **row, "digest": file_digest(image)}
         stale = row["image"] in self.digests
         self.rows = [r for r in self.rows if r["image"] != row["image"]] + [row]
-        with open_jsonl(self.path, lambda r: r.get("image") != row["image"]) as f:  # drops a stale row first
+        # a stale row is dropped first (the file rewritten); otherwise the row is appended
+        with (open_jsonl(self.path, lambda r: r.get("image") != row["image"]) if stale
+              else self.path.open("a", encoding="utf-8")) as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.digests[row["image"]] = row["digest"]
         if stale:
