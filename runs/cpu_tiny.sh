@@ -65,16 +65,18 @@ $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text2" --init "
     --final-lr 0
 $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text3" --init "$OUT/ar_text2/model" --steps 1500 \
     --final-lr 1.0 --warmup 20
+# the mixtures read the sft phase's data stream on from where ar_sft (300 steps) and ar_text1 (400) left it
+# (--data-start), so that no two runs on it draw the same samples
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix" --init "$OUT/ar_text3/model" --steps 600 --final-lr 0 \
-    --warmup 20 --quote-text-answers true
+    --warmup 20 --quote-text-answers true --data-start 700
 # Chinese: the same copy learned for Chinese characters (2 x 2 glyph cells, 300 characters) only on Chinese
 # text-dense scenes, then the mixture again, twice (docs/unified.md, "Session 22: the Chinese copy, learned")
 $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --text-lang zh --out "$OUT/ar_zh" --init "$OUT/ar_mix/model" \
     --steps 1500 --final-lr 1.0 --warmup 20
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix2" --init "$OUT/ar_zh/model" --steps 600 --final-lr 0 \
-    --warmup 20 --quote-text-answers true
+    --warmup 20 --quote-text-answers true --data-start 1300
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix3" --init "$OUT/ar_mix2/model" --steps 600 --final-lr 0 \
-    --warmup 20 --quote-text-answers true; stamp "text phases"
+    --warmup 20 --quote-text-answers true --data-start 1900; stamp "text phases"
 
 $X publish --run "$IMG" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --command "bash runs/cpu_tiny.sh"
 for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt

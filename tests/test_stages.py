@@ -342,9 +342,20 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     torch.testing.assert_close(started, train_ar.tokenizer_image_embeddings(vq, before["embed_tokens.weight"]))
 
     weighted = dict(first_cell_weight=4.0, object_cell_weight=3.0, text_cell_weight=2.0)  # resume holds with weights
+    real = train_ar.make_scene
+    drawn: list = []
+
+    def record(world, split, index):
+        if split == "train":
+            drawn.append(index)
+        return real(world, split, index)
+
+    monkeypatch.setattr(train_ar, "make_scene", record)
     metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2", **weighted))
     assert set(metrics) == {"heldout_loss_image", "heldout_loss_text"}
-    real = train_ar.make_scene
+    stream, drawn[:] = list(drawn), []
+    train_ar.main(ar_cfg(tmp_path / "c", phase="pretrain2", steps=2, data_start=2))
+    assert len(stream) == 4 * 3 and drawn == stream[2 * 3:]  # --data-start 2: the stream's steps 2 and 3
     calls = {"n": 0}
 
     def dies(*args, **kwargs):

@@ -110,6 +110,8 @@ HELP = {
                         "prompted generation sample: where the prompt's count says no object may start any more",
     "photo_text_free": "give the photo prompt level (GenEval's register, which never names text) only to scenes "
                        "without text",
+    "data_start": "start at this step of the data stream that --seed, --phase and --shards fix (0: its start); give "
+                  "a run continuing an earlier one on the same stream the steps that run took, so it draws new samples",
     "warmup": "linear warm-up steps (at most half of --steps: a shorter run warms up over its first half)",
     "weight_decay": "AdamW weight decay",
     "dense_weight": "weight of each dense semantic head's loss (tiny-scale stand-in for SigLIP2 pretraining)",

@@ -49,7 +49,10 @@ to it; in pretrain1 they train with the other new vision parts.
 `--spell-quoted` spells the answer letter by letter, as it spells the text a prompt asks for.
 A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
 unconditional branch the engine's CFG reads, which otherwise would be a context the model has never seen.
-The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one.
+The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one. The data are a stream
+fixed by (seed, phase, shards): sample k of step t is the same in every run, so two runs that differ only in their
+`--init` (a continuation on the same shards) draw the same samples; `--data-start S` starts a run at the stream's
+step S, after the S steps an earlier run on the same stream took (runs/cpu_tiny.sh's repeated mixture phases).
 
 Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
 NCCL on GPUs); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
@@ -127,6 +130,7 @@ class Config:
     eval_every: int = 250
     eval_n: int = 64
     seed: int = 0
+    data_start: int = 0  # this run's step 0 reads the data of step data_start of the (seed, phase, shards) stream
     resume: bool = True
     bf16: str = "false"  # autocast the forward to bfloat16: true, false, or auto (native bf16 only; bench/ar_step.py)
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
@@ -375,6 +379,7 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"text_lang must be '', 'en' or 'zh', got {cfg.text_lang!r}")
     check_bf16(cfg.bf16)
     check_at_least(cfg, 1, "steps", "batch_size", "seq_len", "save_every", "eval_every", "eval_n", "turns")
+    check_at_least(cfg, 0, "data_start")
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
     world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
     if world > 1 and not dist.is_initialized():
@@ -477,7 +482,8 @@ def main(cfg: Config) -> dict:
     model.train()
     while step < cfg.steps:
         samples = []
-        for k in range(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world):
+        at = step + cfg.data_start  # the data stream's step
+        for k in range(at * cfg.batch_size + rank, (at + 1) * cfg.batch_size, world):
             src, j = rows_of[sample_row(k, order, pools, shares, cfg.seed)]
             split, scene_world, idx, codes = sources[src]
             scene = make_scene(scene_world, split, int(idx[j]))
