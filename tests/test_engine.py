@@ -173,7 +173,7 @@ def test_row_column_embeddings_reach_every_path_alike(engine, fast):
         model(ids, head="image")  # image tokens without their cells
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_the_engine_samples_on_the_models_device_with_a_cpu_generator(engine):
     import copy
 
@@ -186,3 +186,15 @@ def test_the_engine_samples_on_the_models_device_with_a_cpu_generator(engine):
     assert out.tokens.device.type == "cuda" and bool(gpu.vocab.is_image(out.tokens).all())
     text = gpu.generate_text(_prompts(engine), 5, generator=torch.Generator().manual_seed(0))
     assert text.tokens.shape[0] == 2 and not bool(gpu.vocab.is_image(text.tokens).any())
+
+
+def test_the_engine_picks_its_decode_path_at_each_call(engine):
+    import copy
+
+    model = copy.deepcopy(engine.model)
+    auto, pinned = Engine(model, engine.tok), Engine(model, engine.tok, fast=True)
+    assert auto.fast and pinned.fast
+    model.double()  # cast after the engine was built: the fast path's float32 tables no longer fit
+    assert not auto.fast and pinned.fast
+    out = auto.generate_image(_prompts(engine), rows=2, cols=2, generator=torch.Generator().manual_seed(0))
+    assert out.tokens.shape == (2, 4) and bool(auto.vocab.is_image(out.tokens).all())

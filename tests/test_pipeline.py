@@ -1,6 +1,7 @@
 """The full pipeline on dummy-sized random components: text -> image, image -> text, conversations, bad input."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -48,6 +49,20 @@ def test_text_to_image_to_text_and_a_conversation(checkpoint):
     n = len(conv.ids)
     pipe.ask(conv, "what color is the circle?", max_new_tokens=3)
     assert len(conv.ids) > n and sum(pipe.fmt.vocab.is_image(t) for t in conv.ids) == 16  # image kept as tokens
+
+
+@pytest.mark.gpu
+def test_the_pipeline_and_a_grpo_step_run_on_a_gpu(checkpoint, tmp_path):
+    from xomni.stages import train_grpo
+
+    pipe = Pipeline.from_pretrained(checkpoint).to("cuda")
+    images, codes = pipe.generate(["a red circle"], 64, 64, seed=3, decoder_steps=2)
+    assert images[0].size == (64, 64) and codes.device.type == "cuda"
+    assert isinstance(pipe.understand(images[0], "what color is the circle?", 5), str)
+    metrics = train_grpo.main(train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1,
+                                                prompts_per_step=2, rollouts=2, decoder_steps=1, reward_workers=0,
+                                                probe_prompts=2, device="cuda", keep_understanding=1.0))
+    assert math.isfinite(metrics["reward"])
 
 
 def test_bad_input_is_refused(checkpoint, tmp_path, capsys):

@@ -674,3 +674,46 @@ def test_ar_stage_starts_from_a_qwen2_folder_with_a_padded_vocabulary(tmp_path, 
         Engine(model, tok)
     drawn = Engine(model, tok.padded_to(padded)).generate_image([tok.encode("a red circle")], 2, 2).tokens
     assert drawn.shape == (1, 4) and bool((drawn >= padded).all())
+
+
+def test_device_flag_is_checked_before_a_stage_writes_anything(tmp_path, monkeypatch):
+    from xomni.devices import resolve_device
+    from xomni.stages import train_ar
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="sees no GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be one of"):
+        train_ar.main(train_ar.Config(device="gpu", out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="LOCAL_RANK 2, but only 2 GPUs"):
+        resolve_device("cuda", local_rank=2)
+
+
+@pytest.mark.gpu
+def test_training_stages_run_on_a_gpu_and_resume_on_the_cpu(tmp_path, presets, monkeypatch):
+    from xomni.model.unified import UnifiedConfig
+    from xomni.stages import train_ar
+
+    monkeypatch.setitem(train_ar.PRESETS, "test", UnifiedConfig(**AR))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=3, sizes="64x64", device="cuda"))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, sizes="64x64", device="cpu"))  # resumed elsewhere
+    meta = json.loads((tmp_path / "tokenizer" / "meta.json").read_text())
+    assert meta["step"] == 4 and meta["config"]["device"] == "cpu"
+    shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=8,
+                                           height=64, width=64))
+    train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
+                                            out=str(tmp_path / "dec"), steps=2, batch_size=2, eval_every=2,
+                                            sample_steps=2, device="cuda"))
+    assert json.loads((tmp_path / "dec" / "decoder" / "meta.json").read_text())["config"]["device"] == "cuda:0"
+    ar = dict(preset="test", phase="pretrain2", text_tokenizer=str(tmp_path / "text_tokenizer.json"),
+              shards=str(shards), tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "ar"), batch_size=3,
+              seq_len=200, save_every=2, eval_every=2, eval_n=2)
+    gpu = train_ar.main(train_ar.Config(**ar, steps=2, device="cuda"))
+    assert all(math.isfinite(v) for v in gpu.values())
+    train_ar.main(train_ar.Config(**ar, steps=3, device="cpu"))
+    assert json.loads((tmp_path / "ar" / "model" / "meta.json").read_text())["step"] == 3

@@ -281,8 +281,9 @@ def copy_file_atomically(src: str | Path, dst: str | Path) -> None:
     _write_file_atomically(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
 
 
-# Config fields a resumed run may change: how long it runs and what it records, never what it trains on or how
-RESUMABLE = ("steps", "save_every", "eval_every", "eval_n", "resume", "out", "bf16")
+# Config fields a resumed run may change: how long it runs, on what device and precision, and what it records; never
+# what it trains on or how
+RESUMABLE = ("steps", "save_every", "eval_every", "eval_n", "resume", "out", "bf16", "device")
 
 
 def save_train_state(path: str | Path, state: dict, config: Any = None) -> None:

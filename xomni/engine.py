@@ -207,15 +207,22 @@ def decode_step(w: DecodeWeights, token: torch.Tensor, position: torch.Tensor, b
 
 class Engine:
     def __init__(self, model: UnifiedModel, tokenizer: TextTokenizer, fast: bool | None = None):
-        """fast: decode through `decode_step` (default: when the model is float32 on the CPU)."""
+        """fast: decode through `decode_step` (default: whenever the model is float32 on the CPU, decided at each
+        call, so a model moved or cast after the engine was built decodes through its modules)."""
         self.model = model.eval()
-        param = next(model.parameters())
-        self.fast = (param.device.type == "cpu" and param.dtype == torch.float32) if fast is None else fast
+        self._fast = fast
         self.tok = tokenizer
         self.vocab = tokenizer.joint_vocab(model.config.codebook_size)
         if self.vocab.text_vocab_size != model.config.text_vocab_size:
             raise ValueError(f"tokenizer has {self.vocab.text_vocab_size} text tokens, model {model.config.text_vocab_size}")
         self.pad_id = tokenizer.token_id("<|endoftext|>")
+
+    @property
+    def fast(self) -> bool:
+        if self._fast is not None:
+            return self._fast
+        param = next(self.model.parameters())
+        return param.device.type == "cpu" and param.dtype == torch.float32
 
     def check_context(self, prompt_len: int, new_tokens: int, at_most: bool = False) -> int:
         """How many tokens to sample after a prompt: `new_tokens`, or a clear error before anything is sampled when

@@ -72,17 +72,27 @@ class ImagePipeline:
                              f"tokenizer gives {tokenizer.config.adapter_dim}")
         return cls(tokenizer, decoder, preset)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def to(self, device) -> "ImagePipeline":
+        """Tokenizer, decoder and codec moved to `device`; inputs follow them, images come back on the CPU."""
+        self.tokenizer.to(device), self.decoder.to(device), self.codec.to(device)
+        return self
+
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, h, w) codes."""
-        return self.tokenizer.encode(pixels)
+        """(B, 3, H, W) in [0, 1] -> (B, h, w) codes, on the pipeline's device."""
+        return self.tokenizer.encode(pixels.to(next(self.tokenizer.parameters()).device))
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, steps: int = 20,
                generator: torch.Generator | list[torch.Generator] | None = None, guidance: float = 1.0) -> torch.Tensor:
         """(B, h, w) codes -> (B, 3, h*16, w*16) pixels in [0, 1]; generator: one, or one per row."""
         _, h, w = codes.shape
-        semantic = self.tokenizer.embed_codes(codes)  # B h w Ds
+        semantic = self.tokenizer.embed_codes(codes.to(next(self.tokenizer.parameters()).device))  # B h w Ds
+        semantic = semantic.to(self.device)
         patches = sample(self.decoder, semantic, steps=steps, generator=generator, guidance=guidance)  # B N P
         r = self.decoder.config.ratio
         return self.codec.to_pixels(patches, h * r, w * r)  # B 3 H W
@@ -98,8 +108,8 @@ class ImagePipeline:
 
 
 def to_image(pixels: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> PIL RGB."""
-    return Image.fromarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
+    """(3, H, W) in [0, 1] (any device or float dtype) -> PIL RGB."""
+    return Image.fromarray((pixels.detach().float().cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -150,6 +160,11 @@ class Pipeline:
         self.fmt = Formatter(tok, model.config.codebook_size)
         if model.config.codebook_size != image.tokenizer.config.codebook_size:
             raise ValueError("the AR model's image vocabulary does not match the tokenizer's codebook")
+
+    def to(self, device) -> "Pipeline":
+        """Every part moved to `device` (the engine follows the model's; images come back on the CPU)."""
+        self.model.to(device), self.image.to(device)
+        return self
 
     @classmethod
     def from_pretrained(cls, path: str | Path = DEFAULT_CHECKPOINT, preset: str | None = None) -> "Pipeline":

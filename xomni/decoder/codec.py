@@ -21,6 +21,9 @@ class PixelCodec:
             raise ValueError("PixelCodec needs in_channels=3 and patch_size == patch_px")
         self.config = config
 
+    def to(self, device) -> "PixelCodec":
+        return self  # no weights
+
     def to_patches(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, N, 3*p*p) in [-1, 1]."""
         return patchify(pixels * 2 - 1, self.config.patch_size)
@@ -48,6 +51,10 @@ class LatentCodec:
         factor = 2 ** (len(vae.config.block_out_channels) - 1)
         if factor * config.patch_size != config.patch_px or vae.config.latent_channels != config.in_channels:
             raise ValueError(f"VAE ({factor}x, {vae.config.latent_channels} channels) does not fit the decoder config")
+
+    def to(self, device) -> "LatentCodec":
+        self.vae.to(device)
+        return self
 
     @torch.no_grad()
     def to_patches(self, pixels: torch.Tensor) -> torch.Tensor:

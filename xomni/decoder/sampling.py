@@ -34,9 +34,16 @@ def predict_velocity(net: SemanticFlux, x: torch.Tensor, t: torch.Tensor, semant
     return (x - out) / t.clamp(min=T_MIN)[:, None, None]
 
 
+def _randn(shape, generator: torch.Generator | None, device=None, dtype=None) -> torch.Tensor:
+    """Gaussian noise drawn where the generator lives (a CPU generator seeds a GPU run too), then moved to `device`:
+    the same numbers on any device."""
+    at = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=at, dtype=dtype).to(device)
+
+
 def sample_t(batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Logit-normal noise levels in (0, 1), shape (B,)."""
-    return torch.sigmoid(torch.randn(batch, generator=generator, device=device))
+    return torch.sigmoid(_randn(batch, generator, device))
 
 
 def flow_matching_loss(net: SemanticFlux, x0: torch.Tensor, semantic: torch.Tensor,
@@ -44,7 +51,7 @@ def flow_matching_loss(net: SemanticFlux, x0: torch.Tensor, semantic: torch.Tens
     """x0 (B, N, P) clean patches in [-1, 1]; semantic (B, h, w, Ds). Mean squared velocity error."""
     B = x0.shape[0]
     t = sample_t(B, generator, x0.device)  # B
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = _randn(x0.shape, generator, x0.device, x0.dtype)
     xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * noise  # B N P
     return F.mse_loss(predict_velocity(net, xt, t, semantic, prior).float(), noise - x0)  # float32 under autocast
 
@@ -63,10 +70,10 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator | list[torc
     """Gaussian noise of `shape`; with a list of generators (diffusers' convention), one per row, so that a row's
     noise does not depend on which other rows share its batch."""
     if not isinstance(generator, (list, tuple)):
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return _randn(shape, generator, device, dtype)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
-    return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+    return torch.cat([_randn((1, *shape[1:]), g, device, dtype) for g in generator])
 
 
 @torch.no_grad()

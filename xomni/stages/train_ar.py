@@ -54,8 +54,9 @@ fixed by (seed, phase, shards): sample k of step t is the same in every run, so 
 `--init` (a continuation on the same shards) draw the same samples; `--data-start S` starts a run at the stream's
 step S, after the S steps an earlier run on the same stream took (runs/cpu_tiny.sh's repeated mixture phases).
 
+Device: `--device auto` (the default) trains on a GPU when torch sees one, else on the CPU (xomni/devices.py).
 Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
-NCCL on GPUs); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
+NCCL on GPUs, one GPU per process); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
 counts, so the loss curve equals one process with the same global batch (tests/test_distributed.py). `--fsdp true`
 shards instead of replicating (FSDP2 `fully_shard` per block and per head; checkpoints gather full weights on rank
 0, so a sharded run resumes sharded or not); `--bf16 true` (or auto: where the CPU or GPU computes bfloat16 natively)
@@ -85,6 +86,7 @@ from xomni.data.sequences import IGNORE, Formatter, Sample, image_grids, pack, p
 from xomni.data.batches import answer_text, scene_batch, understanding_pairs
 from xomni.data.world import (SCENE_TASKS, Scene, WorldConfig, caption, cell_roles, make_scene, prompts, questions,
                               scene_task)
+from xomni.devices import setup
 from xomni.errors import check_at_least, parse_shares
 from xomni.model.unified import (PRESETS, UnifiedConfig, UnifiedModel, is_qwen2_folder, load_pretrained,
                                  load_pretrained_tensors, qwen2_unified_config)
@@ -133,6 +135,7 @@ class Config:
     data_start: int = 0  # this run's step 0 reads the data of step data_start of the (seed, phase, shards) stream
     resume: bool = True
     bf16: str = "false"  # autocast the forward to bfloat16: true, false, or auto (native bf16 only; bench/ar_step.py)
+    device: str = "auto"  # auto (a GPU when one is visible, else the CPU), cpu or cuda (xomni/devices.py)
     fsdp: bool = False  # under torchrun: shard parameters, gradients and optimiser state (FSDP2) instead of DDP
     image_embed_init: str = ""  # "tokenizer": a fresh run starts mm_embed from the tokenizer's per-code vectors
     llm_init: str = ""  # tiny: an alignment_lm folder; a fresh run's LLM and mm_embed start from it (alignment_start)
@@ -350,6 +353,7 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
     held-out split, encoded by the frozen tokenizer)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     scenes, pixels = scene_batch(WorldConfig(), "heldout", range(cfg.eval_n))
     codes = vq.encode(pixels)  # B h w
     rng = random.Random(f"ar-eval/{cfg.seed}")
@@ -360,7 +364,8 @@ def evaluate(model: UnifiedModel, fmt: Formatter, vq, cfg: Config) -> dict:
                                 quote_text=cfg.quote_text_answers) for s, c in zip(scenes, codes)]
         ids, labels, segments, positions = pack(samples, max(cfg.seq_len, *(len(x.ids) for x in samples)),
                                                 fmt.vocab.pad_id)
-        grid = image_grids(fmt.tok, ids) if model.config.image_grid_embed else None
+        grid = image_grids(fmt.tok, ids).to(device) if model.config.image_grid_embed else None
+        ids, labels, segments, positions = (x.to(device) for x in (ids, labels, segments, positions))
         _, parts = split_loss(model, model(ids, positions=positions, segments=segments, head="hidden", grid=grid),
                               labels)
         out[name] = parts["image" if share else "text"]
@@ -381,10 +386,7 @@ def main(cfg: Config) -> dict:
     check_at_least(cfg, 1, "steps", "batch_size", "seq_len", "save_every", "eval_every", "eval_n", "turns")
     check_at_least(cfg, 0, "data_start")
     # distributed: under torchrun every rank builds the same model and takes every world-th sample of each step
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # processes
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
+    world, rank, device = setup(cfg.device)
     lead = rank == 0
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -420,8 +422,8 @@ def main(cfg: Config) -> dict:
                                               "codebook_size": vq.config.codebook_size,
                                               "image_grid_embed": cfg.image_grid_embed}))
     mcfg = model.config
-    bf16 = resolve_bf16(cfg.bf16, next(model.parameters()).device)
-    cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
+    bf16 = resolve_bf16(cfg.bf16, device)
+    cfg = replace(cfg, bf16=str(bf16).lower(), device=str(device))  # the meta records what ran, not "auto"
     if mcfg.padded_text_rows:  # Qwen2.5's embedding has more rows than tokens: image ids start after its rows
         tok = tok.padded_to(mcfg.text_vocab_size)
     if mcfg.text_vocab_size != tok.vocab_size or mcfg.codebook_size != vq.config.codebook_size:
@@ -442,6 +444,7 @@ def main(cfg: Config) -> dict:
     if state is not None:
         model.load_state_dict(state["model"])
         step = state["step"]
+    model.to(device)
     sharded = world > 1 and cfg.fsdp
     if sharded:  # FSDP2: each block, each head and then the rest sharded over the ranks
         for part in [*model.vision_pre, *model.layers, *model.vision_post, model.mm_head, model.lm_head]:
@@ -493,7 +496,8 @@ def main(cfg: Config) -> dict:
                                         cfg.quote_text_answers))
         ids, labels, segments, positions = pack(samples, cfg.seq_len, fmt.vocab.pad_id)
         weights = pack_weights(samples, cfg.seq_len)
-        grid = image_grids(fmt.tok, ids) if mcfg.image_grid_embed else None
+        grid = image_grids(fmt.tok, ids).to(device) if mcfg.image_grid_embed else None
+        ids, labels, segments, positions, weights = (x.to(device) for x in (ids, labels, segments, positions, weights))
 
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -507,7 +511,7 @@ def main(cfg: Config) -> dict:
         opt.zero_grad(set_to_none=True)
         (loss * world).backward()  # DDP averages gradients over ranks; the step's loss is the ranks' sum
         if world > 1:
-            summed = torch.tensor([loss.item(), parts.get("image", 0.0), parts.get("text", 0.0)])
+            summed = torch.tensor([loss.item(), parts.get("image", 0.0), parts.get("text", 0.0)], device=device)
             dist.all_reduce(summed)
             loss, parts = summed[0], {"image": summed[1].item(), "text": summed[2].item()}
         torch.nn.utils.clip_grad_norm_(params, 1.0)

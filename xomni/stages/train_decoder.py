@@ -43,6 +43,7 @@ from xomni.data.batches import pixels_of, scene_batch
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import PRESETS, DecoderConfig, SemanticFlux
 from xomni.decoder.sampling import flow_matching_loss
+from xomni.devices import resolve_device
 from xomni.errors import check_at_least
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
@@ -70,6 +71,7 @@ class Config:
     weight_decay: float = 0.0
     cond_drop: float = 0.0
     bf16: str = "false"  # autocast the training forward (prior, transformer, losses) to bfloat16: true, false, auto
+    device: str = "auto"  # auto (a GPU when one is visible, else the CPU), cpu or cuda (xomni/devices.py)
     save_every: int = 100
     eval_every: int = 700
     sample_steps: int = 20
@@ -89,7 +91,7 @@ def sample_grid(pipe: ImagePipeline, n: int, steps: int, path: Path) -> float:
     was_training = pipe.decoder.training
     pipe.decoder.eval()
     _, pixels = scene_batch(WorldConfig(), "heldout", range(n))
-    recon = pipe.decode(pipe.encode(pixels), steps=steps, generator=torch.Generator().manual_seed(0))
+    recon = pipe.decode(pipe.encode(pixels), steps=steps, generator=torch.Generator().manual_seed(0)).cpu()
     mse = (recon - pixels).pow(2).mean().item()
     H, W = pixels.shape[-2:]
     grid = Image.new("RGB", (W * n, H * 2))
@@ -110,6 +112,7 @@ def render_rows(sources: list[tuple[str, WorldConfig]], source_of: torch.Tensor,
 def main(cfg: Config) -> dict:
     check_bf16(cfg.bf16)
     check_at_least(cfg, 1, "steps", "batch_size", "save_every", "eval_every", "sample_steps")
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -141,8 +144,9 @@ def main(cfg: Config) -> dict:
         net = SemanticFlux.from_flux(dec_config, cfg.flux)
     else:
         net = SemanticFlux(dec_config)
-    bf16 = resolve_bf16(cfg.bf16, next(net.parameters()).device)
-    cfg = replace(cfg, bf16=str(bf16).lower())  # the meta records what ran, not "auto"
+    bf16 = resolve_bf16(cfg.bf16, device)
+    cfg = replace(cfg, bf16=str(bf16).lower(), device=str(device))  # the meta records what ran, not "auto"
+    net.to(device), vq.to(device)  # before the optimiser and its saved state, which follow the parameters
     prior = list(net.prior.parameters()) if net.prior is not None else []
     rest = [p for n, p in net.named_parameters() if not n.startswith("prior.")]
     groups = [{"params": rest}] + ([{"params": prior}] if prior else [])
@@ -161,7 +165,7 @@ def main(cfg: Config) -> dict:
         net.load_state_dict(source.state_dict())
         print(f"starting from the weights of {cfg.init}")
     print(f"decoder {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params")
-    pipe = ImagePipeline(vq, net, cfg.preset)
+    pipe = ImagePipeline(vq, net, cfg.preset).to(device)  # and the codec (FLUX's VAE at paper scale)
     if not cfg.prior_flow_grad and (net.prior is None or cfg.prior_weight <= 0):
         raise ValueError("prior_flow_grad=false needs a patch prior and prior_weight > 0, or nothing would train it")
     if cfg.prior_first and (net.prior is None or cfg.prior_weight <= 0):
@@ -181,12 +185,12 @@ def main(cfg: Config) -> dict:
     net.train()
     while step < cfg.steps:
         rows = order[torch.arange(step * cfg.batch_size, (step + 1) * cfg.batch_size) % len(order)]  # by step
-        pixels = render_rows(sources, source_of[rows], indices[rows])
+        pixels = render_rows(sources, source_of[rows], indices[rows]).to(device)
         with torch.no_grad():
-            semantic = vq.embed_codes(codes[rows])  # B h w Ds
+            semantic = vq.embed_codes(codes[rows].to(device))  # B h w Ds
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         if cfg.cond_drop > 0:
-            keep = (torch.rand(len(rows), generator=gen) >= cfg.cond_drop).float()
+            keep = (torch.rand(len(rows), generator=gen) >= cfg.cond_drop).float().to(device)
             semantic = semantic * keep[:, None, None, None]
         x0 = pipe.codec.to_patches(pixels)  # B N P
         for group, (peak, start) in zip(opt.param_groups, schedules):

@@ -101,6 +101,7 @@ from xomni.checkpoint import load_train_state, open_run_log, save_component, sav
 from xomni.data.batches import pixels_of, understanding_pairs
 from xomni.data.sequences import IGNORE
 from xomni.data.world import SCENE_TASKS, Scene, WorldConfig, make_scene, prompts, render, scene_task
+from xomni.devices import resolve_device
 from xomni.engine import FLAT, Sampling, derailed, left_pad
 from xomni.errors import check_at_least, parse_shares
 from xomni.pipeline import Pipeline, check_generation_size, parse_size, to_image
@@ -131,6 +132,7 @@ class Config:
     min_p: float | None = None  # of the rollouts (X-Omni: 0.03); 0: exactly the distribution the objective trains
     size: str | None = None  # the rollouts' images, WIDTHxHEIGHT px (tiny: 128x128; paper: 1024x1024)
     decoder_steps: int = 8
+    device: str = "auto"  # auto (a GPU when one is visible, else the CPU), cpu or cuda (xomni/devices.py)
     bf16: str = "auto"  # autocast decoding and the update's forwards to bfloat16: true, false, or auto (native bf16)
     text_share: float = 0.5  # share of prompts asking for text
     text_mix: str = ""  # e.g. "en-short=1,en-long=1,zh-short=1,zh-long=2": the text prompts' split ("": the world's)
@@ -478,9 +480,10 @@ def probe_summary(r: torch.Tensor, parts: dict[str, list], top: torch.Tensor) ->
 
 def main(cfg: Config) -> dict:
     cfg = resolve(cfg)
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
-    pipe = Pipeline.from_pretrained(cfg.checkpoint)
+    pipe = Pipeline.from_pretrained(cfg.checkpoint).to(device)  # the judges read the images on the CPU
     rows, cols = rollout_shape(cfg.size, pipe.preset)  # before anything is written
     # the probe's and the first step's prompts with their images must fit the context (a longer prompt at a later
     # step stops the run there with the engine's error; it resumes from its last checkpoint)
@@ -489,9 +492,8 @@ def main(cfg: Config) -> dict:
     pipe.engine.check_context(longest + len(pipe.tok.image_prefix(rows, cols)), rows * cols)
     out.mkdir(parents=True, exist_ok=True)
     policy = pipe.model
-    device = next(policy.parameters()).device
     bf16 = resolve_bf16(cfg.bf16, device)
-    cfg = replace(cfg, bf16=str(bf16).lower())  # the run's meta records what ran, not "auto"
+    cfg = replace(cfg, bf16=str(bf16).lower(), device=str(device))  # the run's meta records what ran, not "auto"
     reference = copy.deepcopy(policy).eval().requires_grad_(False)
     policy.train().requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
@@ -590,7 +592,7 @@ def main(cfg: Config) -> dict:
         t3 = time.time()
         stats: dict = {}
         if valid.any():
-            adv, flat = group_advantages(r[valid])
+            adv, flat = group_advantages(r[valid].to(device))
             adv = weight_negative(adv, cfg.neg_scale)
             keep = valid.repeat_interleave(G)
             ids, mask, kept_codes, grid = ids[keep], mask[keep], codes[keep], grid[keep] if grid is not None else None

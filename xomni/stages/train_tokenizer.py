@@ -34,7 +34,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -48,6 +48,7 @@ from xomni.data.batches import label_batch, pixels_of, scene_batch, understandin
 from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_INDEX, GLYPHS, PLATE_LABELS,
                               SHAPE_LABELS, SILHOUETTE, WORDS_EN, WorldConfig, caption, is_reserved_word, make_scene,
                               ZH_QUADRANTS, prompts, render, questions)
+from xomni.devices import resolve_device
 from xomni.errors import check_at_least
 from xomni.schedule import warmup_cosine
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
@@ -97,6 +98,7 @@ class Config:
     bpe_scenes: int = 4000
     spell_quoted: bool = True  # the BPE splits quoted text into characters (xomni/tokenizer/text.py)
     seed: int = 0
+    device: str = "auto"  # auto (a GPU when one is visible, else the CPU), cpu or cuda (xomni/devices.py)
     resume: bool = True
     lm_only: bool = False  # keep the tokenizer frozen and train only the alignment LM (and the dense heads)
     shards: str = ""  # with lm_only: token shard folders (comma-separated) to read the codes from; no encoder runs
@@ -190,7 +192,8 @@ def init_codebook(vq: SiglipVQ, cfg: Config) -> None:
     from indices no training step reaches."""
     was_training = vq.training
     vq.eval()
-    z = [F.normalize(vq.encode_features(training_batch(cfg, i, offset=10**8)[1]), dim=-1).flatten(0, 2)
+    device = vq.codebook.device
+    z = [F.normalize(vq.encode_features(training_batch(cfg, i, offset=10**8)[1].to(device)), dim=-1).flatten(0, 2)
          for i in range(max(1, cfg.kmeans_scenes // cfg.batch_size))]
     vq.codebook.copy_(kmeans(torch.cat(z), vq.config.codebook_size, cfg.kmeans_iters, torch.Generator().manual_seed(cfg.seed)))
     vq.train(was_training)
@@ -225,9 +228,9 @@ def evaluate(vq: SiglipVQ, lm: AlignmentLM, tok: TextTokenizer, n: int, batch_si
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))
         scenes, pixels = scene_batch(cfg, "heldout", idx)
-        q = vq(pixels, quantize=quantize)
+        q = vq(pixels.to(vq.codebook.device), quantize=quantize)
         codes_all.append(q.codes.flatten())
-        labels = label_batch(scenes)
+        labels = {k: v.to(q.codes.device) for k, v in label_batch(scenes).items()}
         key = labels["glyph"] * len(PLATE_LABELS) + labels["plate"]
         for code, k, glyph in zip(q.codes.flatten().tolist(), key.flatten().tolist(), labels["glyph"].flatten().tolist()):
             if glyph > 0:
@@ -268,6 +271,7 @@ def main(cfg: Config) -> dict:
     if cfg.shards and not cfg.lm_only:
         raise ValueError("--shards is for --lm-only: the tokenizer itself trains on pixels")
     parse_sizes(cfg.sizes)  # before anything is written
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     state_path = out / "tokenizer_state.pt"
@@ -310,18 +314,20 @@ def main(cfg: Config) -> dict:
     lm_config = AlignmentConfig(vocab_size=tok.vocab_size, semantic_dim=vq_config.adapter_dim)
     lm = AlignmentLM(lm_config)
     heads = nn.ModuleDict({k: nn.Linear(vq_config.adapter_dim, n) for k, n in DENSE_HEADS.items()})
+    vq.to(device), lm.to(device), heads.to(device)  # before the optimiser and its saved state, which follow them
+    cfg = replace(cfg, device=str(device))  # the meta records where it ran
     params = list(vq.parameters()) + list(lm.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW([{"params": list(vq.parameters()) + list(heads.parameters()), "peak": cfg.lr},
                              {"params": list(lm.parameters()), "peak": cfg.lm_lr}],
                             lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     if cfg.lm_only:  # the optimiser keeps every parameter so a resumed state loads; frozen ones get no gradient
         vq.requires_grad_(False)
-    usage = torch.zeros(vq_config.codebook_size)
+    usage = torch.zeros(vq_config.codebook_size, device=device)
     step = 0
     if state is not None:
         vq.load_state_dict(state["vq"]), lm.load_state_dict(state["lm"]), heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
-        usage, step = state["usage"], state["step"]
+        usage, step = state["usage"].to(device), state["step"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {state_path} at step {step}")
     n_params = sum(p.numel() for p in vq.parameters()) / 1e6
@@ -345,11 +351,13 @@ def main(cfg: Config) -> dict:
         # the step's scenes: rendered and encoded, or (from_shards) their frozen codes read from disk, no encoder
         if from_shards is not None:
             scenes, codes = from_shards(step)
+            codes = codes.to(device)
         else:
             scenes, pixels = training_batch(cfg, step)
-            labels = label_batch(scenes)
+            pixels, labels = pixels.to(device), {k: v.to(device) for k, v in label_batch(scenes).items()}
         rng = random.Random(f"tokenizer-text/{step}")
-        ids, lm_labels, mask = encode_pairs(tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos)
+        ids, lm_labels, mask = (x.to(device) for x in encode_pairs(
+            tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos))
 
         if step == cfg.codebook_after and not cfg.lm_only:  # a resumed run redoes it: same weights, same codes
             init_codebook(vq, cfg)
