@@ -470,6 +470,23 @@ def test_a_run_shorter_than_twice_its_warmup_still_decays_to_its_floor():
     assert warmup_cosine(9, 300, 10, 2.0, 0.05) == 2.0 and warmup_cosine(155, 300, 10, 2.0, 0.05) == pytest.approx(1.05)
 
 
+def test_a_run_resumed_with_other_steps_must_keep_the_rates_it_has_taken(tmp_path, presets):
+    from xomni.schedule import check_resumed_schedule, warmup_cosine
+
+    cosine = lambda k, n: warmup_cosine(k, n, 10, 1.0, 0.1)  # noqa: E731
+    constant = lambda k, n: (warmup_cosine(k, n, 50, 1.0, 1.0), 2.0)  # noqa: E731  (two parameter groups)
+    check_resumed_schedule(cosine, 300, 300, 120)  # the same length
+    check_resumed_schedule(cosine, 300, 600, 10)  # still warming up: the same rates so far
+    with pytest.raises(ValueError, match="rate at step 11 was .* in a run of 600.*--steps 300"):
+        check_resumed_schedule(cosine, 300, 600, 120)  # past the warm-up the cosine depends on the run's length
+    check_resumed_schedule(constant, 100, 200, 100)  # a constant rate past its warm-up may be extended
+    with pytest.raises(ValueError, match="planned for 30 steps"):
+        check_resumed_schedule(constant, 30, 200, 20)  # ... but not while a shorter run's warm-up was halved
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=2, save_every=1))
+    with pytest.raises(ValueError, match="planned for 2 steps"):
+        train_tokenizer.main(_tok_cfg(tmp_path, steps=6, save_every=1))  # the stage checks it before a step
+
+
 def test_llm_init_refuses_what_would_overwrite_it(tmp_path):
     from xomni.stages import train_ar
 
@@ -700,10 +717,8 @@ def test_training_stages_run_on_a_gpu_and_resume_on_the_cpu(tmp_path, presets, m
     from xomni.stages import train_ar
 
     monkeypatch.setitem(train_ar.PRESETS, "test", UnifiedConfig(**AR))
-    train_tokenizer.main(_tok_cfg(tmp_path, steps=3, sizes="64x64", device="cuda"))
-    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, sizes="64x64", device="cpu"))  # resumed elsewhere
-    meta = json.loads((tmp_path / "tokenizer" / "meta.json").read_text())
-    assert meta["step"] == 4 and meta["config"]["device"] == "cpu"
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, sizes="64x64", device="cuda"))
+    assert json.loads((tmp_path / "tokenizer" / "meta.json").read_text())["config"]["device"] == "cuda:0"
     shards = tokenize.main(tokenize.Config(tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "shards"), n=8,
                                            height=64, width=64))
     train_decoder.main(train_decoder.Config(preset="test", tokenizer=str(tmp_path / "tokenizer"), shards=str(shards),
@@ -712,8 +727,8 @@ def test_training_stages_run_on_a_gpu_and_resume_on_the_cpu(tmp_path, presets, m
     assert json.loads((tmp_path / "dec" / "decoder" / "meta.json").read_text())["config"]["device"] == "cuda:0"
     ar = dict(preset="test", phase="pretrain2", text_tokenizer=str(tmp_path / "text_tokenizer.json"),
               shards=str(shards), tokenizer=str(tmp_path / "tokenizer"), out=str(tmp_path / "ar"), batch_size=3,
-              seq_len=200, save_every=2, eval_every=2, eval_n=2)
+              seq_len=200, save_every=2, eval_every=2, eval_n=2, warmup=1, final_lr=1.0)  # constant: may be extended
     gpu = train_ar.main(train_ar.Config(**ar, steps=2, device="cuda"))
     assert all(math.isfinite(v) for v in gpu.values())
-    train_ar.main(train_ar.Config(**ar, steps=3, device="cpu"))
+    train_ar.main(train_ar.Config(**ar, steps=3, device="cpu"))  # resumed on another device
     assert json.loads((tmp_path / "ar" / "model" / "meta.json").read_text())["step"] == 3

@@ -281,8 +281,8 @@ def copy_file_atomically(src: str | Path, dst: str | Path) -> None:
     _write_file_atomically(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
 
 
-# Config fields a resumed run may change: how long it runs, on what device and precision, and what it records; never
-# what it trains on or how
+# Config fields a resumed run may change: how long it runs (where the learning rates it has taken stay the same:
+# `schedule.check_resumed_schedule`), on what device and precision, and what it records; never what it trains on or how
 RESUMABLE = ("steps", "save_every", "eval_every", "eval_n", "resume", "out", "bf16", "device")
 
 

@@ -49,7 +49,8 @@ to it; in pretrain1 they train with the other new vision parts.
 `--spell-quoted` spells the answer letter by letter, as it spells the text a prompt asks for.
 A share `cond_drop` of the generation samples has no prompt (the image prefix alone before the codes): the
 unconditional branch the engine's CFG reads, which otherwise would be a context the model has never seen.
-The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one. The data are a stream
+The step fixes the data and the schedule, so a resumed run reproduces an uninterrupted one (a resume with another
+`--steps` is refused where the learning rates of the steps taken would differ: a cosine's). The data are a stream
 fixed by (seed, phase, shards): sample k of step t is the same in every run, so two runs that differ only in their
 `--init` (a continuation on the same shards) draw the same samples; `--data-start S` starts a run at the stream's
 step S, after the S steps an earlier run on the same stream took (runs/cpu_tiny.sh's repeated mixture phases).
@@ -91,7 +92,7 @@ from xomni.errors import check_at_least, parse_shares
 from xomni.model.unified import (PRESETS, UnifiedConfig, UnifiedModel, is_qwen2_folder, load_pretrained,
                                  load_pretrained_tensors, qwen2_unified_config)
 from xomni.precision import autocast, check_bf16, resolve_bf16
-from xomni.schedule import warmup_cosine
+from xomni.schedule import check_resumed_schedule, warmup_cosine
 from xomni.stages.tokenize import load_shard_folders
 from xomni.stages.train_tokenizer import load_alignment_lm, load_tokenizer
 from xomni.tokenizer.alignment import AlignmentLM
@@ -394,6 +395,9 @@ def main(cfg: Config) -> dict:
     tok = TextTokenizer.from_file(cfg.text_tokenizer)
     state_path = out / "ar_state.pt"
     state = load_train_state(state_path, cfg, ("fsdp",), resume=cfg.resume)  # sharded or not: full weights
+    if state is not None:
+        check_resumed_schedule(lambda k, n: lr_at(k, replace(cfg, steps=n)), state.get("config", {}).get("steps"),
+                               cfg.steps, state["step"])
 
     # data: every shard folder's (split, world, index, codes), in one fixed shuffled order
     sources, rows_of, order = load_shard_folders(cfg.shards, cfg.seed, cfg.tokenizer)

@@ -47,7 +47,7 @@ from xomni.devices import resolve_device
 from xomni.errors import check_at_least
 from xomni.pipeline import ImagePipeline, to_image
 from xomni.precision import autocast, check_bf16, resolve_bf16
-from xomni.schedule import warmup_cosine
+from xomni.schedule import check_resumed_schedule, warmup_cosine
 from xomni.stages.tokenize import load_shards, shard_world
 from xomni.stages.train_tokenizer import load_tokenizer
 
@@ -118,6 +118,10 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     state_path = out / "decoder_state.pt"
     state = load_train_state(state_path, cfg, ("sample_steps",), resume=cfg.resume)
+    if state is not None:  # both parameter groups' schedules
+        check_resumed_schedule(lambda k, n: (lr_at(k, replace(cfg, steps=n)),
+                                             lr_at(k, replace(cfg, steps=n), cfg.prior_lr, 0)),
+                               state.get("config", {}).get("steps"), cfg.steps, state["step"])
 
     vq = load_tokenizer(cfg.tokenizer)
     sources, indices, codes, source_of = [], [], [], []

@@ -50,7 +50,7 @@ from xomni.data.world import (BACKGROUND_LABELS, CHARS_ZH, COLOR_LABELS, GLYPH_I
                               ZH_QUADRANTS, prompts, render, questions)
 from xomni.devices import resolve_device
 from xomni.errors import check_at_least
-from xomni.schedule import warmup_cosine
+from xomni.schedule import check_resumed_schedule, warmup_cosine
 from xomni.tokenizer.alignment import AlignmentConfig, AlignmentLM
 from xomni.tokenizer.siglip_vq import (PRESETS, SiglipVQ, SiglipVQConfig, kmeans, load_official_projector,
                                        load_siglip_encoder, utilization)
@@ -277,6 +277,10 @@ def main(cfg: Config) -> dict:
     state_path = out / "tokenizer_state.pt"
     # `--lm-only` continues a finished tokenizer run's state (runs/cpu_tiny.sh): those two may change on a resume
     state = load_train_state(state_path, cfg, may_change=("lm_only", "shards"), resume=cfg.resume)
+    if state is not None and not cfg.lm_only:  # `--lm-only` continues a run on a new plan, as long as --steps says
+        check_resumed_schedule(lambda k, n: (lr_at(k, replace(cfg, steps=n), cfg.lr),
+                                             lr_at(k, replace(cfg, steps=n), cfg.lm_lr)),
+                               (state.get("config") or {}).get("steps"), cfg.steps, state["step"])
 
     if cfg.lm_only and state is None and not cfg.projector_path:
         raise ValueError(f"--lm-only trains the alignment LM on a finished tokenizer: {out} holds no tokenizer run's "
