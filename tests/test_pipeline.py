@@ -327,6 +327,32 @@ def test_grpo_drops_a_group_whose_reward_failed_and_updates_on_the_rest(checkpoi
         torch.set_num_threads(threads)
     row = json.loads((tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()[0])
     assert row["dropped_groups"] == 1 and row["kl_full"] >= 0 and "clip_fraction" in row  # updated on the other
+    monkeypatch.setattr(pool, "_score", lambda rollouts: {**judge(rollouts), "alignment": [math.nan] * len(rollouts)})
+    with pytest.raises(RuntimeError, match="every group's reward failed in 2 steps in a row"):
+        train_grpo.main(replace(cfg, out=str(tmp_path / "f"), steps=5, stop_after_failed_steps=2))
+    rows = [json.loads(x) for x in (tmp_path / "f" / "grpo_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["reward"], r["reward_best_of_g"], r["dropped_groups"]) for r in rows] == \
+        [(1, None, None, 2), (2, None, None, 2)]  # nothing to average: None, not 0 or NaN
+
+
+def test_grpo_links_the_parts_of_the_checkpoint_it_samples_with(tmp_path):
+    from xomni.stages.train_grpo import link_parts
+
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    for root in (a, b):
+        (root / "tokenizer").mkdir(parents=True), (root / "decoder").mkdir(), (root / "text_tokenizer.json").touch()
+    out.mkdir()
+    link_parts(a, out)
+    link_parts(b, out)  # a rerun into the same folder from another checkpoint: its parts, not the first one's
+    assert all((out / p).resolve() == (b / p).resolve() for p in ("tokenizer", "decoder", "text_tokenizer.json"))
+    (out / "decoder").unlink()
+    (out / "decoder").symlink_to(tmp_path / "gone")  # dangling
+    link_parts(b, out)
+    assert (out / "decoder").resolve() == (b / "decoder").resolve()
+    (out / "tokenizer").unlink()
+    (out / "tokenizer").mkdir()
+    with pytest.raises(FileExistsError, match="is not a link to"):
+        link_parts(b, out)
 
 
 def test_a_crashed_reward_worker_fails_its_chunk_not_the_run():
@@ -340,8 +366,8 @@ def test_a_crashed_reward_worker_fails_its_chunk_not_the_run():
             raise RuntimeError("worker died")
 
     ok = {"ocr": [None, 1.0], "alignment": [0.5, 0.5], "consistency": [1.0, 0.0]}
-    parts, failed = gather([(2, _Done(ok)), (3, Crashed())])
-    assert failed == 1 and len(parts["ocr"]) == 5 and all(math.isnan(x) for x in parts["ocr"][2:])
+    parts, failed, hung = gather([(2, _Done(ok)), (3, Crashed())])
+    assert failed == 1 and not hung and len(parts["ocr"]) == 5 and all(math.isnan(x) for x in parts["ocr"][2:])
     rewards, stats = combine(parts, {"ocr": 1.0, "alignment": 1.0, "consistency": 0.5})
     assert stats["excluded"] == 3 and all(math.isfinite(r) for r in rewards[:2])
 

@@ -206,6 +206,39 @@ def test_a_judge_whose_weights_do_not_load_stops_the_run_instead_of_failing_ever
             pool.gather([pool.submit([Rollout(s, render(s))])], timeout=120)
 
 
+def test_a_chunk_judged_past_the_timeout_fails_and_the_workers_are_replaced():
+    import math
+    import multiprocessing
+    import time
+
+    from xomni.rewards.pool import RewardPool, _Done, gather
+
+    class Hung:
+        def get(self, timeout=None):
+            raise multiprocessing.TimeoutError
+
+    class Queued:  # behind the hung chunk: never waited for
+        def ready(self):
+            return False
+
+        def get(self, timeout=None):
+            raise AssertionError("waited for a chunk queued behind a hung one")
+
+    ok = {"ocr": [1.0], "alignment": [0.5], "consistency": [1.0]}
+    parts, failed, hung = gather([(1, _Done(ok)), (1, Hung()), (2, Queued())])
+    assert hung and failed == 2 and parts["alignment"][0] == 0.5 and all(math.isnan(x) for x in parts["ocr"][1:])
+    s = _scene(True)
+    with RewardPool(workers=1, timeout=120) as pool:
+        first = pool.pool
+        slow = (1, pool.pool.apply_async(time.sleep, (30,)))  # a worker busy past the timeout
+        parts, failed = pool.gather([slow], timeout=0.5)
+        assert failed == 1 and math.isnan(parts["alignment"][0]) and pool.restarts == 1 and pool.pool is not first
+        parts, failed = pool.gather([pool.submit([Rollout(s, render(s))])])  # the new worker judges at once
+        assert failed == 0 and math.isfinite(parts["alignment"][0])
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        RewardPool(workers=0, timeout=0)
+
+
 def test_alignment_charges_a_wrong_attempt_no_more_than_leaving_it_out():
     from xomni.eval.scene_judge import SceneObject
 

@@ -77,21 +77,27 @@ def _score(rollouts: list[Rollout]) -> dict[str, list]:
     return out
 
 
-def gather(pending: list, components: tuple[str, ...] = BASE, timeout: float = 600.0) -> tuple[dict[str, list], int]:
-    """Every chunk's components, concatenated in submission order, and how many chunks failed whole."""
+def gather(pending: list, components: tuple[str, ...] = BASE,
+           timeout: float = 600.0) -> tuple[dict[str, list], int, bool]:
+    """Every chunk's components, concatenated in submission order, how many chunks failed whole, and whether one
+    timed out (a hung worker: `timeout` seconds for each chunk; after one, a chunk not finished yet is not waited
+    for, since it queues behind the hung one)."""
     parts: dict[str, list] = {k: [] for k in components}
-    failed_chunks = 0
+    failed_chunks, hung = 0, False
     for n, handle in pending:
         try:
+            if hung and not handle.ready():
+                raise multiprocessing.TimeoutError
             got = handle.get(timeout)
         except JudgeLoadError:
             raise
-        except Exception:  # noqa: BLE001 - a crashed or hung worker: the chunk's rewards are failures
+        except Exception as e:  # noqa: BLE001 - a crashed or hung worker: the chunk's rewards are failures
+            hung = hung or isinstance(e, multiprocessing.TimeoutError)
             got = {k: [math.nan] * n for k in components}
             failed_chunks += 1
         for k in components:
             parts[k] += got[k]
-    return parts, failed_chunks
+    return parts, failed_chunks, hung
 
 
 class _Done:
@@ -108,8 +114,11 @@ class _Done:
 
 
 class RewardPool:
+    """`timeout`: the seconds `gather` waits for each chunk. A chunk that takes longer fails (NaN) and the workers
+    are replaced, so that the hung or slow judging does not hold up the chunks submitted after it."""
+
     def __init__(self, ocr: tuple[str, ...] = ("rapidocr",), workers: int = 1, models: dict[str, str] | None = None,
-                 ocr_rule: str = "longtext"):
+                 ocr_rule: str = "longtext", timeout: float = 600.0):
         from xomni.eval.official_judges import _check_folder
         from xomni.eval.ocr import make_ocr_judge
 
@@ -122,14 +131,20 @@ class RewardPool:
             if name not in MODEL_JUDGES:
                 raise ValueError(f"unknown model judge {name!r}; choose from {MODEL_JUDGES}")
             _check_folder(path, name)  # MissingPart now rather than a dead worker later
+        if timeout <= 0:
+            raise ValueError(f"the reward timeout must be positive, got {timeout}")
         self.components = BASE + tuple(models)
-        self.workers = workers
+        self.workers, self.timeout, self.restarts = workers, timeout, 0
+        self._initargs = (tuple(ocr), models, ocr_rule)
         self.pool = None
         if workers > 0:
-            self.pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init,
-                                                                  initargs=(tuple(ocr), models, ocr_rule))
+            self._start()
         else:
-            _init(tuple(ocr), models, ocr_rule, worker=False)
+            _init(*self._initargs, worker=False)
+
+    def _start(self) -> None:
+        self.pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_init,
+                                                              initargs=self._initargs)
 
     def submit(self, rollouts: list[Rollout]):
         """Start judging a chunk; returns a handle for `gather`."""
@@ -141,8 +156,16 @@ class RewardPool:
         """Whether a worker is still judging one of `submit`'s handles."""
         return any(not handle.ready() for _, handle in pending)
 
-    def gather(self, pending: list, timeout: float = 600.0) -> tuple[dict[str, list], int]:
-        return gather(pending, self.components, timeout)
+    def gather(self, pending: list, timeout: float | None = None) -> tuple[dict[str, list], int]:
+        """`gather`'s components and failed chunks; after a timeout the workers are replaced (counted in
+        `restarts`)."""
+        parts, failed, hung = gather(pending, self.components, self.timeout if timeout is None else timeout)
+        if hung and self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self._start()
+            self.restarts += 1
+        return parts, failed
 
     def close(self) -> None:
         if self.pool is not None:

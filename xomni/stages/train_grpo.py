@@ -43,7 +43,7 @@ ask for):
    while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
    model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
    min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
-   further, so CFG rollouts are refused here. `derail_mask`: at the flat positions of a rollout that derailed
+   further, so the stage samples without CFG (it has no CFG setting). `derail_mask`: at the flat positions of a rollout that derailed
    (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left out and only the KL term
    acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
    negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
@@ -150,6 +150,8 @@ class Config:
     w_unified: float = 1.0
     chunks: int = 2  # sampling batches per step; the judges score one while the next samples
     reward_workers: int = 1  # judge processes (0: judge in this process, no overlap)
+    reward_timeout: float = 600.0  # seconds to wait for each chunk's rewards; past it they fail and the judges restart
+    stop_after_failed_steps: int = 3  # stop after this many steps in a row in which every group's reward failed
     probe_prompts: int = 16  # fixed prompts scored every probe_every steps and at step 0 (0: no probe)
     probe_every: int = 10  # steps between probes of the policy
     eval_every: int = 0  # held-out suites every this many steps (0: never)
@@ -182,6 +184,9 @@ def resolve(cfg: Config) -> Config:
     cfg = replace(cfg, **{k: v for k, v in PRESETS[cfg.preset].items() if getattr(cfg, k) is None})
     check_at_least(cfg, 1, "steps", "prompts_per_step", "updates", "save_every", "chunks")
     check_at_least(cfg, 2, "rollouts")  # a group of one has no advantage
+    check_at_least(cfg, 0, "stop_after_failed_steps")
+    if cfg.reward_timeout <= 0:
+        raise ValueError(f"--reward-timeout {cfg.reward_timeout}: must be positive (seconds)")
     if cfg.text_mix:
         parse_shares(cfg.text_mix, TEXT_KINDS, "text_mix")
         if round(cfg.text_share * cfg.prompts_per_step) == 0:
@@ -282,11 +287,19 @@ def wanted(scene: Scene, kind: tuple) -> bool:
 
 
 def link_parts(checkpoint: Path, out: Path) -> None:
-    """Make `out` a checkpoint folder: the frozen parts linked from `checkpoint` (the policy goes to out/ar)."""
+    """Make `out` a checkpoint folder: the frozen parts linked from `checkpoint` (the policy goes to out/ar). A link
+    an earlier run left to another checkpoint's part (or a dangling one) is replaced; a real file or folder there
+    is refused, since the policy would be decoded by parts other than those it was sampled with."""
     for part in ("text_tokenizer.json", "tokenizer", "decoder"):
-        target = out / part
-        if not target.exists():
-            target.symlink_to((checkpoint / part).resolve())
+        target, source = out / part, (checkpoint / part).resolve()
+        if target.is_symlink():
+            if target.resolve() == source:
+                continue
+            target.unlink()
+        elif target.exists():
+            raise FileExistsError(f"{target} is not a link to {source}, the part this run samples with: give another "
+                                  "--out, or remove it")
+        target.symlink_to(source)
 
 
 def image_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, n: int, codes: torch.Tensor,
@@ -456,8 +469,9 @@ def probe_rollouts(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict,
 
 def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling: Sampling,
           grid: Path | None = None, bf16: bool = False) -> dict:
-    """The policy on the probe's prompts (`probe_rollouts`): the mean reward, the mean over prompts of the best of G,
-    and how many rollouts derailed (`xomni.engine.derailed`), over the groups whose rewards all came back. At step 0
+    """The policy on the probe's prompts (`probe_rollouts`): the mean reward and the mean over prompts of the best of
+    G, over the groups whose rewards all came back, and how many of all its rollouts derailed
+    (`xomni.engine.derailed`). At step 0
     this is the starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward
     overtake."""
     _, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, sampling, grid, bf16)
@@ -498,7 +512,8 @@ def main(cfg: Config) -> dict:
     policy.train().requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.95))
     state_path = out / "grpo_state.pt"
-    may_change = ("reward_workers", "probe_every", "eval_suites")  # besides how long it runs and what it records
+    may_change = ("reward_workers", "reward_timeout", "stop_after_failed_steps", "probe_every",
+                  "eval_suites")  # besides how long it runs and what it records
     # what runs saved before a setting existed ran: every rollout 128 x 128 px, the prompts as the world draws them,
     # LongText-Bench's OCR rule
     absent = {"size": "128x128", "text_mix": "", "scene_mix": "", "ocr_rule": "longtext"}
@@ -511,7 +526,8 @@ def main(cfg: Config) -> dict:
     link_parts(Path(cfg.checkpoint), out)
     models = {name: path for name, path in (("hps", cfg.hps), ("vlm_alignment", cfg.vlm),
                                             ("unified", cfg.unified_reward)) if path}
-    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models, cfg.ocr_rule)
+    rewards_pool = RewardPool(tuple(e for e in cfg.ocr.split(",") if e), cfg.reward_workers, models, cfg.ocr_rule,
+                              cfg.reward_timeout)
     weights = reward_weights(cfg, rewards_pool.components)
     sampling = Sampling(temperature=1.0, min_p=cfg.min_p)
     N, G = rows * cols, cfg.rollouts
@@ -526,6 +542,7 @@ def main(cfg: Config) -> dict:
     log = open_run_log(out / "grpo_log.jsonl", state_path, state)
     metrics: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="grpo", dynamic_ncols=True)
+    failed_in_a_row = 0  # steps in a row without a single group whose rewards came back
 
     def log_record(record: dict) -> None:
         log.write(json.dumps(record) + "\n")
@@ -630,9 +647,9 @@ def main(cfg: Config) -> dict:
         t_update = time.time() - t3 + t_before
         step += 1
 
-        finite = [x for x in rewards if math.isfinite(x)]
-        record = {"step": step, "reward": sum(finite) / max(1, len(finite)),
-                  "reward_best_of_g": float(r[valid].max(1).values.mean()) if valid.any() else float("nan"),
+        finite = [x for x in rewards if math.isfinite(x)]  # no reward at all: None, never a 0 nor a NaN
+        record = {"step": step, "reward": sum(finite) / len(finite) if finite else None,
+                  "reward_best_of_g": float(r[valid].max(1).values.mean()) if valid.any() else None,
                   **{f"reward_{k}": (sum(v) / len(v) if (v := [x for x in vals if x is not None and math.isfinite(x)])
                                      else None) for k, vals in parts.items()},
                   "dropped_groups": int((~valid).sum()), "failed_chunks": failed_chunks, **reward_stats, **stats,
@@ -642,9 +659,17 @@ def main(cfg: Config) -> dict:
                               "judge_wait": round(t_judge, 2), "update": round(t_update, 2)}}
         log.write(json.dumps(record) + "\n")
         log.flush()
+        failed_in_a_row = 0 if valid.any() else failed_in_a_row + 1
+        if cfg.stop_after_failed_steps and failed_in_a_row >= cfg.stop_after_failed_steps:
+            bar.close(), log.close(), rewards_pool.close()
+            raise RuntimeError(
+                f"every group's reward failed in {failed_in_a_row} steps in a row (to step {step}; failed chunks and "
+                f"dropped groups in {out / 'grpo_log.jsonl'}): the judges are not scoring, so nothing is learned. "
+                "Stopped without saving those steps; fix the judges (or raise --reward-timeout) and rerun to resume "
+                "from the last checkpoint.")
         metrics = {k: v for k, v in record.items() if k.startswith("reward")}
         bar.update(1)
-        bar.set_postfix(reward=f"{record['reward']:.3f}")
+        bar.set_postfix(reward=f"{record['reward']:.3f}" if record["reward"] is not None else "-")
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
         if cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
