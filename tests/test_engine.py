@@ -32,6 +32,11 @@ def test_image_mode_emits_exactly_the_grid_of_image_tokens(engine):
     assert bool((out.logprobs <= 0).all())
 
 
+def test_text_mode_refuses_cfg_rather_than_ignore_it(engine):
+    with pytest.raises(ValueError, match="CFG .* guides image tokens only"):
+        engine.generate_text(_prompts(engine), 3, Sampling(cfg=2.0))
+
+
 def test_seeded_sampling_reproduces(engine):
     a = engine.generate_image(_prompts(engine), 2, 2, generator=torch.Generator().manual_seed(7))
     b = engine.generate_image(_prompts(engine), 2, 2, generator=torch.Generator().manual_seed(7))
@@ -171,6 +176,11 @@ def test_row_column_embeddings_reach_every_path_alike(engine, fast):
     assert not torch.equal(plain.tokens, out.tokens)
     with pytest.raises(ValueError, match="grid"):
         model(ids, head="image")  # image tokens without their cells
+    calls = []
+    grown.decode_one_token = lambda *a, **k: calls.append(1)  # nothing may be sampled before the refusal
+    with pytest.raises(ValueError, match="3 x 5 token image is beyond the model's 4 x 4"):
+        grown.generate_image(_prompts(engine), rows=3, cols=5)
+    assert calls == []
 
 
 @pytest.mark.gpu

@@ -353,9 +353,11 @@ def test_ar_phases_freeze_what_the_paper_freezes_and_resume_exactly(tmp_path, pr
     monkeypatch.setattr(train_ar, "make_scene", record)
     metrics = train_ar.main(ar_cfg(tmp_path / "a", phase="pretrain2", **weighted))
     assert set(metrics) == {"heldout_loss_image", "heldout_loss_text"}
+    assert json.loads((tmp_path / "a" / "model" / "meta.json").read_text())["metrics_step"] == 4
     stream, drawn[:] = list(drawn), []
-    train_ar.main(ar_cfg(tmp_path / "c", phase="pretrain2", steps=2, data_start=2))
+    train_ar.main(ar_cfg(tmp_path / "c", phase="pretrain2", steps=2, data_start=2, eval_every=4))
     assert len(stream) == 4 * 3 and drawn == stream[2 * 3:]  # --data-start 2: the stream's steps 2 and 3
+    assert json.loads((tmp_path / "c" / "model" / "meta.json").read_text())["metrics_step"] == 2  # the last step's
     calls = {"n": 0}
 
     def dies(*args, **kwargs):

@@ -175,6 +175,9 @@ def test_official_xomni_names_map_onto_ours(tmp_path):
     assert load_pretrained(model, tmp_path, "official") == []
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, ours[k])
+    one_more = {**official, f"model.layers.{2 * nv + n}.mlp.down_proj.weight": torch.zeros(64, 96)}  # a block too many
+    with pytest.raises(ValueError, match="1 tensors it has no place for"):
+        load_pretrained_tensors(_model(), one_more, "official")
     del official["model.mm_norm.weight"]
     save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="does not fit"):

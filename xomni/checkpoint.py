@@ -4,12 +4,14 @@
     DIR/model.safetensors  its weights
     DIR/meta.json          stage, step, metrics, git revision, the resolved stage config
 
-A stage's resumable state (optimiser, step, RNG) is `train_state.pt` in the stage's run folder, also atomic.
+A stage's resumable state (its weights, optimiser state and step, and whatever else it needs to go on exactly: the
+tokenizer stage's RNG and code usage) is one torch file in its run folder (`ar_state.pt`, `decoder_state.pt`, ...),
+written atomically with the run's settings (`save_train_state`), which a resume is held to (`load_train_state`).
 Writes go to a temporary sibling that is renamed into place, so a killed process leaves the old checkpoint whole.
 Loading builds the model from `config.json` and loads the weights strictly, so a config that does not match its
 weights fails loudly with the offending keys and shapes.
 
-A shipped copy (`export_component`) may keep its large matrices as int8 with one fp16 scale per row (symmetric,
+A shipped copy (`export_component`) may keep its large matrices as int8 with one fp32 scale per row (symmetric,
 weight-only: the model computes in fp32 after loading); `load_component` reads either form.
 """
 

@@ -224,6 +224,13 @@ class Engine:
         param = next(self.model.parameters())
         return param.device.type == "cpu" and param.dtype == torch.float32
 
+    def check_grid(self, rows: int, cols: int) -> None:
+        """A clear error, before anything is sampled, for an image beyond a model's row/column embeddings (without
+        it the first token past them fails mid-rollout)."""
+        g = self.model.config.image_grid_embed
+        if g and max(rows, cols) > g:
+            raise ValueError(f"a {rows} x {cols} token image is beyond the model's {g} x {g} row/column embeddings")
+
     def check_context(self, prompt_len: int, new_tokens: int, at_most: bool = False) -> int:
         """How many tokens to sample after a prompt: `new_tokens`, or a clear error before anything is sampled when
         they would not fit the model's context; with `at_most` (text, which may stop early), as many as fit."""
@@ -269,6 +276,7 @@ class Engine:
         Returns the image tokens (B, rows*cols) in the joint vocabulary, their log-probabilities, and at each step the
         probability of the most likely code under the (guided) logits at temperature 1, before any filtering (`top`:
         a flat head there is where a rollout derails, `derailed`)."""
+        self.check_grid(rows, cols)
         prefix = self.tok.image_prefix(rows, cols)
         cond = [p + prefix for p in prompts]
         guided = sampling.cfg != 1.0
@@ -306,6 +314,8 @@ class Engine:
                       generator: torch.Generator | None = None, stop: int | None = None) -> Rollout:
         """Text mode: only text tokens are allowed; a row stops after `stop` (default <|im_end|>), then pads. At most
         `max_new_tokens`, and no more than the context has room for after the prompt."""
+        if sampling.cfg != 1.0:
+            raise ValueError(f"CFG (cfg {sampling.cfg}) guides image tokens only; text is sampled without it")
         stop = self.tok.token_id("<|im_end|>") if stop is None else stop
         param = next(self.model.parameters())
         ids, mask = (t.to(param.device) for t in left_pad(prompts, self.pad_id))

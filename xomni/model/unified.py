@@ -400,5 +400,8 @@ def load_pretrained_tensors(model: UnifiedModel, tensors: dict[str, torch.Tensor
     expected = own if source == "official" else {k: v for k, v in own.items() if k in mapped or
                                                  k.startswith(("layers.", "embed_tokens.", "norm.", "lm_head."))}
     check_fit(expected, mapped, f"{where} does not fit this UnifiedConfig")
+    if extra := sorted(set(mapped) - set(own)):  # e.g. more layers or vision-only blocks than the config has
+        raise ValueError(f"{where} does not fit this UnifiedConfig: {len(extra)} tensors it has no place for, "
+                         f"e.g. {extra[:4]}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in mapped.items()}, strict=False)
     return sorted(set(own) - set(mapped))

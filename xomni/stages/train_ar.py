@@ -478,12 +478,14 @@ def main(cfg: Config) -> dict:
             weights, opt_state = model.state_dict(), opt.state_dict()
         if not lead:
             return
-        meta = {"stage": f"train_ar/{cfg.phase}", "step": step, "metrics": metrics, "config": asdict(cfg)}
+        meta = {"stage": f"train_ar/{cfg.phase}", "step": step, "metrics": metrics, "metrics_step": evaluated_at,
+                "config": asdict(cfg)}  # the metrics are the last evaluation's, at metrics_step (None: none yet)
         save_component(out / "model", mcfg, model, meta, state=weights)
         save_train_state(state_path, {"model": weights, "opt": opt_state, "step": step}, cfg)
 
     log = open_run_log(out / "ar_log.jsonl", state_path, state) if lead else open(os.devnull, "w")
     metrics: dict = {}
+    evaluated_at = None
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"ar {cfg.phase}", dynamic_ncols=True, disable=not lead)
     model.train()
@@ -529,7 +531,7 @@ def main(cfg: Config) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step % cfg.eval_every == 0 or step == cfg.steps) and (lead or sharded):  # sharded: every rank forwards
-            metrics = evaluate(model, fmt, vq, cfg)
+            metrics, evaluated_at = evaluate(model, fmt, vq, cfg), step
             if lead:
                 tqdm.write(json.dumps({"step": step, **metrics}))
                 log.write(json.dumps({"step": step, **metrics}) + "\n")

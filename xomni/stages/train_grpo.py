@@ -504,6 +504,7 @@ def main(cfg: Config) -> dict:
     first = run_prompts(cfg, -1, cfg.probe_prompts) + run_prompts(cfg, 0, cfg.prompts_per_step)
     longest = max(len(pipe.fmt.generation_prompt(text)) for _, text in first)
     pipe.engine.check_context(longest + len(pipe.tok.image_prefix(rows, cols)), rows * cols)
+    pipe.engine.check_grid(rows, cols)
     out.mkdir(parents=True, exist_ok=True)
     policy = pipe.model
     bf16 = resolve_bf16(cfg.bf16, device)
