@@ -15,6 +15,20 @@ def test_overtaking_step_and_the_trend_after_it():
                           {"step": 5, "reward": 0.9}]) == ([(0, 0.1), (10, 0.2)], 0.3)
 
 
+def test_fig2b_compares_every_probe_on_the_same_prompts():
+    rows = [{"step": 0, "probe_reward": 0.2, "probe_prompt_rewards": [0.1, 0.3, 0.2], "probe_prompt_best": [0.2, 0.5, 0.9]},
+            {"step": 10, "probe_reward": 0.35, "probe_prompt_rewards": [0.3, 0.4, None]},  # the hard prompt failed
+            {"step": 20, "probe_reward": None, "probe_prompt_rewards": [None, None, None]},  # every group failed
+            {"step": 30, "probe_reward": 0.4, "probe_prompt_rewards": [0.4, 0.5, 0.3]}]
+    curve, start = C.probe_curve(rows)
+    assert [s for s, _ in curve] == [0, 10, 30] and start == pytest.approx(0.35)  # prompts 0 and 1, every probe
+    assert [v for _, v in curve] == pytest.approx([0.2, 0.35, 0.45])
+    none_kept = [rows[0], {"step": 10, "probe_reward": 0.3, "probe_prompt_rewards": [None, None, 0.3]},
+                 {"step": 20, "probe_reward": 0.3, "probe_prompt_rewards": [0.3, 0.3, None]}]
+    with pytest.raises(ValueError, match="no probe prompt's rewards came back at every probe"):
+        C.probe_curve(none_kept)
+
+
 def test_claims_from_scores():
     k = C.key
     sft = {k("synth-text-en"): 0.10, k("synth-text-zh"): 0.05, k("synth-geneval"): 0.20, k("synth-geneval", 1.5): 0.30,

@@ -12,6 +12,7 @@ from xomni.checkpoint import load_component, save_component
 from xomni.cli import main as cli
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
 from xomni.engine import Sampling
+from xomni.errors import MissingPart
 from xomni.model.unified import UnifiedConfig, UnifiedModel
 from xomni.pipeline import Pipeline, check_generation_size
 from xomni.rewards import CLUTTER_PENALTY
@@ -392,12 +393,20 @@ def test_suites_on_the_unified_model(checkpoint, tmp_path):
     assert [json.loads(x) for x in sampled.read_text().splitlines()] == counts and image.stat().st_mtime_ns == made
     assert again["derailed"] == text["derailed"]
     # a bad setting changes the header, but is refused before the folder's results are replaced
-    for bad in ({"n": 0}, {"split": "bogus"}, {"ocr": "tesseractt"}, {"min_p": 1.5}, {"steps": 0}):
-        with pytest.raises(ValueError):
+    for bad in ({"n": 0}, {"split": "bogus"}, {"ocr": "tesseractt"}, {"min_p": 1.5}, {"steps": 0},
+                {"checkpoint": str(tmp_path / "typo")}):
+        with pytest.raises((ValueError, MissingPart)):
             eval_suite.main(eval_suite.Config(**{"suite": "synth-text-en", "out": str(tmp_path / "t"),
                                                  "checkpoint": str(checkpoint), "n": 2, "source": "model", "steps": 1,
                                                  "cfg": 1.5, **bad}))
         assert image.stat().st_mtime_ns == made and sampled.is_file() and (tmp_path / "t" / "judged.jsonl").is_file()
+    # reconstructions: each item decoded with its own noise, whatever batch it is in
+    recon = {b: eval_suite.main(eval_suite.Config(suite="synth-text-en", out=str(tmp_path / f"rc{b}"), n=2, steps=1,
+                                                  checkpoint=str(checkpoint), source="reconstructions", batch_size=b))
+             for b in (1, 2)}
+    assert recon[1]["score"] == recon[2]["score"]
+    assert all((tmp_path / "rc1" / "images" / f).read_bytes() == (tmp_path / "rc2" / "images" / f).read_bytes()
+               for f in ("0000.png", "0001.png"))
     # a checkpoint rebuilt at the same path (its AR weights rewritten) is another model: sampled afresh
     import shutil
 

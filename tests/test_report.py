@@ -30,7 +30,7 @@ def test_report_has_tables_samples_and_curves(run, tmp_path, capsys):
     shown = [p.name for p in (tmp_path / "rep" / "assets").iterdir()]
     assert len(shown) == 6 and all(f'assets/{n}' in page for n in shown)  # images copied: the page is offline
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| synth-geneval | 1.0000 |" in md
+    assert "| synth-geneval | runA/geneval | 1.0000 |" in md
     assert cli(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")]) == 2
 
 
@@ -43,10 +43,22 @@ def test_runs_of_one_name_keep_their_own_metrics_images_and_curves(run, tmp_path
                                                       for i, v in enumerate([float("nan"), 2.0, 1.0])))
     assert cli(["report", str(run), str(twin), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "| synth-geneval | 1.0000 | 0.2500 |" in md  # a column each, labelled by their paths
+    assert "| synth-geneval | runA/geneval | 1.0000 |" in md  # a row each, labelled by their paths
+    assert "| synth-geneval | s24/runA/geneval | 0.2500 |" in md
     assert len(list((tmp_path / "rep" / "assets").iterdir())) == 12
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "s24/runA/tokenizer_log.jsonl" in page and "nan" not in page.split("Training curves")[1]
+
+
+def test_the_summary_keeps_every_evaluation_of_a_suite_in_one_run():
+    from xomni.eval.report import summary_table
+
+    _, md = summary_table({"synth-geneval": {"claims/rl_g/geneval_cfg1": {"score": 0.47},
+                                             "claims/rl_g/geneval_cfg3": {"score": 0.52},
+                                             "claims/sft/geneval_cfg1": {"score": 0.38}}})
+    assert md.splitlines()[2:] == ["| synth-geneval | claims/rl_g/geneval_cfg1 | 0.4700 |",
+                                   "| synth-geneval | claims/rl_g/geneval_cfg3 | 0.5200 |",
+                                   "| synth-geneval | claims/sft/geneval_cfg1 | 0.3800 |"]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is installed by runs/setup.sh")

@@ -112,7 +112,7 @@ def test_eval_cli_errors_are_clear(tmp_path, capsys):
                 "--checkpoint", str(image_only)]) == 2
     assert "unified AR model" in capsys.readouterr().err
     assert cli(["eval", "synth-vqa", "--out", str(tmp_path / "v"), "--n", "2", "--checkpoint", str(tmp_path / "nope")]) == 2
-    assert "missing" in capsys.readouterr().err
+    assert "lacks tokenizer, alignment_lm, text_tokenizer.json" in capsys.readouterr().err
     assert cli(["eval", "synth-text-en", "--out", str(tmp_path / "o"), "--n", "2", "--source", "paintings"]) == 2
 
 

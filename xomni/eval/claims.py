@@ -42,7 +42,22 @@ def _pm(values: list[float]) -> str:
 
 
 def probe_curve(rows: list[dict]) -> tuple[list[tuple[int, float]], float | None]:
-    """A GRPO log -> ([(step, probe mean reward)], the SFT model's best-of-G at step 0 or None)."""
+    """A GRPO log -> ([(step, probe mean reward)], the SFT model's best-of-G at step 0 or None), on one set of
+    prompts: where the log has each prompt's rewards (`probe_prompt_rewards`), the prompts whose group came back at
+    every probe; a probe whose groups all failed is left out. Logs from before those lists: each probe's mean over
+    the groups that came back then."""
+    probes = [r for r in rows if "probe_reward" in r]
+    if probes and all("probe_prompt_rewards" in r for r in probes):
+        start_row = next((r for r in probes if r["step"] == 0), None)
+        scored = [r for r in probes if r["probe_reward"] is not None]
+        keep = [i for i in range(len(probes[0]["probe_prompt_rewards"]))
+                if all(r["probe_prompt_rewards"][i] is not None for r in scored)]
+        if not keep:
+            raise ValueError("no probe prompt's rewards came back at every probe: nothing to compare across steps")
+        curve = [(r["step"], statistics.fmean(r["probe_prompt_rewards"][i] for i in keep)) for r in scored]
+        start = (statistics.fmean(start_row["probe_prompt_best"][i] for i in keep)
+                 if start_row is not None and start_row["probe_reward"] is not None else None)
+        return sorted(curve), start
     curve = [(r["step"], r["probe_reward"]) for r in rows if isinstance(r.get("probe_reward"), (int, float))]
     start = next((r["probe_best_of_g"] for r in rows if r.get("step") == 0 and "probe_best_of_g" in r), None)
     return sorted(curve), start

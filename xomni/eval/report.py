@@ -156,23 +156,15 @@ def svg_curves(series: list[tuple[str, list[tuple[float, float]]]], width: int =
 
 
 def summary_table(metrics: dict[str, dict[str, dict]]) -> tuple[str, str]:
-    """(html, markdown): each suite's headline score, one column per run folder."""
-    runs: list[str] = []
-    for by_run in metrics.values():
-        runs += [label.split("/")[0] for label in by_run if label.split("/")[0] not in runs]
-    rows = []
-    for suite, by_run in sorted(metrics.items()):
-        cells = []
-        for run in runs:
-            vals = [m for label, m in by_run.items() if label.split("/")[0] == run]
-            score = vals[0].get("score", vals[0].get("ocr_word_accuracy_en")) if vals else None
-            cells.append("" if score is None else _fmt(score))
-        rows.append((suite, cells))
-    head = "".join(f"<th>{html.escape(r)}</th>" for r in runs)
-    body = "".join(f"<tr><td>{html.escape(s)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for s, cells in rows)
-    md = ["| suite | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
-    md += [f"| {s} | " + " | ".join(cells) + " |" for s, cells in rows]
-    return f"<table><tr><th>suite (score)</th>{head}</tr>{body}</table>", "\n".join(md)
+    """(html, markdown): each evaluation's headline score, a row per (suite, evaluation folder), grouped by suite (a
+    run folder may hold several evaluations of one suite: other CFG scales, other steps, other models)."""
+    rows = [(suite, label, m.get("score", m.get("ocr_word_accuracy_en")))
+            for suite, by_run in sorted(metrics.items()) for label, m in sorted(by_run.items())]
+    cells = [(suite, label, "" if score is None else _fmt(score)) for suite, label, score in rows]
+    body = "".join(f"<tr><td>{html.escape(s)}</td><td>{html.escape(label)}</td><td>{c}</td></tr>"
+                   for s, label, c in cells)
+    md = ["| suite | evaluation | score |", "|---|---|---|"] + [f"| {s} | {label} | {c} |" for s, label, c in cells]
+    return f"<table><tr><th>suite</th><th>evaluation</th><th>score</th></tr>{body}</table>", "\n".join(md)
 
 
 def metric_table(suite: str, by_run: dict[str, dict]) -> tuple[str, str]:

@@ -42,6 +42,12 @@ def _scenes(world: WorldConfig, split: str):
         yield index, make_scene(world, split, index)
 
 
+def _all_found(items: list[dict], n: int, suite: str, split: str) -> list[dict]:
+    if len(items) < n:
+        raise RuntimeError(f"{split} split too small: {len(items)} of {n} {suite} items in {MAX_SCAN} scenes")
+    return items
+
+
 def _item(suite: str, k: int, index: int, scene: Scene, prompt: str, **truth) -> dict:
     return {"id": f"{suite}/{k:04d}", "index": index, "prompt": prompt, "scene": scene.to_dict(), **truth}
 
@@ -124,6 +130,8 @@ def build_geneval(n: int, world: WorldConfig, split: str) -> list[dict]:
             if meta is not None:
                 items.append(_item("synth-geneval", len(items), index, scene, meta["prompt"], metadata=meta))
                 found += 1
+        if found < quota:  # never fewer items than asked without saying so
+            raise RuntimeError(f"{split} split too small: {found} of {quota} {tag} items in {MAX_SCAN} scenes")
     return items
 
 
@@ -164,7 +172,7 @@ def build_dpg(n: int, world: WorldConfig, split: str) -> list[dict]:
         if scene.text is None and scene.relation is None and all(g.count == 1 for g in scene.groups):
             continue  # keep the dense ones: text, a relation or a count
         items.append(_item("synth-dpg", len(items), index, scene, prompts(scene)["dense"], questions=dpg_questions(scene)))
-    return items
+    return _all_found(items, n, "synth-dpg", split)
 
 
 VQA_KINDS = ("color", "count", "position", "text")
@@ -180,7 +188,7 @@ def build_vqa(n: int, world: WorldConfig, split: str) -> list[dict]:
         if qs:
             items.append(_item("synth-vqa", len(items), index, scene, prompts(scene)["dense"], kind=kind,
                                question=qs[0].question, answer=qs[0].answer))
-    return items
+    return _all_found(items, n, "synth-vqa", split)
 
 
 POPE_SETTINGS = ("random", "popular", "adversarial")

@@ -66,7 +66,25 @@ def _manifest_header(cfg: Config) -> dict:
             "checkpoint": cfg.checkpoint if uses_checkpoint else None,
             "weights": weights_stamp(cfg.checkpoint) if uses_checkpoint else None,
             "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p,
-            "split": cfg.split}
+            "split": cfg.split,
+            # reconstructions decode each item with its own noise (`make_images`), not its batch's: a folder made
+            # before that is made again rather than mixed
+            **({"noise": "per item"} if cfg.source == "reconstructions" else {})}
+
+
+def needed_parts(cfg: Config) -> list[str]:
+    """The checkpoint parts the run reads: the unified model's for --source model, the image side's for
+    reconstructions, and the answering model's for an understanding suite (the unified model's when the checkpoint
+    has one, else the alignment LM's)."""
+    parts: list[str] = []
+    if cfg.source == "model":
+        parts += Pipeline.PARTS
+    elif cfg.source == "reconstructions":
+        parts += ["tokenizer", "decoder"]
+    if cfg.suite in UNDERSTANDING:
+        parts += (Pipeline.PARTS if (Path(cfg.checkpoint) / "ar").is_dir()
+                  else ["tokenizer", "alignment_lm", "text_tokenizer.json"])
+    return list(dict.fromkeys(parts))
 
 
 def _same_run(old: dict, header: dict) -> bool:
@@ -129,8 +147,8 @@ def make_images(cfg: Config, items: list[dict], folder: Path, sampled: Path | No
                 by_size.setdefault(im.size, []).append(j)
             for js in by_size.values():
                 codes = pipe.encode(pixels_of([images[j] for j in js]))
-                gen = torch.Generator().manual_seed(cfg.seed * 7919 + batch[js[0]])
-                for j, x in zip(js, pipe.decode(codes, steps=cfg.steps, generator=gen)):
+                gens = [torch.Generator().manual_seed(cfg.seed * 7919 + batch[j]) for j in js]  # each item its own
+                for j, x in zip(js, pipe.decode(codes, steps=cfg.steps, generator=gens)):
                     images[j] = to_image(x)
         if sampled is not None and flat:
             _record(sampled, flat)
@@ -252,8 +270,13 @@ def main(cfg: Config) -> dict:
     check_at_least(cfg, 1, "steps", "batch_size")
     if cfg.source == "model":
         Sampling(min_p=cfg.min_p, cfg=cfg.cfg)
-    if cfg.suite not in UNDERSTANDING and cfg.suite != "synth-geneval" and cfg.ocr not in ENGINES:
+    if cfg.ocr not in ENGINES:  # in the header whatever the suite: a typo would replace a folder's results
         raise ValueError(f"unknown OCR engine {cfg.ocr!r}; choose one of {ENGINES}")
+    if missing := [p for p in needed_parts(cfg) if not (Path(cfg.checkpoint) / p).exists()]:
+        hint = (" (--source renders or --source reconstructions need no unified AR model)"
+                if "ar" in missing and cfg.source == "model" else "")
+        raise MissingPart(f"checkpoint {cfg.checkpoint} lacks {', '.join(missing)}, which --source {cfg.source} on "
+                          f"{cfg.suite} needs: train them with runs/cpu_tiny.sh, or pass --checkpoint DIR{hint}")
     out = Path(cfg.out or f"out/eval/{cfg.suite}-{cfg.source}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -481,11 +481,15 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
 def probe_summary(r: torch.Tensor, parts: dict[str, list], top: torch.Tensor) -> dict:
     """`probe`'s log record from `probe_rollouts`' rewards (P, G), components and top-code probabilities."""
     ok = torch.isfinite(r).all(1)
+    # each prompt's mean and best of G (None where its group failed): Fig. 2b compares steps on the prompts whose
+    # rewards came back at every probe (`xomni.eval.claims.probe_curve`), not on whichever did each time
+    by_prompt = {"probe_prompt_rewards": [float(x.mean()) if o else None for x, o in zip(r, ok)],
+                 "probe_prompt_best": [float(x.max()) if o else None for x, o in zip(r, ok)]}
     if not ok.any():  # every group had a failed reward: nothing to report, and no NaN in the log
         return {"probe_reward": None, "probe_best_of_g": None, "probe_groups": 0,
-                "probe_derailed": int(derailed(top).sum())}
+                "probe_derailed": int(derailed(top).sum()), **by_prompt}
     out = {"probe_reward": float(r[ok].mean()), "probe_best_of_g": float(r[ok].max(1).values.mean()),
-           "probe_groups": int(ok.sum()), "probe_derailed": int(derailed(top).sum())}
+           "probe_groups": int(ok.sum()), "probe_derailed": int(derailed(top).sum()), **by_prompt}
     for k, vals in parts.items():
         v = [x for x in vals if x is not None and math.isfinite(x)]
         out[f"probe_{k}"] = sum(v) / len(v) if v else None
