@@ -4,8 +4,8 @@
 
 For --n training-split scenes of each kind (English text, Chinese text, a group of two or more objects) the scene is
 rendered as asked and as each alternative below, every image reconstructed through the checkpoint's tokens and
-decoder (`--steps` sampling steps, as GRPO decodes its rollouts), and scored against the scene as asked with the
-stage's default components and weights (OCR accuracy with rapidocr, alignment by `reward_judge()`; 1 : 1):
+decoder (`--steps` sampling steps, as GRPO decodes its rollouts), and scored against the scene as asked (its dense
+caption, or its prompt at `--prompt-level`) with the stage's default components and weights (OCR accuracy with rapidocr, alignment by `reward_judge()`; 1 : 1):
 
 - text scenes: `asked`; `wrong text` (the same plate with other characters of the same length, as a policy that
   cannot yet write the text would draw it); `wrong text, half the sign` (that sign cut to its first line, or to the
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from xomni.data.batches import pixels_of
-from xomni.data.world import CHARS_ZH, WORDS_EN, WorldConfig, make_scene, render
+from xomni.data.world import CHARS_ZH, WORDS_EN, WorldConfig, make_scene, prompts, render
 from xomni.eval.ocr import make_ocr_judge
 from xomni.eval.scene_judge import SceneJudge, exact
 from xomni.pipeline import ImagePipeline, to_image
@@ -106,6 +106,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8, help="decoder sampling steps (GRPO's default: 8)")
     p.add_argument("--n-exact", type=int, default=150, help="scenes without text for the judges' exact-match table")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt-level", choices=("short", "medium", "dense"), default=None,
+                   help="judge each image against the scene's prompt at this level (as GRPO's rollouts are); "
+                        "default: against the whole scene (its dense caption)")
     args = p.parse_args()
 
     kinds: dict[str, list] = {"text en": [], "text zh": [], "count": []}
@@ -134,7 +137,8 @@ def main() -> None:
             # each scene's noise from its own generator: the same for every variant, whichever scenes have it
             gens = [torch.Generator().manual_seed(args.seed * 100_003 + i) for i in idx]
             images = [to_image(x) for x in pipe.decode(pipe.encode(pixels_of(images)), steps=args.steps, generator=gens)]
-            rollouts = [Rollout(scenes[i], im) for i, im in zip(idx, images)]  # scored against the scene as asked
+            rollouts = [Rollout(scenes[i], im, prompt=prompts(scenes[i])[args.prompt_level] if args.prompt_level
+                                else "") for i, im in zip(idx, images)]  # scored against the scene as asked
             parts = {"ocr": ocr_accuracy(rollouts, ocr), "alignment": alignment(rollouts, judge)}
             total, _ = combine(parts, {"ocr": 1.0, "alignment": 1.0})
             rewards[name] = dict(zip(idx, total))

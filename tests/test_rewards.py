@@ -372,8 +372,8 @@ def test_the_reward_asks_only_what_the_prompt_says():
     assert alignment([Rollout(s, render(navy), prompt=medium)], judge) == [1.0]
     assert alignment([Rollout(s, render(navy), prompt=dense)], judge) < [1.0]
     no_sign = copy.deepcopy(bare)
-    no_sign.text = None  # nothing drawn that the short prompt asked about: no question applies
-    assert alignment([Rollout(s, render(no_sign), prompt=short)], judge) == [None]
+    no_sign.text = None  # nothing drawn that the short prompt asked about: its sign question says no
+    assert alignment([Rollout(s, render(no_sign), prompt=short)], judge) == [0.0]
     assert ocr_accuracy([Rollout(s, render(s), prompt=levels["photo"])], [Reads(s.text.text)]) == [None]
 
     # "a photo of three hexagons": three hexagons of another colour pass; the caption, which names it, does not
@@ -413,3 +413,66 @@ def test_torch_threads_are_lowered_only_while_a_worker_still_judges():
         assert seen == [1, 2]  # one chunk still judged: lowered; all judged: not
     finally:
         torch.set_num_threads(threads)
+
+
+def test_whether_the_sign_is_asked_is_the_prompts_not_the_images():
+    """A medium prompt (the plate's colour unnamed) on a scene with a coloured plate asks "is there a sign?" of every
+    rollout: a half-size sign scores above none (with the question dropped when no coloured plate was drawn, none
+    scored above half). A canvas striped with plate colour is not a free sign: plate colour beyond one sign's area is
+    stray ink. And a judge that fails on one image fails that rollout alone."""
+    import copy
+
+    from xomni.data.world import _draw_text, prompts
+    from xomni.rewards import reward_judge, sign_asked
+
+    judge = reward_judge()
+    s = next(s for i in range(2000) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
+             and len(s.text.lines) == 1 and s.text.plate in ("yellow", "navy") and s.objects
+             and alignment([Rollout(s, render(s))], judge) == [1.0])
+    medium = prompts(s)["medium"]
+    no_sign = copy.deepcopy(s)
+    no_sign.text = None
+    half = render(no_sign)
+    t = copy.deepcopy(s.text)
+    x0, y0, x1, y1 = t.box
+    t.box = t.line_boxes[0] = (x0, y0, x0 + (x1 - x0) // 2, y1)
+    _draw_text(ImageDraw.Draw(half), t, s.cell // 2)
+    got = alignment([Rollout(s, im, prompt=medium) for im in (render(s), half, render(no_sign))], judge)
+    assert got[0] == 1.0 and got[0] > got[1] > got[2]
+    white = copy.deepcopy(s)
+    white.text.plate = "white"
+    assert sign_asked(s, {"text"}) and not sign_asked(white, {"text"}) and not sign_asked(s, {"objects"})
+
+    class FailsOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def objects(self, image):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("judge crashed")
+            return judge.objects(image)
+
+    first, second = alignment([Rollout(s, render(s)), Rollout(s, render(s))], FailsOnce())
+    assert math.isnan(first) and second == 1.0
+
+
+def test_the_vlm_judge_asks_what_the_prompt_says_and_a_pool_needs_an_ocr_engine():
+    from xomni.data.world import prompts
+    from xomni.rewards.judges import VLMAlignmentReward
+    from xomni.rewards.pool import RewardPool
+
+    class Says:
+        def __init__(self):
+            self.asked = []
+
+        def answer(self, image, question):
+            self.asked.append(question)
+            return "yes"
+
+    s = next(s for i in range(500) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None and s.objects)
+    vlm = Says()
+    assert VLMAlignmentReward(vlm)([Rollout(s, render(s), prompt=prompts(s)["short"])]) == [1.0]
+    assert vlm.asked == [f'Does the {s.text.category} say "{s.text.text}"?']  # the short prompt names no object
+    with pytest.raises(ValueError, match="at least one OCR engine"):
+        RewardPool(ocr=(), workers=0)

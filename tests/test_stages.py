@@ -137,6 +137,10 @@ def test_tokenize_then_decoder_stage_resumes_exactly(tmp_path, presets, monkeypa
                                           n=4, height=64, width=64, dense_text=True))
     assert dense.name == "train-dense_64x64" and tokenize.shard_world(dense)[1].dense_text
     assert tokenize.shard_world(shards) == ("train", WorldConfig(width=64, height=64))
+    renamed = tmp_path / "renamed" / "train_64x64"  # dense shards under a plain folder's name
+    shutil.copytree(dense, renamed)
+    with pytest.raises(ValueError, match="dense_text True \\(the folder's name says False\\)"):
+        tokenize.load_shards(renamed)
     with monkeypatch.context() as m:
         m.setattr(tokenize, "SPLIT_VERSION", "v0")  # shards of another world version name other scenes
         with pytest.raises(ValueError, match="split v3"):

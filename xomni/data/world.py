@@ -130,7 +130,7 @@ class WorldConfig:
     max_chars: int = 8
     object_min: int = 32  # object boxes: whole cells from object_min to object_max px on a side, on the cell grid
     object_max: int = 48
-    dense_text: bool = False  # training only: a text element fills all but 3 rows, beside one object (see _sample_dense)
+    dense_text: bool = False  # training only: lines of text fill most of the rows, beside one object (_sample_dense)
 
     def __post_init__(self):
         if self.width % self.cell or self.height % self.cell:
@@ -321,7 +321,8 @@ def _training_successors(ch: str) -> tuple[str, ...]:
 
 
 def _sample_dense(rng: random.Random, cfg: WorldConfig, split: str, seed: str) -> Scene | None:
-    """A text-dense training scene: lines of training text fill all but 3 rows of cells, beside one object.
+    """A text-dense training scene: lines of training text beside one object, (rows - 3) // 2 English lines or
+    (rows - 2) // 2 Chinese ones, each two rows of cells high (4 and 6 of a 128 px scene's 8 rows).
 
     Ordinary scenes hold about one Chinese character each, so each of the 300 would be seen a few dozen times in a
     tokenizer run; these scenes show every glyph hundreds of times (docs/image_side.md). Same Scene type, captions
@@ -518,7 +519,7 @@ SCENE_TASKS = ("single", "count", "two", "relation")
 
 def scene_task(scene: Scene) -> str:
     """Which compositional task a scene's objects pose, in GenEval's terms: "single" (one object), "count" (one
-    group of 2-4), "two" (two groups, no relation) or "relation" (two single objects, one left of / right of / above /
+    group of 2 or 3: the world draws no more of a kind), "two" (two groups, no relation) or "relation" (two single objects, one left of / right of / above /
     below the other). A text element does not change it."""
     if scene.relation is not None:
         return "relation"

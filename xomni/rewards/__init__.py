@@ -43,6 +43,16 @@ class Rollout:
 OCR_RULES = ("longtext", "strict")
 
 
+def prompt_questions(r: Rollout) -> list[dict]:
+    """The scene's synth-dpg questions that `r`'s prompt raises (`Rollout.said`): a count asked of a prompt that names
+    no colour is of any colour. The text question is among them when the prompt asks for text."""
+    said = r.said()
+    qs = [q for q in dpg_questions(r.scene) if _ASPECT_OF[q["check"]["kind"]] in said]
+    if "colors" not in said:  # "are there two stars?" for a prompt that names no colour: of any colour
+        qs = [{**q, "check": {**q["check"], "color": None}} if q["check"]["kind"] == "count" else q for q in qs]
+    return qs
+
+
 def ocr_accuracy(rollouts: list[Rollout], judges, rule: str = "longtext") -> list[float | None]:
     """Text accuracy of the asked-for text, averaged over the OCR engines (the paper uses two jointly): by
     LongText-Bench's rule (`longtext`, the share of the asked units read) or `strict` (units read beyond those asked
@@ -91,11 +101,17 @@ def stray_ink(image: Image.Image, keep_boxes, keep_blends=(), allowance: float =
         return 0.0
     for x0, y0, x1, y1 in keep_boxes:
         stray[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = False
-    for a, b in keep_blends:  # distance to the segment a-b in RGB
-        a, d = np.asarray(a, np.float32), np.asarray(b, np.float32) - np.asarray(a, np.float32)
-        t = np.clip(((arr - a) @ d) / max(float(d @ d), 1e-6), 0, 1)
-        stray &= np.linalg.norm(arr - a - t[..., None] * d, axis=-1) > max_color_distance
+    for a, b in keep_blends:
+        stray &= ~near_blend(arr, a, b, max_color_distance)
     return max(0.0, float(stray.sum()) - allowance) / ink
+
+
+def near_blend(arr: np.ndarray, a, b, max_color_distance: float = 60.0) -> np.ndarray:
+    """(H, W) bool: the pixels of an RGB array within `max_color_distance` of the segment from colour a to colour b
+    (a plate, its ink, and their antialiased blends)."""
+    a, d = np.asarray(a, np.float32), np.asarray(b, np.float32) - np.asarray(a, np.float32)
+    t = np.clip(((arr - a) @ d) / max(float(d @ d), 1e-6), 0, 1)
+    return np.linalg.norm(arr - a - t[..., None] * d, axis=-1) <= max_color_distance
 
 
 def reward_judge():
@@ -193,64 +209,79 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     green plates as objects charged a sign as clutter, and no question asked for the sign itself, so the asked
     scene with a wrong text or a blank plate scored below the scene without a sign (bench/reward_holes.py). Pass
     `reward_judge()`, which never reads a plate as an object; and a prompt asking for text on a coloured plate gets
-    "is there a sign?" (`sign_drawn`), parent of the text question, so an attempt scores above leaving it out; it
+    "is there a sign?" (`sign_asked`, answered by `sign_drawn`), parent of the text question, so an attempt scores
+    above leaving it out; it
     scores the sign's size (`sign_extent`, up to the asked box), where a yes for a quarter of the box paid as much
     as the whole sign (docs/unified.md, "What "smaller signs" were"). An
     image that answers none of the object questions of a prompt asking for objects still scores -CLUTTER_PENALTY,
     sign or not.
     Every question is one the prompt's words raise (`Rollout.said`, `prompt_aspects`): a short prompt with text ("a
     sign that says ...") asks for the sign alone, so nothing is clutter and no object is missing; a prompt that does
-    not name the plate's colour takes a plate of any colour as the sign (`sign_drawn`); one that names no colour
-    counts objects of any colour. Until session 21 every rollout was judged against its whole scene, so GRPO's
+    not name the plate's colour takes a plate of any colour as the sign (`sign_drawn`), and asks for it whenever the
+    scene's plate is coloured; one that names no colour counts objects of any colour, and misses or finds them by
+    shape. A judge that fails on an image gives NaN for that rollout. Until session 21 every rollout was judged against its whole scene, so GRPO's
     short and medium text prompts (two in three) paid for objects or a plate colour the policy was never told."""
-    from xomni.eval.dpg import Question, cascade
-
     out: list[float | None] = []
     for r in rollouts:
-        said = r.said()
-        qs = [q for q in dpg_questions(r.scene) if _ASPECT_OF[q["check"]["kind"]] in said]
-        if "colors" not in said:  # "are there two stars?" for a prompt that names no colour: of any colour
-            qs = [{**q, "check": {**q["check"], "color": None}} if q["check"]["kind"] == "count" else q for q in qs]
-        if ocr_judge is None:
-            qs = [q for q in qs if q["check"]["kind"] != "text"]
-        objects = scene_judge.objects(r.image)
-        read = ocr_judge.read(r.image) if ocr_judge is not None and "text" in said else ""
-        questions = [Question(q["qid"], q["text"], tuple(p for p in q["parents"] if any(x["qid"] == p for x in qs)),
-                              q["category"]) for q in qs]
-        raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
-        sign = sign_drawn(r.image, r.scene, "plate" in said) if "text" in said else None
-        if sign is not None:  # "is there a sign?", parent of the text question when there is one
-            sid = max((q.qid for q in questions), default=0) + 1
-            questions = [Question(q.qid, q.text, q.parents + (sid,) if q.category == "other - text" else q.parents,
-                                  q.category) for q in questions]
-            questions.append(Question(sid, f"Is there a {r.scene.text.category}?", (), "entity - whole"))
-            raw[sid] = sign_extent(r.image, r.scene, "plate" in said) if sign else 0.0
-        scores = cascade(questions, raw)
-        asked = Counter((o.shape, o.color) for o in r.scene.objects) if "objects" in said else Counter()
-        if not scores:
-            out.append(None)
-            continue
-        object_scores = [scores[q["qid"]] for q in qs if q["check"]["kind"] != "text"]
-        if asked and not any(object_scores):  # asked for objects, answered none of them: a failure whatever is drawn
-            out.append(-CLUTTER_PENALTY)
-            continue
-        if not asked:  # the prompt names no object (a short prompt with text): none is asked for, none is clutter
-            out.append(sum(scores.values()) / len(scores))
-            continue
-        found = Counter((o.shape, o.color) for o in objects)
-        clutter = max(0, len(objects) - sum(asked.values())) / len(objects) if objects else 0.0
-        # an asked-for object the judge misses may be drawn too loosely to fit a shape, and asked-for text written
-        # badly: their area is not stray (their questions and the OCR reward fail already)
-        missing = asked - found
-        allowance = _area(r.scene.text.box) if r.scene.text is not None else 0
-        for o in r.scene.objects:
-            if missing[(o.shape, o.color)] > 0:
-                missing[(o.shape, o.color)] -= 1
-                allowance += _area(o.box)
-        clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene, "plate" in said),
-                                         allowance))
-        out.append(sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter)
+        try:
+            out.append(_alignment(r, scene_judge, ocr_judge))
+        except Exception:  # noqa: BLE001 - a judge that fails on one image: NaN for it, excluded and counted by combine
+            out.append(math.nan)
     return out
+
+
+def sign_asked(scene: Scene, said) -> bool:
+    """Whether "is there a sign?" is asked of an image for this prompt: when it asks for text on a plate a judge can
+    see (not white, which pale backgrounds match): the plate it names, or, when it names none, the scene's. Decided by
+    the prompt and its scene, so every rollout of a group is judged on the same questions: decided by the image
+    (a coloured plate drawn or not), leaving a sign out dropped the question and scored above a half-size sign."""
+    return scene.text is not None and "text" in said and scene.text.plate != "white"
+
+
+def _alignment(r: Rollout, scene_judge, ocr_judge) -> float | None:
+    from xomni.eval.dpg import Question, cascade
+
+    said = r.said()
+    qs = prompt_questions(r)
+    if ocr_judge is None:
+        qs = [q for q in qs if q["check"]["kind"] != "text"]
+    objects = scene_judge.objects(r.image)
+    read = ocr_judge.read(r.image) if ocr_judge is not None and "text" in said else ""
+    questions = [Question(q["qid"], q["text"], tuple(p for p in q["parents"] if any(x["qid"] == p for x in qs)),
+                          q["category"]) for q in qs]
+    raw = {q["qid"]: float(answer_dpg(q["check"], objects, read) == "yes") for q in qs}
+    if sign_asked(r.scene, said):  # "is there a sign?", parent of the text question when there is one
+        plate_named = "plate" in said
+        sign = bool(sign_drawn(r.image, r.scene, plate_named))  # asked: no coloured plate drawn is a no
+        sid = max((q.qid for q in questions), default=0) + 1
+        questions = [Question(q.qid, q.text, q.parents + (sid,) if q.category == "other - text" else q.parents,
+                              q.category) for q in questions]
+        questions.append(Question(sid, f"Is there a {r.scene.text.category}?", (), "entity - whole"))
+        raw[sid] = sign_extent(r.image, r.scene, plate_named) if sign else 0.0
+    scores = cascade(questions, raw)
+    # an object is asked by shape, and by colour when the prompt names colours
+    key = (lambda o: (o.shape, o.color)) if "colors" in said else (lambda o: o.shape)
+    asked = Counter(key(o) for o in r.scene.objects) if "objects" in said else Counter()
+    if not scores:
+        return None
+    object_scores = [scores[q["qid"]] for q in qs if q["check"]["kind"] != "text"]
+    if asked and not any(object_scores):  # asked for objects, answered none of them: a failure whatever is drawn
+        return -CLUTTER_PENALTY
+    if not asked:  # the prompt names no object (a short prompt with text): none is asked for, none is clutter
+        return sum(scores.values()) / len(scores)
+    found = Counter(key(o) for o in objects)
+    clutter = max(0, len(objects) - sum(asked.values())) / len(objects) if objects else 0.0
+    # an asked-for object the judge misses may be drawn too loosely to fit a shape, and asked-for text written
+    # badly: their area is not stray (their questions and the OCR reward fail already)
+    missing = asked - found
+    allowance = _area(r.scene.text.box) if r.scene.text is not None else 0
+    for o in r.scene.objects:
+        if missing[key(o)] > 0:
+            missing[key(o)] -= 1
+            allowance += _area(o.box)
+    clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene, "plate" in said),
+                                     allowance))
+    return sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter
 
 
 def token_consistency(rollouts: list[Rollout]) -> list[float | None]:
@@ -267,7 +298,9 @@ def token_consistency(rollouts: list[Rollout]) -> list[float | None]:
 
 def combine(components: dict[str, list[float | None]], weights: dict[str, float]) -> tuple[list[float], dict]:
     """Weighted sum per rollout over the components that apply (weights renormalised). A rollout with a failed (NaN)
-    component gets NaN and is counted, so the caller drops it rather than reading it as a 0."""
+    component gets NaN and is counted, so the caller drops it rather than reading it as a 0; so does one to which no
+    weighted component applies (not reachable with GRPO's default weights, where alignment or OCR always applies),
+    counted in `excluded` but not in `failed`."""
     unknown = set(components) - set(weights)
     if unknown:
         raise ValueError(f"no weight for reward components {sorted(unknown)}")

@@ -6,10 +6,12 @@ fetched from a hub). Each is a reward function with the package's one signature:
   cosine between image and prompt embeddings). Expects the checkpoint in transformers' `CLIPModel` layout (a folder
   with config.json, the weights and the CLIP tokenizer/processor files); the official OpenCLIP .pt must be converted
   first. Returns the cosine.
-- `VLMAlignmentReward`: prompt-image alignment by Qwen2.5-VL (X-Omni's alignment judge): the share of the prompt's
-  DPG-style yes/no questions it answers "yes", with DPG's cascade over dependent questions.
+- `VLMAlignmentReward`: prompt-image alignment by Qwen2.5-VL (X-Omni's alignment judge): the share of the DPG-style
+  yes/no questions the prompt raises (`xomni.rewards.prompt_questions`, as the scene judge's alignment asks them) it
+  answers "yes", with DPG's cascade over dependent questions.
+A rollout without a prompt (`Rollout.prompt` "") is judged against its scene's dense caption.
 - `UnifiedRewardScore`: an overall-quality score from a Qwen2.5-VL-based reward model such as UnifiedReward: asked
-  to rate the image for the prompt from 1 to 5; the first digit of the reply, mapped to [0, 1]. The question's
+  to rate the image for the prompt from 1 to 5; the rating `read_rating` finds in the reply, mapped to [0, 1]. The question's
   wording is ours, not UnifiedReward's training template: check it against the model card before trusting numbers.
 """
 
@@ -23,11 +25,16 @@ import torch
 
 from xomni.errors import MissingPart
 from xomni.eval.official_judges import Qwen25VLJudge, _check_folder, _device
-from xomni.eval.suites import dpg_questions
-from xomni.rewards import Rollout
+from xomni.data.world import prompts
+from xomni.rewards import Rollout, prompt_questions
 
 RATING_PROMPT = ("Rate how well this image matches the description and how good it looks, from 1 (poor) to 5 "
                  "(excellent). Description: {prompt}\nReply with one digit.")
+
+
+def _prompt(r: Rollout) -> str:
+    """What the rollout was asked: its prompt, or its scene's dense caption when it has none."""
+    return r.prompt or prompts(r.scene)["dense"]
 
 
 def _projected(features) -> torch.Tensor:
@@ -51,7 +58,7 @@ class HPSv2Reward:
         out: list[float | None] = []
         for r in rollouts:
             try:
-                inputs = self.processor(text=[r.prompt], images=[r.image.convert("RGB")], return_tensors="pt",
+                inputs = self.processor(text=[_prompt(r)], images=[r.image.convert("RGB")], return_tensors="pt",
                                         padding=True, truncation=True).to(self.model.device)
                 img = _projected(self.model.get_image_features(pixel_values=inputs["pixel_values"]))
                 txt = _projected(self.model.get_text_features(input_ids=inputs["input_ids"],
@@ -72,7 +79,7 @@ class VLMAlignmentReward:
 
         out: list[float | None] = []
         for r in rollouts:
-            qs = dpg_questions(r.scene)
+            qs = prompt_questions(r)
             if not qs:
                 out.append(None)
                 continue
@@ -95,7 +102,7 @@ class UnifiedRewardScore:
         out: list[float | None] = []
         for r in rollouts:
             try:
-                reply = self.judge._ask(r.image.convert("RGB"), RATING_PROMPT.format(prompt=r.prompt), 8)
+                reply = self.judge._ask(r.image.convert("RGB"), RATING_PROMPT.format(prompt=_prompt(r)), 8)
             except Exception:  # noqa: BLE001
                 out.append(math.nan)
                 continue

@@ -125,6 +125,8 @@ class RewardPool:
         models = dict(models or {})
         if ocr_rule not in OCR_RULES:
             raise ValueError(f"OCR rule must be one of {OCR_RULES}, got {ocr_rule!r}")
+        if not ocr:  # with no engine every text rollout would fail (NaN) and its group be dropped, silently
+            raise ValueError("the reward pool needs at least one OCR engine (e.g. rapidocr)")
         for engine in ocr:  # fail here, in the caller, with the clear message, if an engine is missing
             make_ocr_judge(engine)
         for name, path in models.items():

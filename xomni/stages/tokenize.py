@@ -108,8 +108,18 @@ def load_shards(folder: str | Path, tokenizer: str | Path | None = None,
     if not files:
         raise FileNotFoundError(f"no token shards in {folder}; run `xomni tokenize` first")
     digest = tokenizer_digest(tokenizer) if tokenizer is not None else None
+    try:  # the stages re-render each scene from the world the folder's name says (`shard_world`)
+        named = shard_world(folder)
+        named = {"split": named[0], "height": str(named[1].height), "width": str(named[1].width),
+                 "dense_text": str(named[1].dense_text)}
+    except ValueError:  # not a `shard_dir` name: nothing to hold the shards to
+        named = {}
     for f in files:  # a shard holds scene indices: under another split version they name other scenes
         meta = shard_meta(f)
+        if wrong := [f"{k} {meta[k]} (the folder's name says {v})" for k, v in named.items() if k in meta and meta[k] != v]:
+            raise ValueError(f"{f} holds scenes of another world than its folder's name says: {', '.join(wrong)}; the "
+                             "stages would pair its codes with other scenes. Tokenize into the folder `xomni tokenize` "
+                             "names, or rename the folder back")
         if (version := meta.get("split_version")) != SPLIT_VERSION:
             raise ValueError(f"{f} was tokenized from world split {version}, this xomni renders {SPLIT_VERSION}: its "
                              "indices name other scenes; run `xomni tokenize` again (it rewrites such shards)")
