@@ -59,6 +59,10 @@ def test_official_projector_names_map_onto_ours(tmp_path):
     assert torch.equal(vq.codebook, state["quantize.embedding.weight"])
     assert torch.equal(vq.proj.weight, state["quant_conv.weight"][:, :, 0, 0])
     assert torch.equal(vq.post_blocks[1].conv2.weight, state["post_conv.1.conv2.weight"])
+    torch.save(state, tmp_path / "projector.pt")  # X-Omni's code reads its projector with torch.load
+    from_pt = SiglipVQ(CFG)
+    load_official_projector(from_pt, tmp_path / "projector.pt")
+    assert torch.equal(from_pt.codebook, state["quantize.embedding.weight"])
     del state["post_conv.1.conv2.bias"]
     save_file(state, str(tmp_path / "broken.safetensors"))
     with pytest.raises(ValueError, match="missing"):

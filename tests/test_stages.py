@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from xomni.checkpoint import load_component, save_component
 from xomni.data.world import WorldConfig
@@ -77,6 +77,26 @@ def test_tokenizer_stage_resumes_exactly(tmp_path, presets, monkeypatch):
     assert steps == [1, 2, 3, 4]
     meta = json.loads((tmp_path / "killed" / "tokenizer" / "meta.json").read_text())
     assert meta["step"] == 4 and meta["stage"] == "train_tokenizer"
+
+
+def test_a_released_projector_keeps_its_codebook(tmp_path, presets, monkeypatch):
+    from xomni.tokenizer.siglip_vq import OFFICIAL_PROJECTOR_KEYS
+
+    ours = SiglipVQ(VQ).state_dict()  # our names -> X-Omni's, for a projector file of the test preset's sizes
+    theirs = {}
+    for key, value in ours.items():
+        for official, name in OFFICIAL_PROJECTOR_KEYS.items():
+            if key == name or key.startswith(name + "."):
+                theirs[official + key[len(name):]] = value[:, :, None, None] if key == "proj.weight" else value
+    save_file(theirs, str(tmp_path / "projector.safetensors"))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the released codebook was replaced")
+
+    monkeypatch.setattr(train_tokenizer, "init_codebook", never)
+    monkeypatch.setattr(SiglipVQ, "restart_codes", never)
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, codebook_after=2, restart_every=1, sizes="64x64",
+                                  projector_path=str(tmp_path / "projector.safetensors")))
 
 
 def test_lm_only_keeps_the_tokenizer_frozen(tmp_path, presets):
@@ -476,7 +496,7 @@ def test_a_run_shorter_than_twice_its_warmup_still_decays_to_its_floor():
     assert warmup_cosine(9, 300, 10, 2.0, 0.05) == 2.0 and warmup_cosine(155, 300, 10, 2.0, 0.05) == pytest.approx(1.05)
 
 
-def test_a_run_resumed_with_other_steps_must_keep_the_rates_it_has_taken(tmp_path, presets):
+def test_a_run_resumed_with_other_steps_must_keep_the_rates_it_has_taken(tmp_path, presets, monkeypatch):
     from xomni.schedule import check_resumed_schedule, warmup_cosine
 
     cosine = lambda k, n: warmup_cosine(k, n, 10, 1.0, 0.1)  # noqa: E731
@@ -491,6 +511,15 @@ def test_a_run_resumed_with_other_steps_must_keep_the_rates_it_has_taken(tmp_pat
     train_tokenizer.main(_tok_cfg(tmp_path, steps=2, save_every=1))
     with pytest.raises(ValueError, match="planned for 2 steps"):
         train_tokenizer.main(_tok_cfg(tmp_path, steps=6, save_every=1))  # the stage checks it before a step
+    real = _crash_after(monkeypatch, train_tokenizer, 1, "training_batch")  # --lm-only: a new plan, killed at step 3
+    with pytest.raises(Crash):
+        train_tokenizer.main(_tok_cfg(tmp_path, steps=5, save_every=1, lm_only=True))
+    monkeypatch.setattr(train_tokenizer, "training_batch", real)
+    with pytest.raises(ValueError, match="planned for 5 steps"):  # resumed, an unfinished --lm-only run keeps its plan
+        train_tokenizer.main(_tok_cfg(tmp_path, steps=9, save_every=1, lm_only=True))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=5, save_every=1, lm_only=True))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=7, save_every=1, lm_only=True))  # finished: more alignment, re-planned
+    assert train_tokenizer.main(_tok_cfg(tmp_path, steps=2, save_every=1)) == {}  # the recipe rerun: nothing to do
 
 
 def test_llm_init_refuses_what_would_overwrite_it(tmp_path):

@@ -119,8 +119,11 @@ def recover(path: Path) -> None:
 
 def file_digest(path: str | Path) -> str:
     """A short content digest of a file (a part's weights): which weights, whatever the file's path or mtime."""
+    h = hashlib.sha256()  # read in chunks (hashlib.file_digest is Python 3.11+; the package supports 3.10)
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def weights_stamp(checkpoint: str | Path, parts: tuple[str, ...] = ("tokenizer", "decoder", "ar", "alignment_lm"),

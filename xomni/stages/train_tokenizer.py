@@ -103,7 +103,8 @@ class Config:
     lm_only: bool = False  # keep the tokenizer frozen and train only the alignment LM (and the dense heads)
     shards: str = ""  # with lm_only: token shard folders (comma-separated) to read the codes from; no encoder runs
     siglip_path: str = ""  # paper scale: a local SigLIP/SigLIP2 vision tower to start the encoder from
-    projector_path: str = ""  # paper scale: X-Omni's released projector (quant conv, codebook, decode adapter)
+    projector_path: str = ""  # paper scale: X-Omni's released projector (quant conv, codebook, decode adapter); its
+    # codebook is kept: quantised from step 0, no k-means, no restarts
 
 
 def parse_sizes(sizes: str) -> list[tuple[int, int]]:
@@ -277,10 +278,16 @@ def main(cfg: Config) -> dict:
     state_path = out / "tokenizer_state.pt"
     # `--lm-only` continues a finished tokenizer run's state (runs/cpu_tiny.sh): those two may change on a resume
     state = load_train_state(state_path, cfg, may_change=("lm_only", "shards"), resume=cfg.resume)
-    if state is not None and not cfg.lm_only:  # `--lm-only` continues a run on a new plan, as long as --steps says
+    saved = (state or {}).get("config") or {}
+    # a run resumed as what it was is held to its schedule; `--lm-only` after the tokenizer (or the tokenizer's command
+    # rerun after that, as runs/cpu_tiny.sh does: it finds the later run's state and has nothing left to do) is another
+    # phase, and a finished `--lm-only` run continued ("more alignment") is a new plan, as long as its --steps says
+    same_phase = bool(saved.get("lm_only", False)) == cfg.lm_only
+    finished = state is not None and state["step"] >= saved.get("steps", 0)
+    if state is not None and same_phase and not (cfg.lm_only and finished):
         check_resumed_schedule(lambda k, n: (lr_at(k, replace(cfg, steps=n), cfg.lr),
                                              lr_at(k, replace(cfg, steps=n), cfg.lm_lr)),
-                               (state.get("config") or {}).get("steps"), cfg.steps, state["step"])
+                               saved.get("steps"), cfg.steps, state["step"])
 
     if cfg.lm_only and state is None and not cfg.projector_path:
         raise ValueError(f"--lm-only trains the alignment LM on a finished tokenizer: {out} holds no tokenizer run's "
@@ -315,6 +322,7 @@ def main(cfg: Config) -> dict:
         load_siglip_encoder(vq, cfg.siglip_path)
     if cfg.projector_path:
         load_official_projector(vq, cfg.projector_path)
+    placed = cfg.lm_only or bool(cfg.projector_path)  # the codes exist already: the frozen tokenizer's, or X-Omni's
     lm_config = AlignmentConfig(vocab_size=tok.vocab_size, semantic_dim=vq_config.adapter_dim)
     lm = AlignmentLM(lm_config)
     heads = nn.ModuleDict({k: nn.Linear(vq_config.adapter_dim, n) for k, n in DENSE_HEADS.items()})
@@ -363,7 +371,7 @@ def main(cfg: Config) -> dict:
         ids, lm_labels, mask = (x.to(device) for x in encode_pairs(
             tok, [understanding_pairs(s, rng, cfg.turns) for s in scenes], eos))
 
-        if step == cfg.codebook_after and not cfg.lm_only:  # a resumed run redoes it: same weights, same codes
+        if step == cfg.codebook_after and not placed:  # a resumed run redoes it: same weights, same codes
             init_codebook(vq, cfg)
             usage.zero_()
         for group in opt.param_groups:
@@ -374,7 +382,7 @@ def main(cfg: Config) -> dict:
                 embeddings = vq.embed_codes(codes)
             lm_loss = loss = lm(embeddings, ids, lm_labels, mask)
         else:
-            q = vq(pixels, quantize=step >= cfg.codebook_after or cfg.lm_only)
+            q = vq(pixels, quantize=step >= cfg.codebook_after or placed)
             lm_loss = lm(q.embeddings, ids, lm_labels, mask) if step >= cfg.heads_first or cfg.lm_only else q.vq_loss * 0
             dense = dense_losses(heads, q.embeddings, labels)
             dense_loss = sum(dense.values()) + (cfg.glyph_weight - 1) * dense["glyph"]
@@ -390,7 +398,7 @@ def main(cfg: Config) -> dict:
 
         restarted = None
         if (step % cfg.restart_every == 0 and cfg.codebook_after < step <= cfg.restart_until * cfg.steps
-                and not cfg.lm_only):
+                and not placed):
             restarted = vq.restart_codes(usage == 0, q.z.flatten(0, 2))
             usage.zero_()
         record = {"step": step, "loss": loss.item(), "lm": lm_loss.item(), **{k: v.item() for k, v in parts.items()},
@@ -398,7 +406,7 @@ def main(cfg: Config) -> dict:
         if restarted is not None:
             record["restarted_codes"] = restarted
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            metrics = evaluate(vq, lm, tok, cfg.eval_n, heads=heads, quantize=step > cfg.codebook_after or cfg.lm_only)
+            metrics = evaluate(vq, lm, tok, cfg.eval_n, heads=heads, quantize=step > cfg.codebook_after or placed)
             record.update(metrics)
             tqdm.write(json.dumps(record))
         log.write(json.dumps(record) + "\n")

@@ -265,9 +265,17 @@ OFFICIAL_PROJECTOR_KEYS = {  # the official SigLIP-VQ projector (VQConvProjector
 
 @torch.no_grad()
 def load_official_projector(vq: SiglipVQ, path: str | Path) -> None:
-    """Load X-Omni's released projector weights (a .safetensors file or folder): 1x1 quant conv, codebook,
-    post-quant conv and the residual blocks. Their names map onto ours as OFFICIAL_PROJECTOR_KEYS says."""
-    state = read_safetensors(Path(path))
+    """Load X-Omni's released projector weights (a .safetensors file or folder, or a torch .pt/.bin state dict, which
+    X-Omni's own code reads with torch.load): 1x1 quant conv, codebook, post-quant conv and the residual blocks.
+    Their names map onto ours as OFFICIAL_PROJECTOR_KEYS says."""
+    path = Path(path)
+    if path.suffix in (".pt", ".bin", ".pth"):
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise ValueError(f"{path} is not a state dict of tensors")
+    else:
+        state = read_safetensors(path)
     mapped = {}
     for key, value in state.items():
         for theirs, ours in OFFICIAL_PROJECTOR_KEYS.items():
