@@ -100,6 +100,9 @@ def test_flux_transformer_and_vae_load_from_a_local_folder(tmp_path):
     assert patches.shape == (1, 6, 16)  # 2x3 tokens of 16 px, 4 latent channels packed 2x2
     out = codec.to_pixels(sample(net, torch.randn(1, 2, 3, 8), steps=2), 2, 3)
     assert out.shape == (1, 3, 32, 48)
+    half = SemanticFlux.from_flux(cfg, str(tmp_path), torch_dtype=torch.bfloat16)  # the size FLUX.1-dev is held in
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert torch.isfinite(sample(half, torch.randn(1, 2, 3, 8), steps=2)).all()  # float32 noise and embeddings
     bad = DecoderConfig(**{**cfg.__dict__, "num_single_layers": 2})
     with pytest.raises(ValueError, match="asks for"):
         SemanticFlux.from_flux(bad, str(tmp_path))

@@ -478,6 +478,15 @@ def test_alignment_start_takes_the_alignment_lms_language_and_its_reading_of_eac
         alignment_start(wider, lm, vq, codes)
 
 
+def test_a_decoder_run_resumed_longer_is_held_to_the_transformers_rates_too():
+    from xomni.schedule import check_resumed_schedule
+
+    rates = train_decoder.group_rates(train_decoder.Config(steps=200, warmup=100, prior_first=50))
+    check_resumed_schedule(rates, 200, 300, 30)  # the transformer has not trained yet, the prior is warming up
+    with pytest.raises(ValueError, match="planned for 200 steps"):  # its steps 50-79 had a 75-step warm-up
+        check_resumed_schedule(rates, 200, 300, 80)
+
+
 def test_decoder_schedule_starts_the_transformer_after_prior_first():
     cfg = train_decoder.Config(steps=300, warmup=10, prior_first=100)
     lr = train_decoder.lr_at

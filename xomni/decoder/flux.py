@@ -121,7 +121,7 @@ class SemanticFlux(nn.Module):
     def from_flux(cls, config: DecoderConfig, path: str, **kwargs) -> "SemanticFlux":
         """FLUX's transformer from a local folder (FLUX.1-dev or its transformer/), plus the new zero map.
 
-        kwargs go to `from_pretrained` (e.g. torch_dtype=torch.bfloat16)."""
+        kwargs go to `from_pretrained` (e.g. torch_dtype=torch.bfloat16: the new parts take FLUX's dtype too)."""
         from pathlib import Path
 
         sub = "transformer" if (Path(path) / "transformer").is_dir() else None
@@ -136,7 +136,7 @@ class SemanticFlux(nn.Module):
                              f"the decoder config asks for {expected}")
         if c.guidance_embeds != config.guidance_embeds:
             raise ValueError(f"FLUX at {path} has guidance_embeds={c.guidance_embeds}, the config says {config.guidance_embeds}")
-        return cls(config, flux)
+        return cls(config, flux).to(flux.dtype)
 
     def initialize_weights(self) -> None:
         nn.init.zeros_(self.semantic_in.weight)
@@ -168,6 +168,9 @@ class SemanticFlux(nn.Module):
         prior: torch.Tensor | None = None,  # (B, N, patch_dim) `prior_patches(semantic)`, when the caller has it
     ) -> torch.Tensor:
         f = self.flux
+        dtype = self.semantic_in.weight.dtype  # inputs in the network's dtype (a bf16 FLUX takes float32 noise)
+        x, semantic = x.to(dtype), semantic.to(dtype)
+        prior = prior.to(dtype) if prior is not None else None
         B, N, _ = x.shape
         _, h, w, _ = semantic.shape
         ph, pw = h * self.config.ratio, w * self.config.ratio

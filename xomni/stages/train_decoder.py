@@ -85,6 +85,13 @@ def lr_at(step: int, cfg: Config, peak: float | None = None, start: int = 0) -> 
     return warmup_cosine(max(0, step - start), cfg.steps - start, cfg.warmup, cfg.lr if peak is None else peak, 0.05)
 
 
+def group_rates(cfg: Config):
+    """(step, steps) -> both parameter groups' learning rates in a run of `steps`: the transformer's from
+    `prior_first` on (before it the flow loss does not train it: 0), the patch prior's from step 0."""
+    return lambda k, n: (lr_at(k, replace(cfg, steps=n), cfg.lr, cfg.prior_first) if k >= cfg.prior_first else 0.0,
+                         lr_at(k, replace(cfg, steps=n), cfg.prior_lr, 0))
+
+
 @torch.no_grad()
 def sample_grid(pipe: ImagePipeline, n: int, steps: int, path: Path) -> float:
     """Held-out originals (top) over reconstructions (bottom); returns their PSNR in dB."""
@@ -118,10 +125,8 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     state_path = out / "decoder_state.pt"
     state = load_train_state(state_path, cfg, ("sample_steps",), resume=cfg.resume)
-    if state is not None:  # both parameter groups' schedules
-        check_resumed_schedule(lambda k, n: (lr_at(k, replace(cfg, steps=n)),
-                                             lr_at(k, replace(cfg, steps=n), cfg.prior_lr, 0)),
-                               state.get("config", {}).get("steps"), cfg.steps, state["step"])
+    if state is not None:
+        check_resumed_schedule(group_rates(cfg), state.get("config", {}).get("steps"), cfg.steps, state["step"])
 
     vq = load_tokenizer(cfg.tokenizer)
     sources, indices, codes, source_of = [], [], [], []
