@@ -5,17 +5,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # System packages: Tesseract (English + simplified Chinese), the second OCR judge; Chromium, to look at reports.
-APT_PACKAGES="tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim chromium"
+# python3-venv: Debian's python3 makes no virtual environment without it.
+APT_PACKAGES="python3-venv tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim chromium"
 missing=""
 for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
+if [ -n "$missing" ] && command -v apt-get >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  if ! { command -v apt-get >/dev/null && $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing; }; then
-    # everything else still works: the Tesseract judge and the report's browser test say what is missing
-    echo "setup: could not install$missing; install them with your package manager (Debian names)" >&2
-  fi
+  $SUDO apt-get update -qq || true
+  for p in $missing; do  # one at a time: a name this distribution lacks (Ubuntu's chromium is a snap) stops no other
+    # everything else still works without one: the Tesseract judge and the report's browser test say what is missing
+    $SUDO apt-get install -y -qq "$p" || echo "setup: could not install $p; install it with your package manager" >&2
+  done
 fi
-if [ ! -x .venv/bin/python ]; then
+# a venv whose creation failed (no python3-venv the first time) is made again rather than used without pip
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip

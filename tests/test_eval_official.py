@@ -105,7 +105,7 @@ def test_geneval_layout_with_the_scene_judge(tmp_path):
     (tmp_path / "imgs" / "00002" / "samples").mkdir(parents=True)
     (tmp_path / "imgs" / "00002" / "metadata.jsonl").write_text(json.dumps(geneval_metadata(stars, "counting")))
     render(stars).save(tmp_path / "imgs" / "00002" / "samples" / "0000.png")
-    metrics = eval_official.main(eval_official.Config(benchmark="geneval", images=str(tmp_path / "imgs"), judge="scene"))
+    metrics = eval_official.main(eval_official.Config(benchmark="geneval", images=str(tmp_path / "imgs")))  # the scene judge by default
     assert metrics["task/colors"] == 0.5 and metrics["judge"] == "world-scene-judge"
     assert metrics["task/counting"] == 1.0  # judged at the scene judge's thresholds
     rows = [json.loads(x) for x in (tmp_path / "imgs" / "xomni_eval_geneval" / "results.jsonl").read_text().splitlines()]
@@ -125,7 +125,7 @@ def test_missing_official_judges_are_clear(tmp_path, capsys):
         eval_official.make_text_judge("easyocr", 1)
 
 
-def test_dpg_question_table_follows_the_official_loader(tmp_path):
+def test_dpg_question_table_follows_the_official_loader(tmp_path, monkeypatch):
     path = tmp_path / "dpg_bench.csv"
     path.write_text("item_id,text,keywords,proposition_id,dependency,category_broad,category_detailed,tuple,"
                     "question_natural_language\n"
@@ -136,6 +136,29 @@ def test_dpg_question_table_follows_the_official_loader(tmp_path):
     assert [q.qid for q in table["a"]] == [2] and table["b"][0].category == "entity - whole"
     full = eval_official.read_dpg_questions(path, skip_first=False)
     assert full["a"][1].parents == (1,) and full["a"][1].l1 == "attribute"
+
+    asked = []
+
+    class Says:  # a VQA judge that says yes and counts its questions
+        name = "fake-vqa"
+
+        def answer(self, image, question):
+            asked.append(question)
+            return "yes"
+
+    import xomni.eval.official_judges as official
+
+    monkeypatch.setattr(official, "load_official_judge", lambda name, path: Says())
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for item in ("a", "b"):
+        Image.new("RGB", (64, 64), (255, 255, 255)).save(images / f"{item}.png")
+    cfg = eval_official.Config(benchmark="dpg", images=str(images), questions=str(path), judge="qwen2.5-vl:/x",
+                               out=str(tmp_path / "out"))
+    for _ in range(2):  # item a drops out before it is judged, on every run; b is judged once
+        metrics = eval_official.main(cfg)
+        assert metrics["skipped"] == 1 and metrics["n"] == 1 and metrics["score"] == 1.0
+        assert asked == ["Is there a dog?"] * 4  # b's one question on each of its four tiles
 
 
 def test_results_append_after_a_cut_line_and_rewrite_only_a_stale_row(tmp_path):

@@ -8,9 +8,10 @@ a tile's score is the mean of its cascaded scores, an image's the mean over its 
 average the raw answers (before the cascade), x 100.
 
 Official quirks kept: categories are computed from the last tile only (the official loop keeps only the last
-tile's answers); an answer such as "Yes" or "yes." counts as no.
-Not kept: the official loader skips the first question of the table (its `i == 0` check after the header was
-already consumed), which drops that prompt altogether; ours scores every question it is given.
+tile's answers); an answer such as "Yes" or "yes." counts as no; and, by default (`xomni eval dpg
+--skip-first-question true`), the official loader's skipping of the table's first question (its `i == 0` check
+after the header was already consumed), which leaves that prompt's dependent questions without their parent, so
+the prompt drops out (`unresolved`); `--skip-first-question false` scores every question.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def raw_scores(questions: list[Question], answers: dict[int, str]) -> dict[int, 
     if missing:
         raise ValueError(f"no answer for questions {missing}")
     return {q.qid: float(answers[q.qid] == "yes") for q in questions}
+
+
+def unresolved(questions: list[Question]) -> list[tuple[int, int]]:
+    """(question, parent) pairs whose parent is not among `questions`: such an item cannot be scored."""
+    ids = {q.qid for q in questions}
+    return [(q.qid, p) for q in questions for p in q.parents if p not in ids]
 
 
 def cascade(questions: list[Question], raw: dict[int, float]) -> dict[int, float]:

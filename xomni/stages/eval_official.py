@@ -2,7 +2,7 @@
 
     python -m xomni.cli eval longtext --images DIR --lang en [--judge rapidocr]     <prompt_id>_<k>.png
     python -m xomni.cli eval oneig --images DIR --lang zh [--tiles 2,2]              <id>*.png, one grid per prompt
-    python -m xomni.cli eval geneval --images DIR [--judge scene]                   <NNNNN>/metadata.jsonl + samples/
+    python -m xomni.cli eval geneval --images DIR                                    <NNNNN>/metadata.jsonl + samples/
     python -m xomni.cli eval dpg --images DIR --questions dpg_bench.csv --judge qwen2.5-vl:PATH   <item_id>.png
 
 Prompt and metadata files come from `--bench` (the official files, as in ../shared/bench; `$XOMNI_BENCH` sets the
@@ -22,7 +22,7 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -44,7 +44,7 @@ class Config:
     out: str = ""  # default: IMAGES/xomni_eval_BENCHMARK (+ _LANG for the text benchmarks)
     bench: str = DEFAULT_BENCH
     lang: str = "en"
-    judge: str = "rapidocr"
+    judge: str = ""  # default: rapidocr for longtext and oneig, scene for geneval (dpg needs qwen2.5-vl:PATH)
     ocr_workers: int = 1
     tiles: str = "2,2"  # OneIG: columns,rows of the grid of samples in each image
     questions: str = ""  # DPG: the official dpg_bench.csv
@@ -71,6 +71,12 @@ def _load_jsonl(path: Path) -> list[dict]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{i}: does not parse ({e})") from None
     return out
+
+
+def _close(judge) -> None:
+    """Stop a judge's worker processes, if it has any."""
+    if hasattr(judge, "close"):
+        judge.close()
 
 
 def make_text_judge(spec: str, workers: int):
@@ -144,13 +150,31 @@ def run_longtext(cfg: Config, out: Path) -> dict:
         raise FileNotFoundError(f"no .png images in {cfg.images} (expected <prompt_id>_<k>.png)")
     judge = make_text_judge(cfg.judge, cfg.ocr_workers)
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
-    for path in tqdm([f for f in files if results.pending(f.name, f)], desc="longtext", dynamic_ncols=True):
-        pid = _prompt_id(path.name)
-        if pid not in prompts:
-            raise ValueError(f"{path}: prompt id {pid} is not in the {cfg.lang} prompt file")
-        read = judge.read(open_image(path))
-        m = longtext.match_text(read, prompts[pid]["text"], cfg.lang)
-        results.add({"image": path.name, "prompt_id": pid, "ocr": read, "matched": m.matched, "total": m.total}, path)
+    todo = [f for f in files if results.pending(f.name, f)]
+    for path in todo:  # every name checked before anything is judged
+        if _prompt_id(path.name) not in prompts:
+            raise ValueError(f"{path}: prompt id {_prompt_id(path.name)} is not in the {cfg.lang} prompt file")
+    chunk = max(1, 4 * cfg.ocr_workers)  # read in batches, so that --ocr-workers processes share them
+    try:
+        with tqdm(total=len(todo), desc="longtext", dynamic_ncols=True) as bar:
+            for start in range(0, len(todo), chunk):
+                paths, images, unreadable = todo[start : start + chunk], [], None
+                for path in paths:  # the images before an unreadable one are judged and kept, then it is reported
+                    try:
+                        images.append(open_image(path))
+                    except ValueError as e:
+                        unreadable = e
+                        break
+                for path, read in zip(paths, judge.read_batch(images) if images else []):
+                    pid = _prompt_id(path.name)
+                    m = longtext.match_text(read, prompts[pid]["text"], cfg.lang)
+                    results.add({"image": path.name, "prompt_id": pid, "ocr": read, "matched": m.matched,
+                                 "total": m.total}, path)
+                if unreadable is not None:
+                    raise unreadable
+                bar.update(len(paths))
+    finally:
+        _close(judge)
     rows = results.current(f.name for f in files)
     matches = [longtext.TextMatch(r["matched"], r["total"]) for r in rows]
     out_metrics = {"score": longtext.text_accuracy(matches)}
@@ -180,15 +204,17 @@ def run_oneig(cfg: Config, out: Path) -> dict:
         names.append(matches[0].name)
         if not results.pending(matches[0].name, matches[0]):
             continue
-        tiles = oneig.split_grid(open_image(matches[0]), cols, rows_n)
-        scored = []
-        for tile in tiles:
+        jpegs = []
+        for tile in oneig.split_grid(open_image(matches[0]), cols, rows_n):
             buf = io.BytesIO()
             tile.save(buf, format="JPEG")  # the official scorer OCRs each tile's JPEG re-encode
-            read = judge.read(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            jpegs.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        scored = []
+        for read in judge.read_batch(jpegs):  # an image's tiles at once: --ocr-workers processes share them
             t = oneig.score_tile(read, row["text_content"])
             scored.append({"ocr": read, "ed": t.edit_distance, "matched": t.matched, "total": t.total})
         results.add({"image": matches[0].name, "id": row["id"], "tiles": scored}, matches[0])
+    _close(judge)
     rows = results.current(names)
     tiles = [oneig.TileScore(t["ed"], t["matched"], t["total"]) for r in rows for t in r["tiles"]]
     scores = oneig.text_score(tiles, cfg.lang)
@@ -265,21 +291,20 @@ def run_dpg(cfg: Config, out: Path) -> dict:
     judge = load_official_judge(name, path)
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     files = sorted(p for p in Path(cfg.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    skipped = []
+    if missing := [f.name for f in files if f.stem not in table]:
+        raise ValueError(f"{missing[0]}: no questions for item {Path(missing[0]).stem!r} in {cfg.questions}")
+    # the official script drops an item whose dependencies cannot be resolved: known from the table, before judging
+    skipped = [f for f in files if dpg.unresolved(table[f.stem])]
+    for f in skipped:
+        print(f"skipped {f.name}: question {dpg.unresolved(table[f.stem])[0][0]} depends on one the table lacks")
+    files = [f for f in files if f not in skipped]
     for path_ in tqdm([f for f in files if results.pending(f.name, f)], desc="dpg", dynamic_ncols=True):
-        qs = table.get(path_.stem)
-        if qs is None:
-            raise ValueError(f"{path_}: no questions for item {path_.stem!r} in {cfg.questions}")
+        qs = table[path_.stem]
         image = open_image(path_)
         r = image.width // (2 if cfg.pic_num == 4 else 1)
         boxes = [(0, 0, r, r), (r, 0, 2 * r, r), (0, r, r, 2 * r), (r, r, 2 * r, 2 * r)][: cfg.pic_num]
         tiles = [{q.qid: judge.answer(image.crop(b), q.text) for q in qs} for b in boxes]
-        try:
-            score = dpg.image_score(qs, tiles)
-        except ValueError as e:  # the official script drops an item whose dependencies cannot be resolved
-            skipped.append(path_.name)
-            print(f"skipped {path_.name}: {e}")
-            continue
+        score = dpg.image_score(qs, tiles)
         results.add({"image": path_.name, "item_id": path_.stem, "score": score,
                      "answers": [{str(k): v for k, v in t.items()} for t in tiles]}, path_)
     rows = results.current(f.name for f in files)
@@ -300,6 +325,7 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"--pic-num is 1 or 4 (a 2x2 grid), got {cfg.pic_num}")
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {cfg.benchmark!r}; choose one of {BENCHMARKS}")
+    cfg = replace(cfg, judge=cfg.judge or {"geneval": "scene", "dpg": ""}.get(cfg.benchmark, "rapidocr"))
     if cfg.lang not in ("en", "zh"):
         raise ValueError(f"--lang must be en or zh, got {cfg.lang!r}")
     if not cfg.images or not Path(cfg.images).is_dir():
