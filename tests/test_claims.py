@@ -16,7 +16,8 @@ def test_overtaking_step_and_the_trend_after_it():
 
 
 def test_fig2b_compares_every_probe_on_the_same_prompts():
-    rows = [{"step": 0, "probe_reward": 0.2, "probe_prompt_rewards": [0.1, 0.3, 0.2], "probe_prompt_best": [0.2, 0.5, 0.9]},
+    rows = [{"step": 0, "probe_reward": 0.2, "probe_prompt_rewards": [0.1, 0.3, 0.2],
+             "probe_prompt_best": [0.2, 0.5, 0.9]},
             {"step": 10, "probe_reward": 0.35, "probe_prompt_rewards": [0.3, 0.4, None]},  # the hard prompt failed
             {"step": 20, "probe_reward": None, "probe_prompt_rewards": [None, None, None]},  # every group failed
             {"step": 30, "probe_reward": 0.4, "probe_prompt_rewards": [0.4, 0.5, 0.3]}]

@@ -105,7 +105,7 @@ def test_geneval_layout_with_the_scene_judge(tmp_path):
     (tmp_path / "imgs" / "00002" / "samples").mkdir(parents=True)
     (tmp_path / "imgs" / "00002" / "metadata.jsonl").write_text(json.dumps(geneval_metadata(stars, "counting")))
     render(stars).save(tmp_path / "imgs" / "00002" / "samples" / "0000.png")
-    metrics = eval_official.main(eval_official.Config(benchmark="geneval", images=str(tmp_path / "imgs")))  # the scene judge by default
+    metrics = eval_official.main(eval_official.Config(benchmark="geneval", images=str(tmp_path / "imgs")))  # scene judge: default
     assert metrics["task/colors"] == 0.5 and metrics["judge"] == "world-scene-judge"
     assert metrics["task/counting"] == 1.0  # judged at the scene judge's thresholds
     rows = [json.loads(x) for x in (tmp_path / "imgs" / "xomni_eval_geneval" / "results.jsonl").read_text().splitlines()]

@@ -70,6 +70,14 @@ HELP = {
     "w_consistency": "weight of the token-consistency reward",
     "phase": "AR training phase: text (tiny LLM language pretraining), pretrain1, pretrain2, pretrain3, sft",
     "init": "model folder of the previous phase to start from (empty: fresh weights)",
+    "train_decoder.init": "a decoder checkpoint folder to start from (weights only: a fresh optimiser and schedule; "
+                          "fresh runs only)",
+    "train_ar.batch_size": "samples per step, packed into rows of --seq-len tokens",
+    "train_grpo.ocr": "comma-separated OCR engines whose accuracies the OCR reward averages: rapidocr, tesseract",
+    "eval_suite.out": "output folder (default: out/eval/SUITE-SOURCE; a rerun with the same settings resumes there)",
+    "eval_official.out": "output folder (default: IMAGES/xomni_eval_BENCHMARK, + _LANG for longtext and oneig)",
+    "eval_official.judge": "rapidocr | tesseract | qwen2.5-vl:PATH | got-ocr2:PATH | scene (default: rapidocr for "
+                           "longtext and oneig, scene for geneval; dpg needs qwen2.5-vl:PATH)",
     "text_tokenizer": "text tokenizer (tokenizer.json) of the run",
     "seq_len": "tokens per packed training row",
     "final_lr": "learning rate at the end, as a fraction of the peak",
