@@ -30,7 +30,7 @@ from tqdm import tqdm
 from xomni.data.batches import pixels_of, scene_batch
 from xomni.data.world import WorldConfig, make_scene, render
 from xomni.decoder.flux import DecoderConfig, SemanticFlux
-from xomni.eval.longtext import match_text
+from xomni.eval.longtext import match_text, text_accuracy
 from xomni.eval.ocr import make_ocr_judge
 from xomni.eval.scene_judge import SceneJudge, exact
 from xomni.pipeline import ImagePipeline, to_image
@@ -123,11 +123,12 @@ def main() -> None:
     print("| drawn by | English text accuracy | Chinese text accuracy |")
     print("|---|---|---|")
     for name, images in drawn.items():
-        acc: dict[str, list[float]] = {"en": [], "zh": []}
+        acc: dict[str, list] = {"en": [], "zh": []}  # TextMatch per image, pooled as the suites pool them
         for s, x in zip(scenes, images):
-            acc[s.text.lang].append(match_text(ocr.read(to_image(x)), s.text.text, s.text.lang).accuracy)
+            acc[s.text.lang].append(match_text(ocr.read(to_image(x)), s.text.text, s.text.lang))
         en, zh = acc["en"], acc["zh"]
-        print(f"| {name} | {sum(en) / max(1, len(en)):.3f} ({len(en)}) | {sum(zh) / max(1, len(zh)):.3f} ({len(zh)}) |")
+        score = {k: text_accuracy(v) if v else float("nan") for k, v in acc.items()}
+        print(f"| {name} | {score['en']:.3f} ({len(en)}) | {score['zh']:.3f} ({len(zh)}) |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 
 from xomni.data.batches import scene_batch
 from xomni.data.world import WorldConfig
-from xomni.eval.longtext import match_text
+from xomni.eval.longtext import match_text, text_accuracy
 from xomni.eval.ocr import make_ocr_judge
 from xomni.pipeline import ImagePipeline, to_image
 
@@ -36,10 +36,10 @@ def main() -> None:
     print("|---|---|---|")
     for steps in (int(x) for x in args.steps.split(",")):
         out = pipe.decode(codes, steps=steps, generator=torch.Generator().manual_seed(0))
-        acc: dict[str, list[float]] = {"en": [], "zh": []}
+        acc: dict[str, list] = {"en": [], "zh": []}  # TextMatch per image, pooled as the suites pool them
         for s, x in zip(scenes, out):
-            acc[s.text.lang].append(match_text(ocr.read(to_image(x)), s.text.text, s.text.lang).accuracy)
-        mean = {k: sum(v) / len(v) if v else float("nan") for k, v in acc.items()}
+            acc[s.text.lang].append(match_text(ocr.read(to_image(x)), s.text.text, s.text.lang))
+        mean = {k: text_accuracy(v) if v else float("nan") for k, v in acc.items()}
         print(f"| {steps} | {mean['en']:.3f} ({len(acc['en'])} scenes) | {mean['zh']:.3f} ({len(acc['zh'])} scenes) |")
 
 

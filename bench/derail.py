@@ -5,7 +5,7 @@ the reward makes of them.
         --reference out/s22/zhmix/candidate [--show 2]
 
 Each checkpoint samples G (`--rollouts`, GRPO's 8) rollouts of GRPO's 16 probe prompts (`rl_prompts` at step -1,
-seed 0: half ask for text) as the stage samples them (`sample_and_submit`: temperature 1, min-p `--min-p`, no CFG,
+seed 0: half ask for text, the rest drawn by `--scene-mix`, the recipe's) as the stage samples them (`sample_and_submit`: temperature 1, min-p `--min-p`, no CFG,
 decoded with 8 steps, scored by the stage's default reward), and one forward over those sequences gives its image
 head's distribution at every position. A position is flat when its most likely code has probability below `--flat`
 (0.1; the codebook has 4,096 codes); a rollout with at least `--derailed` (8) flat positions has derailed. Printed
@@ -55,10 +55,12 @@ def main() -> None:
     ap.add_argument("--derailed", type=int, default=DERAIL_POSITIONS, help="flat positions that make a rollout derailed")
     ap.add_argument("--show", type=int, default=0, help="read the N most derailed rollouts position by position")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scene-mix", default="single=1,count=1,two=2,relation=2",
+                    help="the probe's scene mix, as runs/cpu_tiny_rl.sh's GRPO draws it ('' : as the world draws them)")
     args = ap.parse_args()
     rows, cols = rollout_shape(PRESETS["tiny"]["size"])  # the tiny run's rollouts
     n, G = rows * cols, args.rollouts
-    pairs = rl_prompts(-1, args.prompts, 0.5, args.seed)
+    pairs = rl_prompts(-1, args.prompts, 0.5, args.seed, scene_mix=args.scene_mix)
     asks_text = torch.tensor([scene.text is not None for scene, _ in pairs]).repeat_interleave(G)
     ref = Pipeline.from_pretrained(args.reference)
     ref.model.eval()

@@ -36,6 +36,12 @@ from xomni.stages.train_grpo import (PRESETS, Config, probe_rollouts, probe_summ
                                       reward_weights)
 
 
+def label(path) -> str:
+    """A checkpoint's name in the table and the grids: its last two path parts (out/s30/grpo_two and
+    out/s31/grpo_two, or two runs' candidate/ folders, are not one column)."""
+    return "_".join(Path(path).resolve().parts[-2:])
+
+
 def kind(scene) -> str:
     """A probe prompt's kind: "zh-long" and the like for text, the compositional task for a scene without text."""
     return f"{scene.text.lang}-{scene.text.length}" if scene.text is not None else scene_task(scene)
@@ -80,7 +86,7 @@ def main() -> None:
             pipe = Pipeline.from_pretrained(path)
             bf16 = resolve_bf16(cfg.bf16, next(pipe.model.parameters()).device)
             pairs, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
-                                                out / f"probe_{Path(path).name}.png", bf16)
+                                                out / f"probe_{label(path)}.png", bf16)
             summary = probe_summary(r, parts, top)  # the run's logged probe record
             cells = ["-" if summary.get(f"probe_{k}") is None else f"{summary[f'probe_{k}']:.3f}"
                      for k in ("reward", "best_of_g", "alignment", "ocr")]
@@ -95,7 +101,7 @@ def main() -> None:
             if good:
                 by_kind[kind(scene)][i].append((float(row.mean()), float(row.max())))
     print()
-    print("| kind | prompts | " + " | ".join(f"{Path(p).name}: mean / best of G" for p in paths)
+    print("| kind | prompts | " + " | ".join(f"{label(p)}: mean / best of G" for p in paths)
           + f" | last mean minus {Path(paths[0]).name}'s best of G |")
     print("|---|---|" + "---|" * (len(paths) + 1))
     for k in sorted(by_kind):

@@ -50,7 +50,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = train_grpo.Config(checkpoint=args.checkpoint, out=str(Path(tmp) / "grpo"), steps=args.steps,
                                     prompts_per_step=args.prompts, rollouts=args.rollouts, save_every=10**6,
-                                    probe_prompts=0, kl="full",  # as runs/cpu_tiny_rl.sh
+                                    probe_prompts=0, kl="full", neg_scale=0.5,  # as runs/cpu_tiny_rl.sh
+                                    scene_mix="single=1,count=1,two=2,relation=2",
                                     **{**change, **({"bf16": args.bf16} if args.bf16 else {})})
             train_grpo.main(cfg)
             rows = [json.loads(x) for x in (Path(cfg.out) / "grpo_log.jsonl").read_text().splitlines()]

@@ -64,6 +64,9 @@ def main() -> None:
         biased.weight.data.copy_(head.weight.data)
         biased.bias.data.copy_(-args.alpha * w.log())
         pipe.model.mm_head = biased.requires_grad_(False)
+        # the engine's CPU fast path multiplies by its own copy of the head's weight, without a bias: through the
+        # model's modules the shift applies to every image token, not to the first alone (it did until session 35)
+        pipe.engine._fast = False
         print(f"image head shifted by -{args.alpha} log w; codes with w > 1: {int((w > 1).sum())} of {len(w)}")
         return pipe
 

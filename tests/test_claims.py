@@ -26,8 +26,7 @@ def test_fig2b_compares_every_probe_on_the_same_prompts():
     assert [v for _, v in curve] == pytest.approx([0.2, 0.35, 0.45])
     none_kept = [rows[0], {"step": 10, "probe_reward": 0.3, "probe_prompt_rewards": [None, None, 0.3]},
                  {"step": 20, "probe_reward": 0.3, "probe_prompt_rewards": [0.3, 0.3, None]}]
-    with pytest.raises(ValueError, match="no probe prompt's rewards came back at every probe"):
-        C.probe_curve(none_kept)
+    assert C.probe_curve(none_kept) == ([(0, 0.2), (10, 0.3), (20, 0.3)], None)  # no common prompt: each probe's own
 
 
 def test_claims_from_scores():

@@ -227,6 +227,16 @@ def test_a_chunk_judged_past_the_timeout_fails_and_the_workers_are_replaced():
     ok = {"ocr": [1.0], "alignment": [0.5], "consistency": [1.0]}
     parts, failed, hung = gather([(1, _Done(ok)), (1, Hung()), (2, Queued())])
     assert hung and failed == 2 and parts["alignment"][0] == 0.5 and all(math.isnan(x) for x in parts["ocr"][1:])
+
+    class Busy:  # on another worker, nearly done: with several workers it is waited for
+        def ready(self):
+            return False
+
+        def get(self, timeout=None):
+            return {"ocr": [1.0], "alignment": [0.5], "consistency": [1.0]}
+
+    parts, failed, hung = gather([(1, Hung()), (1, Busy())], one_worker=False)
+    assert hung and failed == 1 and parts["alignment"][1] == 0.5
     s = _scene(True)
     with RewardPool(workers=1, timeout=120) as pool:
         first = pool.pool

@@ -512,6 +512,7 @@ def test_a_run_resumed_with_other_steps_must_keep_the_rates_it_has_taken(tmp_pat
     constant = lambda k, n: (warmup_cosine(k, n, 50, 1.0, 1.0), 2.0)  # noqa: E731  (two parameter groups)
     check_resumed_schedule(cosine, 300, 300, 120)  # the same length
     check_resumed_schedule(cosine, 300, 600, 10)  # still warming up: the same rates so far
+    check_resumed_schedule(cosine, 600, 300, 400)  # past the new end: no step left to take
     with pytest.raises(ValueError, match="rate at step 11 was .* in a run of 600.*--steps 300"):
         check_resumed_schedule(cosine, 300, 600, 120)  # past the warm-up the cosine depends on the run's length
     check_resumed_schedule(constant, 100, 200, 100)  # a constant rate past its warm-up may be extended

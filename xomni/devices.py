@@ -3,8 +3,10 @@ torchrun.
 
 auto is a GPU when one is visible, else the CPU. Under torchrun each process takes the GPU of its LOCAL_RANK and
 the process group uses NCCL; on the CPU it uses gloo. A stage builds or loads its model on the CPU, moves it with
-`.to(device)` before DDP/FSDP wraps it, and moves each batch to the same device; checkpoints are written from CPU
-copies (`save_component`), so a run resumes on another device.
+`.to(device)` before its optimiser is built and DDP/FSDP wraps it, and moves each batch to the same device.
+Components are written from CPU copies (`save_component`); a train state is loaded onto the CPU
+(`load_train_state`) and the optimiser moves its state to its parameters' device, so a run resumes on another
+device.
 """
 
 from __future__ import annotations

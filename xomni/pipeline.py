@@ -77,7 +77,8 @@ class ImagePipeline:
         return next(self.decoder.parameters()).device
 
     def to(self, device) -> "ImagePipeline":
-        """Tokenizer, decoder and codec moved to `device`; inputs follow them, images come back on the CPU."""
+        """Tokenizer, decoder and codec moved to `device`; inputs are moved to them, `decode` returns pixels on it
+        (`to_image` brings them to the CPU)."""
         self.tokenizer.to(device), self.decoder.to(device), self.codec.to(device)
         return self
 

@@ -21,7 +21,7 @@ def check_resumed_schedule(lr, saved_steps: int | None, steps: int, done: int) -
     schedule (every parameter group's rates, as a tuple or a number). A cosine decay does depend on it (a resumed
     run would jump back up the curve), so that is refused with what to do instead; a constant rate past the warm-up
     may be extended."""
-    if saved_steps is None or saved_steps == steps or done == 0:
+    if saved_steps is None or saved_steps == steps or done == 0 or done >= steps:  # (no step left to take)
         return
     for step in range(done):
         before, now = lr(step, saved_steps), lr(step, steps)

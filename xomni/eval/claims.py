@@ -52,12 +52,18 @@ def probe_curve(rows: list[dict]) -> tuple[list[tuple[int, float]], float | None
         scored = [r for r in probes if r["probe_reward"] is not None]
         keep = [i for i in range(len(probes[0]["probe_prompt_rewards"]))
                 if all(r["probe_prompt_rewards"][i] is not None for r in scored)]
-        if not keep:
-            raise ValueError("no probe prompt's rewards came back at every probe: nothing to compare across steps")
+        if not keep:  # judges failed on different prompts at different probes: each probe's own groups, as before
+            print("warning: no probe prompt's rewards came back at every probe; Fig. 2b compares each probe's own "
+                  "prompts (as logs without per-prompt rewards do)")
+            return _probe_means(rows)
         curve = [(r["step"], statistics.fmean(r["probe_prompt_rewards"][i] for i in keep)) for r in scored]
         start = (statistics.fmean(start_row["probe_prompt_best"][i] for i in keep)
                  if start_row is not None and start_row["probe_reward"] is not None else None)
         return sorted(curve), start
+    return _probe_means(rows)
+
+
+def _probe_means(rows: list[dict]) -> tuple[list[tuple[int, float]], float | None]:
     curve = [(r["step"], r["probe_reward"]) for r in rows if isinstance(r.get("probe_reward"), (int, float))]
     start = next((r["probe_best_of_g"] for r in rows if r.get("step") == 0 and "probe_best_of_g" in r), None)
     return sorted(curve), start

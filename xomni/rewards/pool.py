@@ -77,16 +77,16 @@ def _score(rollouts: list[Rollout]) -> dict[str, list]:
     return out
 
 
-def gather(pending: list, components: tuple[str, ...] = BASE,
-           timeout: float = 600.0) -> tuple[dict[str, list], int, bool]:
+def gather(pending: list, components: tuple[str, ...] = BASE, timeout: float = 600.0,
+           one_worker: bool = True) -> tuple[dict[str, list], int, bool]:
     """Every chunk's components, concatenated in submission order, how many chunks failed whole, and whether one
-    timed out (a hung worker: `timeout` seconds for each chunk; after one, a chunk not finished yet is not waited
-    for, since it queues behind the hung one)."""
+    timed out (a hung worker: `timeout` seconds for each chunk; after one, with `one_worker`, a chunk not finished
+    yet is not waited for, since it queues behind the hung one)."""
     parts: dict[str, list] = {k: [] for k in components}
     failed_chunks, hung = 0, False
     for n, handle in pending:
         try:
-            if hung and not handle.ready():
+            if hung and one_worker and not handle.ready():
                 raise multiprocessing.TimeoutError
             got = handle.get(timeout)
         except JudgeLoadError:
@@ -161,7 +161,8 @@ class RewardPool:
     def gather(self, pending: list, timeout: float | None = None) -> tuple[dict[str, list], int]:
         """`gather`'s components and failed chunks; after a timeout the workers are replaced (counted in
         `restarts`)."""
-        parts, failed, hung = gather(pending, self.components, self.timeout if timeout is None else timeout)
+        parts, failed, hung = gather(pending, self.components, self.timeout if timeout is None else timeout,
+                                     self.workers == 1)
         if hung and self.pool is not None:
             self.pool.terminate()
             self.pool.join()

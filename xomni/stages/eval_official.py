@@ -196,25 +196,27 @@ def run_oneig(cfg: Config, out: Path) -> dict:
     judge = make_text_judge(cfg.judge, cfg.ocr_workers)
     results = Results(out / "results.jsonl", judge.name, _settings(cfg))
     skipped, names = [], []
-    for row in tqdm(rows, desc="oneig", dynamic_ncols=True):
-        matches = sorted(Path(cfg.images).glob(f"{row['id']}*"))
-        if len(matches) != 1:  # the official scorer skips a prompt without exactly one image
-            skipped.append(row["id"])
-            continue
-        names.append(matches[0].name)
-        if not results.pending(matches[0].name, matches[0]):
-            continue
-        jpegs = []
-        for tile in oneig.split_grid(open_image(matches[0]), cols, rows_n):
-            buf = io.BytesIO()
-            tile.save(buf, format="JPEG")  # the official scorer OCRs each tile's JPEG re-encode
-            jpegs.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        scored = []
-        for read in judge.read_batch(jpegs):  # an image's tiles at once: --ocr-workers processes share them
-            t = oneig.score_tile(read, row["text_content"])
-            scored.append({"ocr": read, "ed": t.edit_distance, "matched": t.matched, "total": t.total})
-        results.add({"image": matches[0].name, "id": row["id"], "tiles": scored}, matches[0])
-    _close(judge)
+    try:
+        for row in tqdm(rows, desc="oneig", dynamic_ncols=True):
+            matches = sorted(Path(cfg.images).glob(f"{row['id']}*"))
+            if len(matches) != 1:  # the official scorer skips a prompt without exactly one image
+                skipped.append(row["id"])
+                continue
+            names.append(matches[0].name)
+            if not results.pending(matches[0].name, matches[0]):
+                continue
+            jpegs = []
+            for tile in oneig.split_grid(open_image(matches[0]), cols, rows_n):
+                buf = io.BytesIO()
+                tile.save(buf, format="JPEG")  # the official scorer OCRs each tile's JPEG re-encode
+                jpegs.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            scored = []
+            for read in judge.read_batch(jpegs):  # an image's tiles at once: --ocr-workers processes share them
+                t = oneig.score_tile(read, row["text_content"])
+                scored.append({"ocr": read, "ed": t.edit_distance, "matched": t.matched, "total": t.total})
+            results.add({"image": matches[0].name, "id": row["id"], "tiles": scored}, matches[0])
+    finally:
+        _close(judge)
     rows = results.current(names)
     tiles = [oneig.TileScore(t["ed"], t["matched"], t["total"]) for r in rows for t in r["tiles"]]
     scores = oneig.text_score(tiles, cfg.lang)

@@ -584,7 +584,8 @@ def main(cfg: Config) -> dict:
         # log-probs, detached, are the old policy's: no forward of its own (the first update's ratio is exactly 1)
         t1 = time.time()
         prefix = pipe.tok.image_prefix(rows, cols)
-        ids, mask = left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())], pipe.engine.pad_id)
+        ids, mask = (x.to(device) for x in left_pad([p + prefix + t for p, t in zip(prompt_ids, tokens.tolist())],
+                                                     pipe.engine.pad_id))
         grid = pipe.engine.grid(ids)  # None unless the policy has row/column embeddings
         full = cfg.kl == "full"
         policy.train()
@@ -657,7 +658,8 @@ def main(cfg: Config) -> dict:
                   "reward_best_of_g": float(r[valid].max(1).values.mean()) if valid.any() else None,
                   **{f"reward_{k}": (sum(v) / len(v) if (v := [x for x in vals if x is not None and math.isfinite(x)])
                                      else None) for k, vals in parts.items()},
-                  "dropped_groups": int((~valid).sum()), "failed_chunks": failed_chunks, **reward_stats, **stats,
+                  "dropped_groups": int((~valid).sum()), "failed_chunks": failed_chunks,
+                  "judge_restarts": rewards_pool.restarts, **reward_stats, **stats,
                   "derailed": int(derailed(top).sum()),
                   "rollouts_per_s": round(len(prompt_ids) / (time.time() - t0), 3),
                   "seconds": {"sample": round(seconds["sample"], 2), "decode": round(seconds["decode"], 2),
@@ -669,17 +671,18 @@ def main(cfg: Config) -> dict:
             bar.close(), log.close(), rewards_pool.close()
             raise RuntimeError(
                 f"every group's reward failed in {failed_in_a_row} steps in a row (to step {step}; failed chunks and "
-                f"dropped groups in {out / 'grpo_log.jsonl'}): the judges are not scoring, so nothing is learned. "
-                "Stopped without saving those steps; fix the judges (or raise --reward-timeout) and rerun to resume "
-                "from the last checkpoint.")
+                f"dropped groups in {out / 'grpo_log.jsonl'}): the judges are not scoring, so nothing is learned "
+                "(the policy was not updated in those steps). Fix the judges (or raise --reward-timeout) and rerun: "
+                "it resumes from its last checkpoint.")
         metrics = {k: v for k, v in record.items() if k.startswith("reward")}
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}" if record["reward"] is not None else "-")
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
-        if cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
+        judged = failed_in_a_row == 0  # a probe or evaluation with judges that just failed would wait on them too
+        if judged and cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
             log_probe()
-        if cfg.eval_every and step % cfg.eval_every == 0:
+        if judged and cfg.eval_every and step % cfg.eval_every == 0:
             log_evaluations()
     bar.close()
     log.close()

@@ -341,6 +341,8 @@ def main(cfg: Config) -> dict:
         opt.load_state_dict(state["opt"])
         usage, step = state["usage"].to(device), state["step"]
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:  # restarts draw on the GPU there
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         print(f"resumed from {state_path} at step {step}")
     n_params = sum(p.numel() for p in vq.parameters()) / 1e6
     print(f"SigLIP-VQ {n_params:.2f}M params, alignment LM {sum(p.numel() for p in lm.parameters()) / 1e6:.2f}M")
@@ -351,7 +353,9 @@ def main(cfg: Config) -> dict:
         save_component(out / "alignment_lm", lm_config, lm, meta)
         save_train_state(state_path, {"vq": vq.state_dict(), "lm": lm.state_dict(), "heads": heads.state_dict(),
                                       "opt": opt.state_dict(), "usage": usage, "step": step,
-                                      "torch_rng": torch.get_rng_state()}, cfg)
+                                      "torch_rng": torch.get_rng_state(),
+                                      "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                         cfg)
 
     written = out / "tokenizer" if (out / "tokenizer" / "model.safetensors").is_file() else None  # the frozen one
     from_shards = shard_batches(cfg.shards, cfg.batch_size, cfg.seed, written) if cfg.shards else None
