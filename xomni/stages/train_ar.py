@@ -57,8 +57,9 @@ step S, after the S steps an earlier run on the same stream took (runs/cpu_tiny.
 
 Device: `--device auto` (the default) trains on a GPU when torch sees one, else on the CPU (xomni/devices.py).
 Distributed: `torchrun --nproc_per_node N -m xomni.cli train ar ...` runs the same loop under DDP (gloo on CPU,
-NCCL on GPUs, one GPU per process); rank r takes samples r, r+N, ... of each step and the loss is normalised by the whole step's target
-counts, so the loss curve equals one process with the same global batch (tests/test_distributed.py). `--fsdp true`
+NCCL on GPUs, one GPU per process); rank r takes samples r, r+N, ... of each step and the loss is normalised by the
+whole step's target counts, so the loss curve equals one process with the same global batch
+(tests/test_distributed.py). `--fsdp true`
 shards instead of replicating (FSDP2 `fully_shard` per block and per head; checkpoints gather full weights on rank
 0, so a sharded run resumes sharded or not); `--bf16 true` (or auto: where the CPU or GPU computes bfloat16 natively)
 autocasts the forward.

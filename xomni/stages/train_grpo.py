@@ -43,10 +43,10 @@ ask for):
    while the tiny model's image head was diffuse: min-p 0.03 cut the first code of nearly every object of run 8's
    model, so rollouts were bare backgrounds and a group's rewards hardly differed (docs/unified.md, "Sampling:
    min-p"); the text-capable model samples its objects at 0.03. With CFG the sampled distribution would differ
-   further, so the stage samples without CFG (it has no CFG setting). `derail_mask`: at the flat positions of a rollout that derailed
-   (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left out and only the KL term
-   acts: the code sampled there says nothing of the prompt, yet the derailed rollout's advantage is large and
-   negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
+   further, so the stage samples without CFG (it has no CFG setting). `derail_mask`: at the flat positions of a
+   rollout that derailed (`xomni.engine.derailed`, read off the sampler's logits) the policy-gradient term is left
+   out and only the KL term acts: the code sampled there says nothing of the prompt, yet the derailed rollout's
+   advantage is large and negative, and the gradient of log pi(x) with respect to the logits, e_x - pi, has norm ~1 at a near-uniform
    softmax against ~0.14 at a code of probability 0.9. One run with it derailed more on held-out prompts, not less
    (docs/unified.md, "Session 25"): off by default. `neg_scale` (default 1, GRPO as written) multiplies the negative
    advantages: a rollout worse than its group pushes down every code it sampled, and where the policy is unsure (a
@@ -471,9 +471,8 @@ def probe(pipe: Pipeline, cfg: Config, pool: RewardPool, weights: dict, sampling
           grid: Path | None = None, bf16: bool = False) -> dict:
     """The policy on the probe's prompts (`probe_rollouts`): the mean reward and the mean over prompts of the best of
     G, over the groups whose rewards all came back, and how many of all its rollouts derailed
-    (`xomni.engine.derailed`). At step 0
-    this is the starting (SFT) model, whose best-of-G is the line the paper's Figure 2b has GRPO's mean reward
-    overtake."""
+    (`xomni.engine.derailed`). At step 0 this is the starting (SFT) model, whose best-of-G is the line the paper's
+    Figure 2b has GRPO's mean reward overtake."""
     _, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, sampling, grid, bf16)
     return probe_summary(r, parts, top)
 
