@@ -9,10 +9,11 @@ fetched from a hub). Each is a reward function with the package's one signature:
 - `VLMAlignmentReward`: prompt-image alignment by Qwen2.5-VL (X-Omni's alignment judge): the share of the DPG-style
   yes/no questions the prompt raises (`xomni.rewards.prompt_questions`, as the scene judge's alignment asks them) it
   answers "yes", with DPG's cascade over dependent questions.
-A rollout without a prompt (`Rollout.prompt` "") is judged against its scene's dense caption.
 - `UnifiedRewardScore`: an overall-quality score from a Qwen2.5-VL-based reward model such as UnifiedReward: asked
-  to rate the image for the prompt from 1 to 5; the rating `read_rating` finds in the reply, mapped to [0, 1]. The question's
-  wording is ours, not UnifiedReward's training template: check it against the model card before trusting numbers.
+  to rate the image for the prompt from 1 to 5; the rating `read_rating` finds in the reply, mapped to [0, 1]. The
+  question's wording is ours, not UnifiedReward's training template: check it against the model card before
+  trusting numbers.
+A rollout without a prompt (`Rollout.prompt` "") is judged against its scene's dense caption.
 """
 
 from __future__ import annotations
