@@ -220,8 +220,8 @@ def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[floa
     not name the plate's colour takes a plate of any colour as the sign (`sign_drawn`), and asks for it whenever the
     scene's plate is coloured; one that names no colour counts objects of any colour, and misses or finds them by
     shape. A judge that fails on an image gives NaN for that rollout. Until session 21 every rollout was judged
-    against its whole scene, so GRPO's
-    short and medium text prompts (two in three) paid for objects or a plate colour the policy was never told."""
+    against its whole scene, so GRPO's short and medium text prompts (two in three) paid for objects or a plate
+    colour the policy was never told."""
     out: list[float | None] = []
     for r in rollouts:
         try:
