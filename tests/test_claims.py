@@ -29,6 +29,18 @@ def test_fig2b_compares_every_probe_on_the_same_prompts():
     assert C.probe_curve(none_kept) == ([(0, 0.2), (10, 0.3), (20, 0.3)], None)  # no common prompt: each probe's own
 
 
+def test_fig2b_is_met_only_when_every_seed_overtakes_and_keeps_rising():
+    k = C.key
+    sft, rl = {k("synth-vqa"): 0.8}, [{k("synth-vqa"): 0.8}] * 2
+    start = {"step": 0, "probe_reward": 0.1, "probe_best_of_g": 0.2}
+    rising = [start, {"step": 10, "probe_reward": 0.25}, {"step": 20, "probe_reward": 0.3}]
+    falling = [start, {"step": 10, "probe_reward": 0.3}, {"step": 20, "probe_reward": 0.25}]
+    fig = lambda probes: next(c for c in C.check(sft, rl, probes, [1.0]) if c.claim.startswith("Fig. 2b"))  # noqa
+    met = fig([rising, rising])
+    assert met.met and "overtaken at step 10, then +0.500 per 100 steps, last 0.300" in met.measured
+    assert not fig([rising, falling]).met  # overtaken, then falling back: not "keeps improving"
+
+
 def test_claims_from_scores():
     k = C.key
     sft = {k("synth-text-en"): 0.10, k("synth-text-zh"): 0.05, k("synth-geneval"): 0.20, k("synth-geneval", 1.5): 0.30,

@@ -61,7 +61,10 @@ def test_ddp_two_processes_match_one(setup):
     two = _run(tmp_path, shards, tmp_path / "two", 2)
     sharded = _run(tmp_path, shards, tmp_path / "fsdp", 2, "--fsdp", "true")
     wa = load_component(tmp_path / "one" / "model", UnifiedConfig, UnifiedModel).state_dict()
+    assert len(one) == 2 and {r["processes"] for r in one} == {1}
     for run, name in ((two, "two"), (sharded, "fsdp")):
+        assert {r["processes"] for r in run} == {2}  # two ranks, each with its share of the step's samples
+        assert all(b["rows"] < a["rows"] for a, b in zip(one, run))  # the lead rank packed only its share
         for a, b in zip(one, run, strict=True):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         wb = load_component(tmp_path / name / "model", UnifiedConfig, UnifiedModel).state_dict()

@@ -96,6 +96,40 @@ def test_text_mode_stops_and_never_emits_image_tokens(engine):
     assert not bool(engine.vocab.is_image(out.tokens).any()) and out.tokens.shape[1] <= 6
 
 
+def test_cfg_draws_the_arg_max_of_the_prompts_logits_guided_away_from_the_bare_prefix(engine):
+    V, (rows, cols) = engine.vocab.text_vocab_size, (2, 2)
+    prefix = engine.tok.image_prefix(rows, cols)
+    out = engine.generate_image(_prompts(engine), rows, cols, Sampling(temperature=0, min_p=0, cfg=3.0))
+    for b, prompt in enumerate(_prompts(engine)):
+        drawn: list[int] = []
+        for t in out.tokens[b].tolist():
+            with torch.no_grad():
+                cond = engine.model(torch.tensor([prompt + prefix + drawn]), head="image")[0, -1]
+                uncond = engine.model(torch.tensor([prefix + drawn]), head="image")[0, -1]
+            assert t - V == int(guided_logits(cond, uncond, 3.0).argmax())
+            drawn.append(t)
+
+
+def test_text_mode_stops_each_row_at_its_stop_token_and_is_the_forwards_arg_max(engine):
+    greedy = Sampling(temperature=0, min_p=0)
+    free = engine.generate_text(_prompts(engine), 6, greedy)
+    eos = engine.tok.token_id("<|im_end|>")
+    for b, prompt in enumerate(_prompts(engine)):  # cached greedy decoding = the arg-max of a full forward, each token
+        seq = list(prompt)
+        for t in free.tokens[b].tolist():
+            with torch.no_grad():
+                assert t == int(engine.model(torch.tensor([seq]), head="text")[0, -1].argmax())
+            if t == eos:
+                break
+            seq.append(t)
+    stop = int(free.tokens[0, 1])  # a token row 0 draws second: given as the stop, that row ends there
+    out = engine.generate_text(_prompts(engine), 6, greedy, stop=stop)
+    row = out.tokens[0].tolist()
+    first = row.index(stop)
+    assert first <= 1 and row[: first + 1] == free.tokens[0, : first + 1].tolist()
+    assert all(t == stop for t in row[first:]) and bool((out.logprobs[0, first + 1 :] == 0).all())
+
+
 def test_sampling_draws_the_filtered_distribution():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(20000, 4)
     gen = torch.Generator().manual_seed(0)
@@ -110,8 +144,12 @@ def test_filters():
     kept = lambda s: torch.isfinite(filter_logits(logits, s))[0].tolist()  # noqa: E731
     assert kept(Sampling(min_p=0.2)) == [True, True, True, False]  # 0.05 < 0.2 * 0.5
     assert kept(Sampling(min_p=0, top_k=2)) == [True, True, False, False]
-    assert kept(Sampling(min_p=0, top_p=0.8)) == [True, True, False, False]
+    assert kept(Sampling(min_p=0, top_p=0.79)) == [True, True, False, False]
     assert kept(Sampling(min_p=0, top_p=0.81)) == [True, True, True, False]
+    dyadic = torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.125]]))  # sums exact in float32
+    assert torch.isfinite(filter_logits(dyadic, Sampling(min_p=0, top_p=0.75)))[0].tolist() == [True, True, False, False]
+    hot = filter_logits(logits, Sampling(temperature=2.0, min_p=0)).exp()  # temperature divides the logits
+    torch.testing.assert_close(hot, (logits / 2).softmax(-1))
     logp = filter_logits(logits, Sampling(min_p=0, top_k=2))
     assert math.isclose(float(logp[0, 0].exp()), 0.5 / 0.8, rel_tol=1e-6)
     with pytest.raises(ValueError):

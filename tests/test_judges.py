@@ -1,5 +1,7 @@
 """Judges on the world's own renders: the scene judge recovers the spec, the OCR engines read what is written."""
 
+from collections import Counter
+
 import pytest
 from PIL import Image
 
@@ -29,7 +31,9 @@ def test_scene_judge_sees_nothing_on_a_blank_canvas_and_misses_are_not_exact():
 def test_geneval_detections_group_by_shape():
     s = make_scene(WorldConfig(), "heldout", 1)
     dets = SceneJudge().detections(render(s))
-    assert sum(len(v) for v in dets.values()) == len(s.objects)
+    assert {k: len(v) for k, v in dets.items()} == Counter(o.shape for o in s.objects)  # one class per shape
+    assert {k: sorted(d.color for d in v) for k, v in dets.items()} == \
+        {k: sorted(o.color for o in s.objects if o.shape == k) for k in dets}
     assert all(d.color is not None and 0.5 <= d.score <= 1 for v in dets.values() for d in v)
 
 

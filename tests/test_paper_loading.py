@@ -98,6 +98,11 @@ def test_flux_transformer_and_vae_load_from_a_local_folder(tmp_path):
     pixels = torch.rand(1, 3, 32, 48)
     patches = codec.to_patches(pixels)
     assert patches.shape == (1, 6, 16)  # 2x3 tokens of 16 px, 4 latent channels packed 2x2
+    with torch.no_grad():  # FLUX's shift and scale, both ways
+        latents = codec.vae.encode(pixels * 2 - 1).latent_dist.mode()
+        torch.testing.assert_close(patches, patchify((latents - 0.1) * 0.5, 2))
+        back = ((codec.vae.decode(latents).sample + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(codec.to_pixels(patches, 2, 3), back)
     out = codec.to_pixels(sample(net, torch.randn(1, 2, 3, 8), steps=2), 2, 3)
     assert out.shape == (1, 3, 32, 48)
     half = SemanticFlux.from_flux(cfg, str(tmp_path), torch_dtype=torch.bfloat16)  # the size FLUX.1-dev is held in

@@ -147,7 +147,11 @@ def test_grpo_stage_runs_logs_and_resumes_exactly(checkpoint, tmp_path):
                for r in probes)
     assert Image.open(tmp_path / "a" / "grpo_samples_0002.png").size == (2 * 128, 2 * 128)  # 2 prompts x G 2
     train_grpo.main(cfg(tmp_path / "b", 1))
-    train_grpo.main(cfg(tmp_path / "b", 2))  # resumes at step 1
+    first = (tmp_path / "b" / "grpo_log.jsonl").read_text().splitlines()
+    train_grpo.main(cfg(tmp_path / "b", 2))  # resumes at step 1: its step-1 record kept, not written again
+    assert (tmp_path / "b" / "grpo_log.jsonl").read_text().splitlines()[: len(first)] == first
+    assert [json.loads(x)["step"] for x in (tmp_path / "b" / "grpo_log.jsonl").read_text().splitlines()
+            if "kl" in json.loads(x)] == [1, 2]
     a = load_component(tmp_path / "a" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     b = load_component(tmp_path / "b" / "ar", UnifiedConfig, UnifiedModel).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -95,8 +95,10 @@ def test_a_released_projector_keeps_its_codebook(tmp_path, presets, monkeypatch)
 
     monkeypatch.setattr(train_tokenizer, "init_codebook", never)
     monkeypatch.setattr(SiglipVQ, "restart_codes", never)
-    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, codebook_after=2, restart_every=1, sizes="64x64",
-                                  projector_path=str(tmp_path / "projector.safetensors")))
+    train_tokenizer.main(_tok_cfg(tmp_path, steps=4, codebook_after=2, restart_every=1, sizes="64x64", lr=0.0,
+                                  projector_path=str(tmp_path / "projector.safetensors")))  # lr 0: nothing moves
+    saved = load_component(tmp_path / "tokenizer", SiglipVQConfig, SiglipVQ)
+    assert torch.equal(saved.codebook, theirs["quantize.embedding.weight"])  # the released codebook, kept
 
 
 def test_lm_only_keeps_the_tokenizer_frozen(tmp_path, presets):

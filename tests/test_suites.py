@@ -57,11 +57,12 @@ def test_dpg_answers_follow_the_judges():
 
 
 def test_pope_metrics():
-    items = [{"answer": "yes", "setting": "random"}, {"answer": "no", "setting": "random"},
+    items = [{"answer": "yes", "setting": "random"}, {"answer": "yes", "setting": "random"},
              {"answer": "yes", "setting": "adversarial"}, {"answer": "no", "setting": "adversarial"}]
-    out = suites.score_pope(items, ["Yes.", "yes", "no", "no"])
-    assert out["score"] == 0.5 and out["precision"] == 0.5 and out["recall"] == 0.5 and out["yes_ratio"] == 0.5
-    assert out["setting/random"] == 0.5 and out["setting/adversarial"] == 0.5
+    out = suites.score_pope(items, ["Yes.", "no", "maybe", "yes"])  # one hit, one miss, one non-answer, one false yes
+    assert out["score"] == 0.25 and out["precision"] == 0.5 and out["recall"] == pytest.approx(1 / 3)
+    assert out["f1"] == pytest.approx(0.4) and out["yes_ratio"] == 0.5
+    assert out["setting/random"] == 0.5 and out["setting/adversarial"] == 0.0
     assert suites.normalize_answer(" 你 好。") == "你好"
 
 

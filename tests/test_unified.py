@@ -57,6 +57,12 @@ def test_vision_blocks_change_image_positions_only_and_skipping_text_is_exact():
             layer.mlp.down_proj.weight.mul_(50)
         fast, official = model(ids), model(ids, vision_on_all=True)
         torch.testing.assert_close(fast, official, rtol=1e-5, atol=1e-5)
+        saved = model.vision_pre[0].mlp.down_proj.weight.clone()
+        model.vision_pre[0].mlp.down_proj.weight.zero_()
+        without = model(ids)
+        model.vision_pre[0].mlp.down_proj.weight.copy_(saved)
+        assert torch.equal(without[:, :5], fast[:, :5])  # the text before the image: untouched (causal)
+        assert not torch.allclose(without[:, 5:14], fast[:, 5:14])  # the image positions: the block acts on them
         text_only = ids.clone()
         text_only[:, 5:14] = 3
         a = model(text_only)

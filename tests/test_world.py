@@ -107,7 +107,8 @@ def test_language_matches_ground_truth():
                 assert q.answer == s.text.text
         if s.relation is not None:
             assert relation_of(s.objects[0].box, s.objects[1].box) == s.relation
-        assert set(prompts(s)) == {"short", "medium", "dense", "photo"} if s.groups else {"short", "medium", "dense"}
+        expected = {"short", "medium", "dense", "photo"} if s.groups else {"short", "medium", "dense"}
+        assert set(prompts(s)) == expected
         if s.text is not None:
             assert s.text.text in caption(s)
 

@@ -63,7 +63,7 @@ def filter_logits(logits: torch.Tensor, s: Sampling) -> torch.Tensor:
         logits = logits.masked_fill(logits < floor, float("-inf"))
     if s.top_p < 1:
         sorted_p, order = logits.softmax(-1).sort(-1, descending=True)
-        drop_sorted = sorted_p.cumsum(-1) - sorted_p > s.top_p  # keep the smallest prefix reaching top_p
+        drop_sorted = sorted_p.cumsum(-1) - sorted_p >= s.top_p  # keep the smallest prefix reaching top_p
         logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
     return logits.log_softmax(-1)
 

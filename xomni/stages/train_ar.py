@@ -526,7 +526,8 @@ def main(cfg: Config) -> dict:
         step += 1
 
         record = {"step": step, "loss": loss.item(), **{f"loss_{k}": v for k, v in parts.items()},
-                  "rows": ids.shape[0], "lr": lr_at(step - 1, cfg), "elapsed_s": round(time.time() - t0, 1)}
+                  "rows": ids.shape[0], "processes": world, "lr": lr_at(step - 1, cfg),
+                  "elapsed_s": round(time.time() - t0, 1)}
         log.write(json.dumps(record) + "\n")
         log.flush()
         bar.update(1)
