@@ -529,6 +529,11 @@ def test_rl_prompts_mixes_split_the_prompts_exactly(tmp_path):
     assert all(33 <= total[k] <= 47 for k in [("en", "short"), ("en", "long"), ("zh", "short")]), total
     assert split_count(10, {"a": 0.1, "b": 0.2, "c": 0.7}, random.Random(0)) == {"a": 1, "b": 2, "c": 7}
     assert sum(split_count(7, {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}, random.Random(1)).values()) == 7
+    recipe = {"single": 1 / 6, "count": 1 / 6, "two": 1 / 3, "relation": 1 / 3}  # the recipe's 1:1:2:2 of 8 prompts
+    steps = [split_count(8, recipe, random.Random(s)) for s in range(3000)]
+    assert all(sum(c.values()) == 8 and all(abs(c[k] - 8 * v) < 1 for k, v in recipe.items()) for c in steps)
+    for k, v in recipe.items():  # on average each its share (the largest remainders gave 1:1:3:3 every step)
+        assert abs(sum(c[k] for c in steps) / len(steps) - 8 * v) < 0.05
     only_zh = rl_prompts(0, 8, 1.0, 0, text_mix="en-short=0,en-long=0,zh-short=0,zh-long=1")
     assert all(s.text.lang == "zh" and s.text.length == "long" for s, _ in only_zh)
     plain = rl_prompts(0, 16, 0.5, 0)  # no mix: the language as the world draws it, half short and half long

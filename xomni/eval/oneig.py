@@ -11,7 +11,9 @@ ground truth) or characters. Pooled over all tiles: ED = mean, CR = mean, WAC = 
 Official quirks kept: `text_content` (a Python-list literal) is normalised as a raw string, never parsed (brackets,
 quotes and commas vanish); each string picks its own mode from its own content, so an OCR answer without Han
 characters keeps its spaces even on a Chinese prompt; both "addCriterion" and "No text recognized." are removed
-from the judge's answer; a tile is black only when every pixel is exactly (0, 0, 0).
+from the judge's answer; a tile is black only when every pixel is exactly (0, 0, 0). Deviation: black is judged
+after conversion to RGB, where the official script compares the pixels as opened, so an all-black tile of a
+grayscale or palette image (which it OCRs and scores as a miss) is left out here.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 What it collects from each run folder (searched recursively):
 - `metrics.json` of every eval (suites, official benchmarks, reconstruction): one table per suite, runs as columns;
 - sample grids: the first items of each suite eval (`manifest.jsonl` + `images/` + `judged.jsonl`) with their
-  prompt and what the judge read, and any `grid.png` / `*_samples_*.png` the stages wrote;
+  prompt and what the judge read, every `grid.png` the stages wrote and the last four `*_samples_*.png`;
 - curves: every `*_log.jsonl` training log, its numeric series drawn as inline SVG.
 Images are copied next to the page, so the folder opens anywhere without a network.
 """
@@ -105,7 +105,8 @@ def collect_samples(run: Path, assets: Path, label: str | None = None) -> list[d
                           "reading": _reading(judged.get(item["id"], {}))})
         groups.append({"title": f"{label} / {folder.relative_to(run)} ({header.get('suite')}, {header.get('source')})",
                        "tiles": tiles})
-    for grid in sorted([*run.rglob("grid.png"), *run.rglob("*_samples_*.png")])[-4:]:
+    # every grid.png (a reconstruction's), and a training run's last four sample grids
+    for grid in [*sorted(run.rglob("grid.png")), *sorted(run.rglob("*_samples_*.png"))[-4:]]:
         dst = asset(grid)
         shutil.copyfile(grid, dst)
         groups.append({"title": f"{label} / {grid.relative_to(run)}", "grid": f"assets/{dst.name}"})

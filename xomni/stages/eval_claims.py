@@ -57,7 +57,7 @@ def main(cfg: Config) -> dict:
     probes = [read_jsonl(p) for p in logs]  # a killed run's cut last line left out
     for log, rows in zip(logs, probes):  # before any evaluation is spent: Fig. 2b needs every run's probe
         curve, start = C.probe_curve(rows)
-        if start is None or not curve:
+        if start is None or not any(s > 0 for s, _ in curve):
             raise ValueError(f"{log} has no scored step-0 probe (the SFT model's best-of-G) or no probe after it: "
                              "claims need GRPO runs with --probe-prompts above 0")
     suites = [s for s in cfg.suites.split(",") if s]

@@ -223,11 +223,18 @@ MAX_DRAWS = 20_000  # scenes drawn for one prompt of a kind before `rl_prompts` 
 
 def split_count(n: int, shares: dict[str, float], rng: random.Random) -> dict[str, int]:
     """`n` split by `shares` (summing to 1) into whole counts summing to n: each name its share's floor, and the rest
-    one each to the largest remainders, ties broken by `rng` (so that, over steps, each name gets its share)."""
+    handed out by systematic sampling over the remainders (one `rng` draw u; a name gets one more for each of the
+    points u, u + 1, ... its stretch of the remainders' running sum holds), so each count is its share's floor or
+    ceiling and its mean over steps is exactly n x share. (Until session 35 the rest went to the largest remainders,
+    the same names every step: 1 : 1 : 2 : 2 over 8 prompts was 1 : 1 : 3 : 3 every step.)"""
     counts = {k: math.floor(v * n + 1e-9) for k, v in shares.items()}
-    order = sorted(shares, key=lambda k: (-round(shares[k] * n - counts[k], 9), rng.random()))
-    for k in order[: n - sum(counts.values())]:
-        counts[k] += 1
+    spare = n - sum(counts.values())
+    if spare:
+        u, edge = rng.random(), 0.0
+        for k in shares:  # a fixed order: the names' order in the spec
+            lo, edge = edge, edge + (shares[k] * n - counts[k])
+            counts[k] += math.floor(edge - u + 1e-9) - math.floor(lo - u + 1e-9)  # points u + i in [lo, edge)
+        counts[next(iter(shares))] += n - sum(counts.values())  # rounding of the running sum, if any
     return counts
 
 
@@ -678,10 +685,10 @@ def main(cfg: Config) -> dict:
         bar.set_postfix(reward=f"{record['reward']:.3f}" if record["reward"] is not None else "-")
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
             checkpoint(metrics)
-        judged = failed_in_a_row == 0  # a probe or evaluation with judges that just failed would wait on them too
+        judged = failed_in_a_row == 0  # a probe with the reward judges that just failed would wait on them too
         if judged and cfg.probe_prompts and cfg.probe_every and step % cfg.probe_every == 0:
             log_probe()
-        if judged and cfg.eval_every and step % cfg.eval_every == 0:
+        if cfg.eval_every and step % cfg.eval_every == 0:  # the suites judge in this process, not in the pool
             log_evaluations()
     bar.close()
     log.close()
