@@ -110,7 +110,8 @@ class ImagePipeline:
 
 def to_image(pixels: torch.Tensor) -> Image.Image:
     """(3, H, W) in [0, 1] (any device or float dtype) -> PIL RGB."""
-    return Image.fromarray((pixels.detach().float().cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
+    array = pixels.detach().float().cpu().permute(1, 2, 0).numpy()
+    return Image.fromarray((array * 255).round().astype(np.uint8), "RGB")
 
 
 def parse_size(text: str) -> tuple[int, int]:
