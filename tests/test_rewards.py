@@ -26,6 +26,22 @@ def _scene(with_text: bool):
     return next(s for i in range(100) if ((s := make_scene(WorldConfig(), "heldout", i)).text is not None) == with_text)
 
 
+def _half_sign(s):
+    """`s` rendered with its one-line sign's characters at half the size, on the left half of the asked box."""
+    import copy
+
+    from xomni.data.world import _draw_text
+
+    bare = copy.deepcopy(s)
+    bare.text = None
+    image = render(bare)
+    t = copy.deepcopy(s.text)
+    x0, y0, x1, y1 = t.box
+    t.box = t.line_boxes[0] = (x0, y0, x0 + (x1 - x0) // 2, y1)
+    _draw_text(ImageDraw.Draw(image), t, s.cell // 2)
+    return image
+
+
 def test_ocr_reward_averages_engines_and_marks_failures():
     s = _scene(True)
     r = [Rollout(s, render(s)), Rollout(_scene(False), render(_scene(False)))]
@@ -329,7 +345,6 @@ def test_the_sign_question_scores_the_signs_size():
     blank plate has a full sign's extent, a sign drawn at half the asked width scores half on that question."""
     import copy
 
-    from xomni.data.world import _draw_text
     from xomni.eval.suites import dpg_questions
     from xomni.rewards import reward_judge, sign_extent
 
@@ -340,13 +355,7 @@ def test_the_sign_question_scores_the_signs_size():
     blank = copy.deepcopy(s)
     blank.text.lines = [" " * len(line) for line in s.text.lines]
     assert sign_extent(render(s), s) == sign_extent(render(blank), s) == 1.0
-    half = copy.deepcopy(s)  # the same characters at half the size, on the left half of the asked box
-    half.text = None
-    image = render(half)
-    t = copy.deepcopy(s.text)
-    x0, y0, x1, y1 = t.box
-    t.box = t.line_boxes[0] = (x0, y0, x0 + (x1 - x0) // 2, y1)
-    _draw_text(ImageDraw.Draw(image), t, s.cell // 2)
+    image = _half_sign(s)
     assert sign_extent(image, s) == pytest.approx(0.5)
     n_objects = sum(q["check"]["kind"] != "text" for q in dpg_questions(s))
     assert alignment([Rollout(s, image)], judge) == [pytest.approx((n_objects + 0.5) / (n_objects + 1))]
@@ -432,7 +441,7 @@ def test_whether_the_sign_is_asked_is_the_prompts_not_the_images():
     stray ink. And a judge that fails on one image fails that rollout alone."""
     import copy
 
-    from xomni.data.world import _draw_text, prompts
+    from xomni.data.world import prompts
     from xomni.rewards import reward_judge, sign_asked
 
     judge = reward_judge()
@@ -442,11 +451,7 @@ def test_whether_the_sign_is_asked_is_the_prompts_not_the_images():
     medium = prompts(s)["medium"]
     no_sign = copy.deepcopy(s)
     no_sign.text = None
-    half = render(no_sign)
-    t = copy.deepcopy(s.text)
-    x0, y0, x1, y1 = t.box
-    t.box = t.line_boxes[0] = (x0, y0, x0 + (x1 - x0) // 2, y1)
-    _draw_text(ImageDraw.Draw(half), t, s.cell // 2)
+    half = _half_sign(s)
     got = alignment([Rollout(s, im, prompt=medium) for im in (render(s), half, render(no_sign))], judge)
     assert got[0] == 1.0 and got[0] > got[1] > got[2]
     white = copy.deepcopy(s)

@@ -85,11 +85,16 @@ def lr_at(step: int, cfg: Config, peak: float | None = None, start: int = 0) -> 
     return warmup_cosine(max(0, step - start), cfg.steps - start, cfg.warmup, cfg.lr if peak is None else peak, 0.05)
 
 
+def group_schedules(cfg: Config) -> list[tuple[float, int]]:
+    """Per parameter group (the transformer's, the patch prior's): its peak rate and the step it starts at."""
+    return [(cfg.lr, cfg.prior_first), (cfg.prior_lr, 0)]
+
+
 def group_rates(cfg: Config):
-    """(step, steps) -> both parameter groups' learning rates in a run of `steps`: the transformer's from
-    `prior_first` on (before it the flow loss does not train it: 0), the patch prior's from step 0."""
-    return lambda k, n: (lr_at(k, replace(cfg, steps=n), cfg.lr, cfg.prior_first) if k >= cfg.prior_first else 0.0,
-                         lr_at(k, replace(cfg, steps=n), cfg.prior_lr, 0))
+    """(step, steps) -> both parameter groups' learning rates in a run of `steps`, each from the step it starts
+    training at (before it, 0: the transformer before `prior_first`, where the flow loss does not train it)."""
+    return lambda k, n: tuple(lr_at(k, replace(cfg, steps=n), peak, start) if k >= start else 0.0
+                              for peak, start in group_schedules(cfg))
 
 
 @torch.no_grad()
@@ -159,7 +164,7 @@ def main(cfg: Config) -> dict:
     prior = list(net.prior.parameters()) if net.prior is not None else []
     rest = [p for n, p in net.named_parameters() if not n.startswith("prior.")]
     groups = [{"params": rest}] + ([{"params": prior}] if prior else [])
-    schedules = [(cfg.lr, cfg.prior_first), (cfg.prior_lr, 0)]  # per group: peak, first step (from cfg, also on resume)
+    schedules = group_schedules(cfg)  # from cfg, also on resume
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step = 0
     if state is not None:
