@@ -60,13 +60,15 @@ $X train ar --phase sft       "${AR[@]}" --out "$OUT/ar_sft" --init "$OUT/ar_pt3
 # text answered in quotes (spelled). docs/unified.md, "The letter copy, learned (session 17)".
 TEXT=(--phase sft --text-cell-weight 16 --lr 3e-4)
 DENSE=(--shards "$OUT/shards/train-dense_128x128" --gen-share 1.0)
-$X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_text1" --init "$OUT/ar_sft/model" --steps 400 --final-lr 0
+# ar_text1 reads the sft phase's data stream on from where ar_sft (300 steps) left it (--data-start)
+$X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_text1" --init "$OUT/ar_sft/model" --steps 400 --final-lr 0 \
+    --data-start 300
 $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text2" --init "$OUT/ar_text1/model" --steps 400 \
     --final-lr 0
 $X train ar "${AR[@]}" "${TEXT[@]}" "${DENSE[@]}" --out "$OUT/ar_text3" --init "$OUT/ar_text2/model" --steps 1500 \
     --final-lr 1.0 --warmup 20
-# the mixtures read the sft phase's data stream on from where ar_sft (300 steps) and ar_text1 (400) left it
-# (--data-start), so that no two runs on it draw the same samples
+# the mixtures read that stream on from where ar_text1 (300 + 400) left it, so that no two runs on it draw the
+# same samples (the session-34 rebuild's ar_text1 ran before --data-start and re-read ar_sft's 300 steps)
 $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix" --init "$OUT/ar_text3/model" --steps 600 --final-lr 0 \
     --warmup 20 --quote-text-answers true --data-start 700
 # Chinese: the same copy learned for Chinese characters (2 x 2 glyph cells, 300 characters) only on Chinese

@@ -332,12 +332,62 @@ def test_grpo_drops_a_group_whose_reward_failed_and_updates_on_the_rest(checkpoi
         torch.set_num_threads(threads)
     row = json.loads((tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()[0])
     assert row["dropped_groups"] == 1 and row["kl_full"] >= 0 and "clip_fraction" in row  # updated on the other
-    monkeypatch.setattr(pool, "_score", lambda rollouts: {**judge(rollouts), "alignment": [math.nan] * len(rollouts)})
-    with pytest.raises(RuntimeError, match="every group's reward failed in 2 steps in a row"):
-        train_grpo.main(replace(cfg, out=str(tmp_path / "f"), steps=5, stop_after_failed_steps=2))
+    calls = []
+
+    def down_after_one_step(rollouts):  # step 1 is judged; every later step's alignment fails
+        calls.append(1)
+        return judge(rollouts) if len(calls) == 1 else {**judge(rollouts), "alignment": [math.nan] * len(rollouts)}
+
+    monkeypatch.setattr(pool, "_score", down_after_one_step)
+    failing_cfg = replace(cfg, out=str(tmp_path / "f"), steps=5, stop_after_failed_steps=2, save_every=10)
+    with pytest.raises(RuntimeError, match="every group's reward failed in 2 steps in a row.*resumes at step 1"):
+        train_grpo.main(failing_cfg)
     rows = [json.loads(x) for x in (tmp_path / "f" / "grpo_log.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["reward"], r["reward_best_of_g"], r["dropped_groups"]) for r in rows] == \
-        [(1, None, None, 2), (2, None, None, 2)]  # nothing to average: None, not 0 or NaN
+    assert [(r["step"], r["reward"], r["reward_best_of_g"], r["dropped_groups"]) for r in rows][1:] == \
+        [(2, None, None, 2), (3, None, None, 2)]  # nothing to average: None, not 0 or NaN
+    # the update of step 1 is kept (no checkpoint was due before step 5); the failed steps are redone
+    assert torch.load(tmp_path / "f" / "grpo_state.pt", weights_only=False)["step"] == 1
+    monkeypatch.setattr(pool, "_score", judge)
+    train_grpo.main(failing_cfg)
+    rows = [json.loads(x) for x in (tmp_path / "f" / "grpo_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["dropped_groups"]) for r in rows] == [(s, 0) for s in range(1, 6)]
+
+
+def test_grpo_judges_a_short_step0_probe_again_and_stops_before_training_if_it_stays_short(
+        checkpoint, tmp_path, monkeypatch):
+    """Figure 2b reads every probe against step 0's on the prompts they share, and no later step redoes step 0's."""
+    import math
+
+    import torch
+
+    from xomni.rewards import pool
+    from xomni.stages import train_grpo
+
+    judge, calls = pool._score, []
+
+    def first_prompt_fails(times):
+        def score(rollouts):  # chunks=1: one call a probe or a step
+            calls.append(1)
+            out = judge(rollouts)
+            if len(calls) <= times:
+                out["alignment"] = [math.nan if r.prompt == rollouts[0].prompt else x
+                                    for r, x in zip(rollouts, out["alignment"])]
+            return out
+        return score
+
+    cfg = train_grpo.Config(checkpoint=str(checkpoint), out=str(tmp_path / "g"), steps=1, prompts_per_step=2,
+                            rollouts=2, updates=1, decoder_steps=1, chunks=1, reward_workers=0, probe_prompts=2,
+                            probe_every=0, bf16="false")
+    monkeypatch.setattr(pool, "_score", first_prompt_fails(1))
+    train_grpo.main(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "g" / "grpo_log.jsonl").read_text().splitlines()]
+    assert rows[0] == {"step": 0, "probe_attempt_groups": 1}
+    assert rows[1]["step"] == 0 and rows[1]["probe_groups"] == 2 and rows[2]["step"] == 1
+    calls.clear()
+    monkeypatch.setattr(pool, "_score", first_prompt_fails(2))
+    with pytest.raises(RuntimeError, match="step-0 probe was scored on 1 of 2 prompts, twice"):
+        train_grpo.main(replace(cfg, out=str(tmp_path / "f")))
+    assert len(calls) == 2 and not (tmp_path / "f" / "grpo_state.pt").exists()  # no step was taken
 
 
 def test_grpo_links_the_parts_of_the_checkpoint_it_samples_with(tmp_path):

@@ -568,7 +568,20 @@ def main(cfg: Config) -> dict:
         log_record({"step": step, **evaluate_suites(out, step, cfg)})
 
     if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
-        log_probe()
+        # Figure 2b compares every later probe with this one on the prompts they share, and no later step can redo
+        # it: a probe the judges failed on some groups of is judged once more (the same rollouts), then the run stops
+        for attempt in range(2):
+            start_probe = probe(pipe, cfg, rewards_pool, weights, sampling, out / "grpo_samples_0000.png", bf16)
+            if start_probe["probe_groups"] == cfg.probe_prompts:
+                break
+            log_record({"step": 0, "probe_attempt_groups": start_probe["probe_groups"]})  # no probe_reward: not a probe
+        else:
+            bar.close(), log.close(), rewards_pool.close()
+            raise RuntimeError(
+                f"the step-0 probe was scored on {start_probe['probe_groups']} of {cfg.probe_prompts} prompts, twice "
+                "(the judges did not score the rest: the same rollouts each time). Fix them (or raise "
+                "--reward-timeout) and rerun.")
+        log_record({"step": 0, **start_probe})
     if state is not None:  # a run killed after a step's checkpoint, before its probe or evaluations were logged
         lines = (out / "grpo_log.jsonl").read_text().splitlines()
         at = [r for r in map(json.loads, filter(str.strip, lines)) if r.get("step") == step]
@@ -674,12 +687,15 @@ def main(cfg: Config) -> dict:
         log.flush()
         failed_in_a_row = 0 if valid.any() else failed_in_a_row + 1
         if cfg.stop_after_failed_steps and failed_in_a_row >= cfg.stop_after_failed_steps:
-            bar.close(), log.close(), rewards_pool.close()
-            raise RuntimeError(
+            message = (
                 f"every group's reward failed in {failed_in_a_row} steps in a row (to step {step}; failed chunks and "
                 f"dropped groups in {out / 'grpo_log.jsonl'}): the judges are not scoring, so nothing is learned "
                 "(the policy was not updated in those steps). Fix the judges (or raise --reward-timeout) and rerun: "
-                "it resumes from its last checkpoint.")
+                f"it resumes at step {step - failed_in_a_row} and redoes them.")
+            step -= failed_in_a_row  # the policy is as it was before the failed steps: a rerun redoes just them
+            checkpoint(metrics)
+            bar.close(), log.close(), rewards_pool.close()
+            raise RuntimeError(message)
         metrics = {k: v for k, v in record.items() if k.startswith("reward")}
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}" if record["reward"] is not None else "-")
