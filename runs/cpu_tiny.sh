@@ -81,13 +81,16 @@ $X train ar "${AR[@]}" "${TEXT[@]}" --out "$OUT/ar_mix3" --init "$OUT/ar_mix2/mo
     --warmup 20 --quote-text-answers true --data-start 1900; stamp "text phases"
 
 $X publish --run "$IMG" --dest "$OUT/candidate" "${DEC[@]}" --ar "$OUT/ar_mix3/model" --command "bash runs/cpu_tiny.sh"
-for suite in synth-geneval synth-text-en synth-text-zh; do  # the model draws each item's prompt
+GENERATION=(synth-geneval synth-text-en synth-text-zh)
+for suite in "${GENERATION[@]}"; do  # the model draws each item's prompt
     $X eval "$suite" --checkpoint "$OUT/candidate" --source model --out "$OUT/eval_$suite"
-    # X-Omni's min-p 0.03 cuts the tiny model's object starts (docs/unified.md, "Sampling: min-p"): also the full softmax
-    $X eval "$suite" --checkpoint "$OUT/candidate" --source model --min-p 0 --out "$OUT/eval_${suite}_minp0"
 done
 for suite in synth-vqa synth-pope; do  # the model answers questions about the held-out renders
     $X eval "$suite" --checkpoint "$OUT/candidate" --source renders --out "$OUT/eval_$suite"
+done
+# X-Omni's min-p 0.03 cuts the tiny model's object starts (docs/unified.md, "Sampling: min-p"): also the full softmax
+for suite in "${GENERATION[@]}"; do
+    $X eval "$suite" --checkpoint "$OUT/candidate" --source model --min-p 0 --out "$OUT/eval_${suite}_minp0"
 done; stamp "eval suites"
 # the SFT model is shipped twice: as the policy (ar/) until runs/cpu_tiny_rl.sh replaces it, and as sft/ar/, which
 # the RL script starts from on a clone that has no $OUT
