@@ -347,6 +347,10 @@ def test_grpo_drops_a_group_whose_reward_failed_and_updates_on_the_rest(checkpoi
         [(2, None, None, 2), (3, None, None, 2)]  # nothing to average: None, not 0 or NaN
     # the update of step 1 is kept (no checkpoint was due before step 5); the failed steps are redone
     assert torch.load(tmp_path / "f" / "grpo_state.pt", weights_only=False)["step"] == 1
+    monkeypatch.setattr(pool, "_score", lambda rollouts: {**judge(rollouts), "alignment": [math.nan] * len(rollouts)})
+    with pytest.raises(RuntimeError, match="resumes at step 0"):  # every step failed: nothing to save
+        train_grpo.main(replace(failing_cfg, out=str(tmp_path / "z")))
+    assert not (tmp_path / "z" / "grpo_state.pt").exists()
     monkeypatch.setattr(pool, "_score", judge)
     train_grpo.main(failing_cfg)
     rows = [json.loads(x) for x in (tmp_path / "f" / "grpo_log.jsonl").read_text().splitlines()]

@@ -569,7 +569,7 @@ def main(cfg: Config) -> dict:
 
     if cfg.probe_prompts and step == 0:  # the starting model (the reference): its mean and best-of-G
         # Figure 2b compares every later probe with this one on the prompts they share, and no later step can redo
-        # it: a probe the judges failed on some groups of is judged once more (the same rollouts), then the run stops
+        # it: a probe the judges failed on some groups of is run once more (the same seeds), then the run stops
         for attempt in range(2):
             start_probe = probe(pipe, cfg, rewards_pool, weights, sampling, out / "grpo_samples_0000.png", bf16)
             if start_probe["probe_groups"] == cfg.probe_prompts:
@@ -579,7 +579,7 @@ def main(cfg: Config) -> dict:
             bar.close(), log.close(), rewards_pool.close()
             raise RuntimeError(
                 f"the step-0 probe was scored on {start_probe['probe_groups']} of {cfg.probe_prompts} prompts, twice "
-                "(the judges did not score the rest: the same rollouts each time). Fix them (or raise "
+                "(the judges did not score the rest; the same seeds each time). Fix them (or raise "
                 "--reward-timeout) and rerun.")
         log_record({"step": 0, **start_probe})
     if state is not None:  # a run killed after a step's checkpoint, before its probe or evaluations were logged
@@ -693,10 +693,12 @@ def main(cfg: Config) -> dict:
                 "(the policy was not updated in those steps). Fix the judges (or raise --reward-timeout) and rerun: "
                 f"it resumes at step {step - failed_in_a_row} and redoes them.")
             step -= failed_in_a_row  # the policy is as it was before the failed steps: a rerun redoes just them
-            checkpoint(metrics)
+            if step > 0:  # at 0 the policy is the starting model: a rerun starts the run afresh (its step-0 probe too)
+                checkpoint(metrics)
             bar.close(), log.close(), rewards_pool.close()
             raise RuntimeError(message)
-        metrics = {k: v for k, v in record.items() if k.startswith("reward")}
+        if valid.any():  # what a checkpoint records: the last step whose rewards came back
+            metrics = {k: v for k, v in record.items() if k.startswith("reward")}
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}" if record["reward"] is not None else "-")
         if step % cfg.save_every == 0 or step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0):
