@@ -361,6 +361,29 @@ def test_the_sign_question_scores_the_signs_size():
     assert alignment([Rollout(s, image)], judge) == [pytest.approx((n_objects + 0.5) / (n_objects + 1))]
 
 
+def test_one_of_two_objects_of_one_shape_is_half_the_scene():
+    """A relation between two triangles of two colours: drawing one of them scored 1.0 (their only question was "is
+    there a triangle?") and GRPO learned to draw one object. Now it answers the shape and its own colour: 2 of 5; and
+    to a prompt naming no colour, which asks for two triangles, the shape alone: 1 of 2."""
+    import copy
+
+    from xomni.data.world import prompt_aspects, prompts
+    from xomni.eval.suites import dpg_questions
+    from xomni.rewards import reward_judge
+
+    judge = reward_judge()
+    s = next(s for i in range(5000) if (s := make_scene(WorldConfig(), "train", i)).relation is not None
+             and s.text is None and s.groups[0].shape == s.groups[1].shape
+             and prompt_aspects(s, prompts(s)["photo"]) == {"objects"}
+             and alignment([Rollout(s, render(s), prompt=prompts(s)["dense"])], judge) == [1.0])
+    one = copy.deepcopy(s)
+    one.groups, one.objects, one.relation = one.groups[:1], one.objects[:1], None
+    assert len(dpg_questions(s)) == 5
+    assert alignment([Rollout(s, render(one), prompt=prompts(s)["dense"])], judge) == [pytest.approx(2 / 5)]
+    assert alignment([Rollout(s, render(one), prompt=prompts(s)["photo"])], judge) == [pytest.approx(1 / 2)]
+    assert alignment([Rollout(s, render(s), prompt=prompts(s)["photo"])], judge) == [1.0]
+
+
 def test_the_reward_asks_only_what_the_prompt_says():
     """A short prompt with text names the text alone: no object question, no clutter, and a sign of any colour is
     the sign; a medium one names the objects and not the plate; a photo prompt without colours counts objects of

@@ -56,6 +56,28 @@ def test_dpg_answers_follow_the_judges():
     assert ask({"kind": "text", "text": "红色", "lang": "zh"}, objs, "红") == "no"
 
 
+def test_dpg_tells_groups_of_one_shape_apart_by_colour():
+    """Two triangles, red right of brown: one triangle of any colour answered the one question they used to get."""
+    from xomni.data.world import WorldConfig, make_scene
+
+    s = next(s for i in range(5000) if (s := make_scene(WorldConfig(), "train", i)).relation is not None
+             and s.text is None and s.groups[0].shape == s.groups[1].shape)
+    a, b = s.objects
+    assert a.color != b.color
+    qs = suites.dpg_questions(s)
+    assert [q["check"]["kind"] for q in qs] == ["shape", "count", "color_count", "color_count", "relation"]
+    assert qs[-1]["parents"] == [qs[2]["qid"], qs[3]["qid"]]  # each coloured group's question
+
+    def answers(objs):
+        return [suites.answer_dpg(q["check"], [SceneObject(o.shape, o.color, o.box, 1.0) for o in objs], "")
+                for q in qs]
+
+    assert answers(s.objects) == ["yes"] * 5
+    assert answers([a]) == ["yes", "no", "yes", "no", "no"]
+    swapped = [type(a)(a.shape, b.color, a.box), type(b)(b.shape, a.color, b.box)]  # the colours' places swapped
+    assert answers(swapped) == ["yes", "yes", "yes", "yes", "no"]
+
+
 def test_pope_metrics():
     items = [{"answer": "yes", "setting": "random"}, {"answer": "yes", "setting": "random"},
              {"answer": "yes", "setting": "adversarial"}, {"answer": "no", "setting": "adversarial"}]

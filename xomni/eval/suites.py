@@ -13,7 +13,8 @@ Each suite mirrors an official benchmark in the world's terms and is scored by t
 
 An item is a JSON-able dict: `id`, `index` (held-out scene index), `prompt` (what a text-to-image model is asked),
 `scene` (the spec: renders and reconstructions come from it) and the suite's ground truth. Items depend only on
-`SUITE_VERSION` and the world's `SPLIT_VERSION`; bump the former when a rule here changes.
+`SUITE_VERSION` and the world's `SPLIT_VERSION` (`version`); bump the former when a rule here changes every
+suite's items, or the suite's entry in `RULE_VERSIONS` when only its own does.
 """
 
 from __future__ import annotations
@@ -27,14 +28,18 @@ from xomni.data.world import (CATEGORIES, COLORS, SHAPES, SPLIT_VERSION, SPLITS,
 from xomni.eval import dpg, geneval, longtext
 
 SUITE_VERSION = "s1"
+# suites whose rule changed since SUITE_VERSION, by their own count (bumping SUITE_VERSION would redraw POPE's
+# items too): synth-dpg q2 tells groups of one shape apart by colour (`dpg_questions`)
+RULE_VERSIONS = {"synth-dpg": "q2"}
 TEXT_SUITES = {"synth-text-en": "en", "synth-text-zh": "zh"}
 SUITES = ("synth-text-en", "synth-text-zh", "synth-geneval", "synth-dpg", "synth-vqa", "synth-pope")
 LENGTHS = ("short", "long")
 MAX_SCAN = 200_000  # held-out scene indices scanned for items before giving up
 
 
-def version() -> str:
-    return f"{SUITE_VERSION}/{SPLIT_VERSION}"
+def version(suite: str | None = None) -> str:
+    """The items' version: SUITE_VERSION, the world's split and, for a suite in RULE_VERSIONS, its own rule's."""
+    return f"{SUITE_VERSION}/{SPLIT_VERSION}" + (f"/{RULE_VERSIONS[suite]}" if suite in RULE_VERSIONS else "")
 
 
 def _scenes(world: WorldConfig, split: str):
@@ -136,28 +141,47 @@ def build_geneval(n: int, world: WorldConfig, split: str) -> list[dict]:
 
 
 def dpg_questions(scene: Scene) -> list[dict]:
-    """Dependent yes/no questions about a scene, each with a machine-checkable `check` for the judges."""
+    """Dependent yes/no questions about a scene, each with a machine-checkable `check` for the judges. Groups that
+    share a shape are told apart by colour: each is asked as "are there N <colour> <shapes>?" (kind `color_count`,
+    which a prompt naming no colour does not raise), the shape's total as "are there N <shapes>?", and their relation
+    names both colours. Asked as the other groups are ("is the triangle red?", a relation of shapes alone), two
+    triangles got one question, "is there a triangle?", which one triangle of any colour answered (GRPO learned to
+    draw one object where two were asked: docs/unified.md, "Session 37")."""
     qs: list[dict] = []
 
     def add(text: str, category: str, check: dict, parents=()) -> int:
         qs.append({"qid": len(qs) + 1, "text": text, "category": category, "parents": list(parents), "check": check})
         return len(qs)
 
-    entity = {}
+    entity, of_group = {}, []
     shapes = Counter(g.shape for g in scene.groups)
     for g in scene.groups:
         if g.shape not in entity:
             entity[g.shape] = add(f"Is there {_a(g.shape)} {g.shape}?", "entity - whole", {"kind": "shape", "shape": g.shape})
-        if shapes[g.shape] == 1:  # "is the circle red?" only when there is one kind of circle
-            add(f"Is the {g.shape} {g.color}?" if g.count == 1 else f"Are the {SHAPES[g.shape][0]} {g.color}?",
-                "attribute - color", {"kind": "color", "shape": g.shape, "color": g.color}, [entity[g.shape]])
+            if shapes[g.shape] > 1:
+                total = sum(h.count for h in scene.groups if h.shape == g.shape)
+                add(f"Are there {total} {SHAPES[g.shape][0]}?", "attribute - count",
+                    {"kind": "count", "shape": g.shape, "color": None, "count": total}, [entity[g.shape]])
+        if shapes[g.shape] > 1:  # told apart by colour
+            text = f"Is there one {g.color} {g.shape}?" if g.count == 1 else f"Are there {g.count} {g.color} {SHAPES[g.shape][0]}?"
+            of_group.append(add(text, "attribute - color", {"kind": "color_count", "shape": g.shape, "color": g.color,
+                                                             "count": g.count}, [entity[g.shape]]))
+            continue
+        of_group.append(entity[g.shape])
+        add(f"Is the {g.shape} {g.color}?" if g.count == 1 else f"Are the {SHAPES[g.shape][0]} {g.color}?",
+            "attribute - color", {"kind": "color", "shape": g.shape, "color": g.color}, [entity[g.shape]])
         if g.count > 1:
             add(f"Are there {g.count} {g.color} {SHAPES[g.shape][0]}?", "attribute - count",
                 {"kind": "count", "shape": g.shape, "color": g.color, "count": g.count}, [entity[g.shape]])
-    if scene.relation is not None and shapes[scene.groups[0].shape] == 1 and shapes[scene.groups[1].shape] == 1:
+    if scene.relation is not None:
         a, b = scene.groups
-        add(f"Is the {a.shape} {scene.relation} the {b.shape}?", "relation - spatial",
-            {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation}, [entity[a.shape], entity[b.shape]])
+        if a.shape != b.shape:
+            add(f"Is the {a.shape} {scene.relation} the {b.shape}?", "relation - spatial",
+                {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation}, of_group)
+        else:
+            add(f"Is the {a.color} {a.shape} {scene.relation} the {b.color} {b.shape}?", "relation - spatial",
+                {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation, "a_color": a.color,
+                 "b_color": b.color}, of_group)
     if scene.text is not None:
         add(f'Does the {scene.text.category} say "{scene.text.text}"?', "other - text",
             {"kind": "text", "text": scene.text.text, "lang": scene.text.lang})
@@ -287,10 +311,11 @@ def answer_dpg(check: dict, objects: list, ocr: str) -> str:
         ok = bool(of_shape)
     elif kind == "color":
         ok = bool(of_shape) and all(o.color == check["color"] for o in of_shape)
-    elif kind == "count":
+    elif kind in ("count", "color_count"):
         ok = sum(check["color"] in (None, o.color) for o in of_shape) == check["count"]  # None: of any colour
-    elif kind == "relation":
-        bs = [o for o in objects if o.shape == check["b"]]
+    elif kind == "relation":  # each side of its colour too, when the check names one (two groups of one shape)
+        of_shape = [o for o in of_shape if check.get("a_color") in (None, o.color)]
+        bs = [o for o in objects if o.shape == check["b"] and check.get("b_color") in (None, o.color)]
         ok = bool(of_shape) and bool(bs) and all(check["relation"] in geneval.relative_position(a.box, b.box)
                                                  for a in of_shape for b in bs)
     elif kind == "text":

@@ -24,7 +24,14 @@ CLUTTER_PENALTY = 0.5  # alignment's cost of an image whose every judged object 
 PALE = 190  # a pixel whose every channel is at least this is background (the world's backgrounds are >= 210)
 SIGN_SHARE = 0.25  # plate-coloured pixels, as a share of the asked text box's area, that make a sign drawn
 _OBJECT_RGB = np.asarray([rgb for rgb, _ in COLORS.values()], np.float32)  # C 3
-_ASPECT_OF = {"shape": "objects", "count": "objects", "color": "colors", "relation": "relation", "text": "text"}
+_ASPECT_OF = {"shape": "objects", "count": "objects", "color": "colors", "color_count": "colors", "relation": "relation",
+              "text": "text"}
+
+
+def _raised(check: dict, said) -> bool:
+    """Whether a prompt that says `said` raises a question with this check: a relation between two groups of one
+    shape, told apart by colour, only when the prompt names the colours too."""
+    return _ASPECT_OF[check["kind"]] in said and ("a_color" not in check or "colors" in said)
 
 
 @dataclass
@@ -47,7 +54,7 @@ def prompt_questions(r: Rollout) -> list[dict]:
     """The scene's synth-dpg questions that `r`'s prompt raises (`Rollout.said`): a count asked of a prompt that names
     no colour is of any colour. The text question is among them when the prompt asks for text."""
     said = r.said()
-    qs = [q for q in dpg_questions(r.scene) if _ASPECT_OF[q["check"]["kind"]] in said]
+    qs = [q for q in dpg_questions(r.scene) if _raised(q["check"], said)]
     if "colors" not in said:  # "are there two stars?" for a prompt that names no colour: of any colour
         qs = [{**q, "check": {**q["check"], "color": None}} if q["check"]["kind"] == "count" else q for q in qs]
     return qs

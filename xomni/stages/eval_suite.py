@@ -62,7 +62,7 @@ class Config:
 
 def _manifest_header(cfg: Config) -> dict:
     uses_checkpoint = cfg.source != "renders" or cfg.suite in UNDERSTANDING
-    return {"suite": cfg.suite, "version": suites.version(), "n": cfg.n, "source": cfg.source,
+    return {"suite": cfg.suite, "version": suites.version(cfg.suite), "n": cfg.n, "source": cfg.source,
             "checkpoint": cfg.checkpoint if uses_checkpoint else None,
             "weights": weights_stamp(cfg.checkpoint) if uses_checkpoint else None,
             "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p,
@@ -294,7 +294,7 @@ def main(cfg: Config) -> dict:
     paths = make_images(cfg, items, out / "images", sampled if cfg.source == "model" else None)
     judged, judge_name = judge_items(cfg, items, paths, out / "judged.jsonl")
     metrics = {"suite": cfg.suite, **score(cfg.suite, items, judged), "n": len(items), "judge": judge_name,
-               "source": cfg.source, "split": cfg.split, "version": suites.version(),
+               "source": cfg.source, "split": cfg.split, "version": suites.version(cfg.suite),
                "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1),
                **({"cfg": cfg.cfg, "min_p": cfg.min_p, **derail_metrics(items, sampled)}
                   if cfg.source == "model" else {})}
