@@ -292,6 +292,29 @@ def test_alignment_charges_a_wrong_attempt_no_more_than_leaving_it_out():
     assert extra == [pytest.approx(left_out[0] - CLUTTER_PENALTY / 3)]
 
 
+def test_alignment_charges_an_object_too_few_as_one_too_many():
+    """Three crosses asked: two found and four found each fail the count, and each is charged its share (one of the
+    three asked missing, one of the four found extra); charged only for the extra, two was the safer side."""
+    from xomni.data.world import prompts
+    from xomni.eval.scene_judge import SceneObject
+
+    s = next(s for i in range(500) if (s := make_scene(WorldConfig(), "heldout", i)).text is None
+             and len(s.groups) == 1 and s.groups[0].count == 3)
+    g, blank = s.groups[0], Image.new("RGB", (s.width, s.height), (248, 248, 246))  # no ink: no stray ink
+
+    class Finds:
+        def __init__(self, n):
+            self.found = [SceneObject(g.shape, g.color, (20 * k, 0, 20 * k + 9, 9), 1.0) for k in range(n)]
+
+        def objects(self, image):
+            return self.found
+
+    dense = prompts(s)["dense"]  # "is there a cross?", "are the crosses green?", "are there 3 green crosses?"
+    assert alignment([Rollout(s, blank, prompt=dense)], Finds(3)) == [1.0]
+    assert alignment([Rollout(s, blank, prompt=dense)], Finds(2)) == [pytest.approx(2 / 3 - CLUTTER_PENALTY / 3)]
+    assert alignment([Rollout(s, blank, prompt=dense)], Finds(4)) == [pytest.approx(2 / 3 - CLUTTER_PENALTY / 4)]
+
+
 def test_alignment_allows_badly_written_text_the_area_of_its_plate():
     judge = SceneJudge()
     s = next(s for i in range(300) if (s := make_scene(WorldConfig(), "heldout", i)).text is not None
@@ -364,7 +387,8 @@ def test_the_sign_question_scores_the_signs_size():
 def test_one_of_two_objects_of_one_shape_is_half_the_scene():
     """A relation between two triangles of two colours: drawing one of them scored 1.0 (their only question was "is
     there a triangle?") and GRPO learned to draw one object. Now it answers the shape and its own colour: 2 of 5; and
-    to a prompt naming no colour, which asks for two triangles, the shape alone: 1 of 2."""
+    to a prompt naming no colour, which asks for two triangles, the shape alone: 1 of 2; less, each time, half of
+    the asked objects missing."""
     import copy
 
     from xomni.data.world import prompt_aspects, prompts
@@ -379,8 +403,8 @@ def test_one_of_two_objects_of_one_shape_is_half_the_scene():
     one = copy.deepcopy(s)
     one.groups, one.objects, one.relation = one.groups[:1], one.objects[:1], None
     assert len(dpg_questions(s)) == 5
-    assert alignment([Rollout(s, render(one), prompt=prompts(s)["dense"])], judge) == [pytest.approx(2 / 5)]
-    assert alignment([Rollout(s, render(one), prompt=prompts(s)["photo"])], judge) == [pytest.approx(1 / 2)]
+    assert alignment([Rollout(s, render(one), prompt=prompts(s)["dense"])], judge) == [pytest.approx(2 / 5 - CLUTTER_PENALTY / 2)]
+    assert alignment([Rollout(s, render(one), prompt=prompts(s)["photo"])], judge) == [pytest.approx(1 / 2 - CLUTTER_PENALTY / 2)]
     assert alignment([Rollout(s, render(s), prompt=prompts(s)["photo"])], judge) == [1.0]
 
 

@@ -196,11 +196,14 @@ def _area(box) -> int:
 
 def alignment(rollouts: list[Rollout], scene_judge, ocr_judge=None) -> list[float | None]:
     """Prompt-image alignment: the share of the prompt's dependent yes/no questions (synth-dpg's) the judges answer
-    yes, with DPG's cascade (the role of the paper's VLM judge), minus `CLUTTER_PENALTY` times the share of the
-    objects the scene judge finds that are more than the prompt asked for (0 when it finds none) or, if larger,
-    times the share of the image's ink that is no object it finds (`stray_ink`; the text element's plate and ink
-    colours are not stray when the prompt asks for text, nor as much ink as the asked text's plate and the asked-for
-    objects the judge misses would cover): in [-CLUTTER_PENALTY, 1].
+    yes, with DPG's cascade (the role of the paper's VLM judge), minus `CLUTTER_PENALTY` times (at most 1) the sum
+    of two shares: clutter, the share of the objects the scene judge finds that are more than the prompt asked for
+    (0 when it finds none) or, if larger, the share of the image's ink that is no object it finds (`stray_ink`; the
+    text element's plate and ink colours are not stray when the prompt asks for text, nor as much ink as the
+    asked text's plate and the asked-for objects the judge misses would cover); and its mirror, the share of the
+    asked objects it does not find: in [-CLUTTER_PENALTY, 1]. Without the mirror one object too few cost only its
+    questions and one too many its questions and clutter, so drawing fewer was the safer side, and GRPO's policy
+    drew one object for two, three or a relation (docs/unified.md, "Session 37").
     Yes/no questions alone never say no to clutter: a policy trained on them learned to fill the canvas with green
     plates, in which the judge finds some object of every shape (docs/unified.md, "GRPO run 5"). The penalty is
     subtracted rather than multiplied so that an image with clutter and no asked-for object still ranks below an
@@ -282,6 +285,7 @@ def _alignment(r: Rollout, scene_judge, ocr_judge) -> float | None:
     # an asked-for object the judge misses may be drawn too loosely to fit a shape, and asked-for text written
     # badly: their area is not stray (their questions and the OCR reward fail already)
     missing = asked - found
+    short = sum(missing.values()) / sum(asked.values())  # the asked objects not found, as clutter's mirror
     allowance = _area(r.scene.text.box) if r.scene.text is not None else 0
     for o in r.scene.objects:
         if missing[key(o)] > 0:
@@ -289,7 +293,7 @@ def _alignment(r: Rollout, scene_judge, ocr_judge) -> float | None:
             allowance += _area(o.box)
     clutter = max(clutter, stray_ink(r.image, [o.box for o in objects], text_blends(r.scene, "plate" in said),
                                      allowance))
-    return sum(scores.values()) / len(scores) - CLUTTER_PENALTY * clutter
+    return sum(scores.values()) / len(scores) - CLUTTER_PENALTY * min(1.0, clutter + short)
 
 
 def token_consistency(rollouts: list[Rollout]) -> list[float | None]:
