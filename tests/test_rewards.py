@@ -292,6 +292,37 @@ def test_alignment_charges_a_wrong_attempt_no_more_than_leaving_it_out():
     assert extra == [pytest.approx(left_out[0] - CLUTTER_PENALTY / 3)]
 
 
+def test_a_relation_of_one_shape_named_without_colours_is_asked_of_any_two():
+    """"a photo of a square below a square": nothing asked where the two squares stand, and two side by side scored
+    1.0. Asked of any two of the shape now, in its own words (the VLM judge reads them)."""
+    from xomni.data.world import prompt_aspects, prompts
+    from xomni.eval.scene_judge import SceneObject
+    from xomni.rewards import prompt_questions
+
+    s = next(s for i in range(20000) if (s := make_scene(WorldConfig(), "train", i)).relation is not None
+             and s.text is None and s.groups[0].shape == s.groups[1].shape
+             and prompt_aspects(s, prompts(s)["photo"]) == {"objects", "relation"})
+    a, b = s.objects
+    r = Rollout(s, Image.new("RGB", (s.width, s.height), (248, 248, 246)), prompt=prompts(s)["photo"])
+    relation = prompt_questions(r)[-1]
+    assert relation["text"] == f"Is one {a.shape} {s.relation} another?" and relation["check"]["a_color"] is None
+
+    class Finds:
+        def __init__(self, *boxes):
+            self.found = [SceneObject(a.shape, "green", box, 1.0) for box in boxes]
+
+        def objects(self, image):
+            return self.found
+
+    x0, y0, x1, y1 = a.box
+    dx, dy = (0, 60) if s.relation in ("left of", "right of") else (60, 0)  # beside when above/below was asked
+    beside = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    assert alignment([r], Finds(a.box, b.box)) == [1.0]  # "a square below a square", colours as they come
+    assert alignment([r], Finds(b.box, a.box)) == [1.0]
+    assert alignment([r], Finds(a.box, beside)) == [pytest.approx(2 / 3)]  # the shape and the count, not the relation
+    assert alignment([r], Finds(a.box)) == [pytest.approx(1 / 3 - CLUTTER_PENALTY / 2)]  # one square of two
+
+
 def test_alignment_charges_an_object_too_few_as_one_too_many():
     """Three crosses asked: two found and four found each fail the count, and each is charged its share (one of the
     three asked missing, one of the four found extra); charged only for the extra, two was the safer side."""

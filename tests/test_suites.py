@@ -66,7 +66,7 @@ def test_dpg_tells_groups_of_one_shape_apart_by_colour():
     assert a.color != b.color
     qs = suites.dpg_questions(s)
     assert [q["check"]["kind"] for q in qs] == ["shape", "count", "color_count", "color_count", "relation"]
-    assert qs[-1]["parents"] == [qs[2]["qid"], qs[3]["qid"]]  # each coloured group's question
+    assert qs[-1]["parents"] == [qs[0]["qid"]]  # the shape: one object too many fails a count, not the relation
 
     def answers(objs):
         return [suites.answer_dpg(q["check"], [SceneObject(o.shape, o.color, o.box, 1.0) for o in objs], "")
@@ -76,6 +76,13 @@ def test_dpg_tells_groups_of_one_shape_apart_by_colour():
     assert answers([a]) == ["yes", "no", "yes", "no", "no"]
     swapped = [type(a)(a.shape, b.color, a.box), type(b)(b.shape, a.color, b.box)]  # the colours' places swapped
     assert answers(swapped) == ["yes", "yes", "yes", "yes", "no"]
+    # asked of any two of the shape (a prompt naming no colour): the pair in either order holds it, one alone not
+    anyone = {**qs[-1]["check"], "a_color": None, "b_color": None}
+    ask = suites.answer_dpg
+    assert ask(anyone, [SceneObject(o.shape, "green", o.box, 1.0) for o in (b, a)], "") == "yes"
+    assert ask(anyone, [SceneObject(a.shape, a.color, a.box, 1.0)], "") == "no"
+    beside = SceneObject(a.shape, a.color, (a.box[0] + 200, a.box[1], a.box[2] + 200, a.box[3]), 1.0)
+    assert ask({**anyone, "relation": "above"}, [SceneObject(a.shape, a.color, a.box, 1.0), beside], "") == "no"
 
 
 def test_pope_metrics():

@@ -144,7 +144,7 @@ def dpg_questions(scene: Scene) -> list[dict]:
     """Dependent yes/no questions about a scene, each with a machine-checkable `check` for the judges. Groups that
     share a shape are told apart by colour: each is asked as "are there N <colour> <shapes>?" (kind `color_count`,
     which a prompt naming no colour does not raise), the shape's total as "are there N <shapes>?", and their relation
-    names both colours. Asked as the other groups are ("is the triangle red?", a relation of shapes alone), two
+    names both colours (a prompt naming none asks it of any two of the shape). Asked as the other groups are ("is the triangle red?", a relation of shapes alone), two
     triangles got one question, "is there a triangle?", which one triangle of any colour answered (GRPO learned to
     draw one object where two were asked: docs/unified.md, "Session 37")."""
     qs: list[dict] = []
@@ -153,7 +153,7 @@ def dpg_questions(scene: Scene) -> list[dict]:
         qs.append({"qid": len(qs) + 1, "text": text, "category": category, "parents": list(parents), "check": check})
         return len(qs)
 
-    entity, of_group = {}, []
+    entity = {}
     shapes = Counter(g.shape for g in scene.groups)
     for g in scene.groups:
         if g.shape not in entity:
@@ -164,24 +164,24 @@ def dpg_questions(scene: Scene) -> list[dict]:
                     {"kind": "count", "shape": g.shape, "color": None, "count": total}, [entity[g.shape]])
         if shapes[g.shape] > 1:  # told apart by colour
             text = f"Is there one {g.color} {g.shape}?" if g.count == 1 else f"Are there {g.count} {g.color} {SHAPES[g.shape][0]}?"
-            of_group.append(add(text, "attribute - color", {"kind": "color_count", "shape": g.shape, "color": g.color,
-                                                             "count": g.count}, [entity[g.shape]]))
+            add(text, "attribute - color", {"kind": "color_count", "shape": g.shape, "color": g.color, "count": g.count},
+                [entity[g.shape]])
             continue
-        of_group.append(entity[g.shape])
         add(f"Is the {g.shape} {g.color}?" if g.count == 1 else f"Are the {SHAPES[g.shape][0]} {g.color}?",
             "attribute - color", {"kind": "color", "shape": g.shape, "color": g.color}, [entity[g.shape]])
         if g.count > 1:
             add(f"Are there {g.count} {g.color} {SHAPES[g.shape][0]}?", "attribute - count",
                 {"kind": "count", "shape": g.shape, "color": g.color, "count": g.count}, [entity[g.shape]])
-    if scene.relation is not None:
-        a, b = scene.groups
+    if scene.relation is not None:  # its parents ask for the shapes, not the groups' exact counts: one object too
+        a, b = scene.groups         # many fails a count, and a true relation with it
+        parents = sorted({entity[a.shape], entity[b.shape]})
         if a.shape != b.shape:
             add(f"Is the {a.shape} {scene.relation} the {b.shape}?", "relation - spatial",
-                {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation}, of_group)
+                {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation}, parents)
         else:
             add(f"Is the {a.color} {a.shape} {scene.relation} the {b.color} {b.shape}?", "relation - spatial",
                 {"kind": "relation", "a": a.shape, "b": b.shape, "relation": scene.relation, "a_color": a.color,
-                 "b_color": b.color}, of_group)
+                 "b_color": b.color}, parents)
     if scene.text is not None:
         add(f'Does the {scene.text.category} say "{scene.text.text}"?', "other - text",
             {"kind": "text", "text": scene.text.text, "lang": scene.text.lang})
@@ -316,8 +316,12 @@ def answer_dpg(check: dict, objects: list, ocr: str) -> str:
     elif kind == "relation":  # each side of its colour too, when the check names one (two groups of one shape)
         of_shape = [o for o in of_shape if check.get("a_color") in (None, o.color)]
         bs = [o for o in objects if o.shape == check["b"] and check.get("b_color") in (None, o.color)]
-        ok = bool(of_shape) and bool(bs) and all(check["relation"] in geneval.relative_position(a.box, b.box)
-                                                 for a in of_shape for b in bs)
+        if check["a"] == check["b"] and check.get("a_color") == check.get("b_color"):  # "a square below a square":
+            ok = any(check["relation"] in geneval.relative_position(a.box, b.box)  # some two of them
+                     for a in of_shape for b in bs if a is not b)
+        else:
+            ok = bool(of_shape) and bool(bs) and all(check["relation"] in geneval.relative_position(a.box, b.box)
+                                                     for a in of_shape for b in bs)
     elif kind == "text":
         ok = longtext.match_text(ocr, check["text"], check["lang"]).accuracy == 1.0
     else:

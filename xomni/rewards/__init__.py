@@ -28,12 +28,6 @@ _ASPECT_OF = {"shape": "objects", "count": "objects", "color": "colors", "color_
               "text": "text"}
 
 
-def _raised(check: dict, said) -> bool:
-    """Whether a prompt that says `said` raises a question with this check: a relation between two groups of one
-    shape, told apart by colour, only when the prompt names the colours too."""
-    return _ASPECT_OF[check["kind"]] in said and ("a_color" not in check or "colors" in said)
-
-
 @dataclass
 class Rollout:
     scene: Scene  # the prompt's spec: what was asked for
@@ -52,12 +46,25 @@ OCR_RULES = ("longtext", "strict")
 
 def prompt_questions(r: Rollout) -> list[dict]:
     """The scene's synth-dpg questions that `r`'s prompt raises (`Rollout.said`): a count asked of a prompt that names
-    no colour is of any colour. The text question is among them when the prompt asks for text."""
+    no colour is of any colour, and so is a relation between two groups of one shape ("a square below a square": any
+    two of them). The text question is among them when the prompt asks for text."""
     said = r.said()
-    qs = [q for q in dpg_questions(r.scene) if _raised(q["check"], said)]
+    qs = [q for q in dpg_questions(r.scene) if _ASPECT_OF[q["check"]["kind"]] in said]
     if "colors" not in said:  # "are there two stars?" for a prompt that names no colour: of any colour
-        qs = [{**q, "check": {**q["check"], "color": None}} if q["check"]["kind"] == "count" else q for q in qs]
+        qs = [_colourless(q) for q in qs]
     return qs
+
+
+def _colourless(q: dict) -> dict:
+    """A question as a prompt that names no colour asks it: a count of any colour; a relation between two groups of
+    one shape between any two of the shape."""
+    c = q["check"]
+    if c["kind"] == "count":
+        return {**q, "check": {**c, "color": None}}
+    if "a_color" in c:
+        return {**q, "text": f"Is one {c['a']} {c['relation']} another?",
+                "check": {**c, "a_color": None, "b_color": None}}
+    return q
 
 
 def ocr_accuracy(rollouts: list[Rollout], judges, rule: str = "longtext") -> list[float | None]:
