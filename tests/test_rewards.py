@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from xomni.data.world import WorldConfig, make_scene, render
-from xomni.eval.scene_judge import SceneJudge
+from xomni.eval.scene_judge import SceneJudge, SceneObject
 from xomni.rewards import CLUTTER_PENALTY, Rollout, alignment, combine, ocr_accuracy, stray_ink, token_consistency
 
 
@@ -24,6 +24,16 @@ class Reads:
 
 def _scene(with_text: bool):
     return next(s for i in range(100) if ((s := make_scene(WorldConfig(), "heldout", i)).text is not None) == with_text)
+
+
+class _Finds:
+    """A scene judge that finds the given (shape, colour, box) objects in any image."""
+
+    def __init__(self, *objects):
+        self.found = [SceneObject(shape, color, box, 1.0) for shape, color, box in objects]
+
+    def objects(self, image):
+        return self.found
 
 
 def _half_sign(s):
@@ -266,29 +276,19 @@ def test_a_chunk_judged_past_the_timeout_fails_and_the_workers_are_replaced():
 
 
 def test_alignment_charges_a_wrong_attempt_no_more_than_leaving_it_out():
-    from xomni.eval.scene_judge import SceneObject
-
     s = next(s for i in range(200) if len((s := make_scene(WorldConfig(), "heldout", i)).objects) == 2
              and s.objects[0].shape != s.objects[1].shape)
     blank = Image.new("RGB", (s.width, s.height), (248, 248, 246))  # no ink: only the objects found count
     first, second = s.objects
     wrong = next(shape for shape in ("star", "cross", "diamond", "hexagon", "circle") if shape not in
                  (first.shape, second.shape))
-
-    class Finds:
-        def __init__(self, *objects):
-            self.found = [SceneObject(shape, color, box, 1.0) for shape, color, box in objects]
-
-        def objects(self, image):
-            return self.found
-
     one = (first.shape, first.color, first.box)
-    left_out = alignment([Rollout(s, blank)], Finds(one))
-    attempted = alignment([Rollout(s, blank)], Finds(one, (wrong, second.color, second.box)))
+    left_out = alignment([Rollout(s, blank)], _Finds(one))
+    attempted = alignment([Rollout(s, blank)], _Finds(one, (wrong, second.color, second.box)))
     # the second object's questions fail either way; drawn wrong it is an attempt, not clutter
     assert attempted == left_out and -CLUTTER_PENALTY < left_out[0] < 1
     # a third object is more than the prompt asked for: one of three found is clutter
-    extra = alignment([Rollout(s, blank)], Finds(one, (wrong, second.color, second.box), (wrong, "green", (0, 0, 9, 9))))
+    extra = alignment([Rollout(s, blank)], _Finds(one, (wrong, second.color, second.box), (wrong, "green", (0, 0, 9, 9))))
     assert extra == [pytest.approx(left_out[0] - CLUTTER_PENALTY / 3)]
 
 
@@ -296,7 +296,6 @@ def test_a_relation_of_one_shape_named_without_colours_is_asked_of_any_two():
     """"a photo of a square below a square": nothing asked where the two squares stand, and two side by side scored
     1.0. Asked of any two of the shape now, in its own words (the VLM judge reads them)."""
     from xomni.data.world import prompt_aspects, prompts
-    from xomni.eval.scene_judge import SceneObject
     from xomni.rewards import prompt_questions
 
     s = next(s for i in range(20000) if (s := make_scene(WorldConfig(), "train", i)).relation is not None
@@ -307,43 +306,34 @@ def test_a_relation_of_one_shape_named_without_colours_is_asked_of_any_two():
     relation = prompt_questions(r)[-1]
     assert relation["text"] == f"Is one {a.shape} {s.relation} another?" and relation["check"]["a_color"] is None
 
-    class Finds:
-        def __init__(self, *boxes):
-            self.found = [SceneObject(a.shape, "green", box, 1.0) for box in boxes]
-
-        def objects(self, image):
-            return self.found
+    def finds(*boxes):  # squares of a colour the prompt never named
+        return _Finds(*((a.shape, "green", box) for box in boxes))
 
     x0, y0, x1, y1 = a.box
     dx, dy = (0, 60) if s.relation in ("left of", "right of") else (60, 0)  # beside when above/below was asked
     beside = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-    assert alignment([r], Finds(a.box, b.box)) == [1.0]  # "a square below a square", colours as they come
-    assert alignment([r], Finds(b.box, a.box)) == [1.0]
-    assert alignment([r], Finds(a.box, beside)) == [pytest.approx(2 / 3)]  # the shape and the count, not the relation
-    assert alignment([r], Finds(a.box)) == [pytest.approx(1 / 3 - CLUTTER_PENALTY / 2)]  # one square of two
+    assert alignment([r], finds(a.box, b.box)) == [1.0]  # "a square below a square", colours as they come
+    assert alignment([r], finds(b.box, a.box)) == [1.0]
+    assert alignment([r], finds(a.box, beside)) == [pytest.approx(2 / 3)]  # the shape and the count, not the relation
+    assert alignment([r], finds(a.box)) == [pytest.approx(1 / 3 - CLUTTER_PENALTY / 2)]  # one square of two
 
 
 def test_alignment_charges_an_object_too_few_as_one_too_many():
     """Three crosses asked: two found and four found each fail the count, and each is charged its share (one of the
     three asked missing, one of the four found extra); charged only for the extra, two was the safer side."""
     from xomni.data.world import prompts
-    from xomni.eval.scene_judge import SceneObject
 
     s = next(s for i in range(500) if (s := make_scene(WorldConfig(), "heldout", i)).text is None
              and len(s.groups) == 1 and s.groups[0].count == 3)
     g, blank = s.groups[0], Image.new("RGB", (s.width, s.height), (248, 248, 246))  # no ink: no stray ink
 
-    class Finds:
-        def __init__(self, n):
-            self.found = [SceneObject(g.shape, g.color, (20 * k, 0, 20 * k + 9, 9), 1.0) for k in range(n)]
-
-        def objects(self, image):
-            return self.found
+    def finds(n):
+        return _Finds(*((g.shape, g.color, (20 * k, 0, 20 * k + 9, 9)) for k in range(n)))
 
     dense = prompts(s)["dense"]  # "is there a cross?", "are the crosses green?", "are there 3 green crosses?"
-    assert alignment([Rollout(s, blank, prompt=dense)], Finds(3)) == [1.0]
-    assert alignment([Rollout(s, blank, prompt=dense)], Finds(2)) == [pytest.approx(2 / 3 - CLUTTER_PENALTY / 3)]
-    assert alignment([Rollout(s, blank, prompt=dense)], Finds(4)) == [pytest.approx(2 / 3 - CLUTTER_PENALTY / 4)]
+    assert alignment([Rollout(s, blank, prompt=dense)], finds(3)) == [1.0]
+    assert alignment([Rollout(s, blank, prompt=dense)], finds(2)) == [pytest.approx(2 / 3 - CLUTTER_PENALTY / 3)]
+    assert alignment([Rollout(s, blank, prompt=dense)], finds(4)) == [pytest.approx(2 / 3 - CLUTTER_PENALTY / 4)]
 
 
 def test_alignment_allows_badly_written_text_the_area_of_its_plate():
