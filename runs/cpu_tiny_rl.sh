@@ -33,7 +33,7 @@ for seed in $SEEDS; do
     # scene-judge alignment with its clutter penalty and sign question (docs/unified.md); the KL to the reference
     # over the image head's whole softmax (--kl full: docs/unified.md, "Session 23"); the negative advantages at three
     # quarters' weight (--neg-scale 0.75: at 1 the policy's text rollouts derail, "Session 26"; at 0.5 it drew one
-    # object, low in the image, whatever was asked, "Session 38"; both in docs/unified.md); the prompts
+    # object whatever was asked, "Session 38"; both in docs/unified.md); the prompts
     # without text split 1 : 1 : 2 : 2 between one object, one counted group, two groups and two objects in a
     # relation (--scene-mix: with the world's split, 0.55 of 8 a step asked for two single objects and the policy
     # learned to draw one; docs/unified.md, "Session 31"); the held-out suites every 50 steps go into the run's log
