@@ -4,6 +4,7 @@ prompt.
 
     .venv/bin/python bench/grpo_probe.py --checkpoints out/recipe28/candidate,out/s30/grpo_two \\
         [--like out/s30/grpo_two] [--prompts 16 --rollouts 8 --seed 0 --scene-mix single=1,count=1,two=2,relation=2]
+        [--rollouts 32 --best-of 8]
 
 Each checkpoint is scored as `xomni train grpo` scores its probe (`probe_rollouts` in xomni/stages/train_grpo.py:
 the prompts its seed and mixes draw, the same rollout seeds, decoder steps, judges, OCR rule, weights and bfloat16
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections import defaultdict
 from dataclasses import fields
 from pathlib import Path
@@ -29,6 +31,7 @@ import torch
 
 from xomni.data.world import scene_task
 from xomni.engine import Sampling
+from xomni.eval.claims import expected_best_of
 from xomni.pipeline import Pipeline
 from xomni.precision import resolve_bf16
 from xomni.rewards.pool import RewardPool
@@ -54,6 +57,11 @@ def main() -> None:
     ap.add_argument("--like", default="", help="a GRPO run folder whose saved settings the probe takes")
     ap.add_argument("--prompts", type=int, help=f"probe prompts (default {Config.probe_prompts})")
     ap.add_argument("--rollouts", type=int, help=f"rollouts a prompt (default {PRESETS['tiny']['rollouts']})")
+    ap.add_argument("--best-of", type=int,
+                    help="K in the best-of-K column (default: G, the rollouts a prompt). With more rollouts than K, "
+                         "each prompt's best of K is the expected maximum of K of its rollouts, estimated from all of "
+                         "them (xomni.eval.claims.expected_best_of): the same quantity as a run's logged best of G "
+                         "when K = G, with less noise")
     ap.add_argument("--min-p", type=float, help=f"(default {PRESETS['tiny']['min_p']})")
     ap.add_argument("--seed", type=int, help="the run's seed: it draws the probe's prompts (default 0)")
     ap.add_argument("--text-share", type=float)
@@ -69,6 +77,9 @@ def main() -> None:
     given = {"probe_prompts": args.prompts, "rollouts": args.rollouts, "min_p": args.min_p, "seed": args.seed,
              "text_share": args.text_share, "text_mix": args.text_mix, "scene_mix": args.scene_mix, "bf16": args.bf16}
     cfg = resolve(Config(**{**base, **{k: v for k, v in given.items() if v is not None}}))
+    best_k = args.best_of or cfg.rollouts
+    if not 1 <= best_k <= cfg.rollouts:
+        ap.error(f"--best-of {best_k}: needs 1 <= K <= the rollouts a prompt ({cfg.rollouts})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = args.checkpoints.split(",")
@@ -80,7 +91,7 @@ def main() -> None:
         print(f"probe: {cfg.probe_prompts} prompts x {cfg.rollouts} rollouts, seed {cfg.seed}, min-p {cfg.min_p}, "
               f"weights {weights}, OCR {cfg.ocr} ({cfg.ocr_rule}), text mix {cfg.text_mix or 'world'}, "
               f"scene mix {cfg.scene_mix or 'world'}, bf16 {cfg.bf16}{f', settings of {args.like}' if args.like else ''}")
-        print("| checkpoint | mean reward | best of G | groups | alignment | OCR |")
+        print(f"| checkpoint | mean reward | best of {best_k} | groups | alignment | OCR |")
         print("|---|---|---|---|---|---|")
         for i, path in enumerate(paths):
             pipe = Pipeline.from_pretrained(path)
@@ -88,6 +99,9 @@ def main() -> None:
             pairs, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
                                                 out / f"probe_{label(path)}.png", bf16)
             summary = probe_summary(r, parts, top)  # the run's logged probe record
+            ok = torch.isfinite(r).all(1)
+            if best_k != cfg.rollouts and ok.any():  # the best of K, estimated from all G
+                summary["probe_best_of_g"] = statistics.fmean(expected_best_of(row.tolist(), best_k) for row in r[ok])
             cells = ["-" if summary.get(f"probe_{k}") is None else f"{summary[f'probe_{k}']:.3f}"
                      for k in ("reward", "best_of_g", "alignment", "ocr")]
             print(f"| {path} | {' | '.join(cells[:2])} | {summary['probe_groups']} | {' | '.join(cells[2:])} |")
@@ -99,10 +113,10 @@ def main() -> None:
     for i, (pairs, r) in enumerate(scored):
         for (scene, _), row, good in zip(pairs, r, ok):
             if good:
-                by_kind[kind(scene)][i].append((float(row.mean()), float(row.max())))
+                by_kind[kind(scene)][i].append((float(row.mean()), expected_best_of(row.tolist(), best_k)))
     print()
-    print("| kind | prompts | " + " | ".join(f"{label(p)}: mean / best of G" for p in paths)
-          + f" | last mean minus {Path(paths[0]).name}'s best of G |")
+    print("| kind | prompts | " + " | ".join(f"{label(p)}: mean / best of {best_k}" for p in paths)
+          + f" | last mean minus {Path(paths[0]).name}'s best of {best_k} |")
     print("|---|---|" + "---|" * (len(paths) + 1))
     for k in sorted(by_kind):
         got = by_kind[k]

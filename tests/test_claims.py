@@ -72,3 +72,12 @@ def test_derail_table_has_a_column_per_counted_suite_and_a_dash_where_not_counte
     assert table.splitlines() == ["| derailed images | a@1 | b@1 |", "|---|---|---|",
                                   "| sft | 0.000 | - |", "| rl_s0 | 0.125 | 0.500 |"]
     assert C.derail_markdown({"sft": {"a@1": None}}) == ""
+
+
+def test_expected_best_of_is_the_mean_maximum_over_every_subset():
+    # the 6 pairs of [1, 2, 3, 4] have maxima 2, 3, 4, 3, 4, 4: mean 20 / 6
+    assert C.expected_best_of([4.0, 1.0, 3.0, 2.0], 2) == pytest.approx(20 / 6)
+    assert C.expected_best_of([4.0, 1.0, 3.0, 2.0], 4) == 4.0  # all of them: the maximum
+    assert C.expected_best_of([4.0, 1.0, 3.0, 2.0], 1) == pytest.approx(2.5)  # one: the mean
+    with pytest.raises(ValueError, match="best of 5"):
+        C.expected_best_of([1.0, 2.0], 5)

@@ -8,6 +8,7 @@ what was measured, the bar and whether it is met; over several RL seeds, deltas 
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
@@ -67,6 +68,18 @@ def _probe_means(rows: list[dict]) -> tuple[list[tuple[int, float]], float | Non
     curve = [(r["step"], r["probe_reward"]) for r in rows if isinstance(r.get("probe_reward"), (int, float))]
     start = next((r["probe_best_of_g"] for r in rows if r.get("step") == 0 and "probe_best_of_g" in r), None)
     return sorted(curve), start
+
+
+def expected_best_of(rewards: list[float], k: int) -> float:
+    """The expected best of `k` draws, estimated without bias from n >= k draws: the mean, over every k of the n, of
+    their maximum (sorted ascending, the i-th of n is that maximum in C(i-1, k-1) of the C(n, k) subsets). With
+    n = k it is the plain maximum; with k = 1 the mean. More draws than k give the same expectation with less noise
+    than one group of k."""
+    n = len(rewards)
+    if not 1 <= k <= n:
+        raise ValueError(f"best of {k} needs at least {k} rewards and k >= 1, got {n}")
+    total = math.comb(n, k)
+    return sum(r * math.comb(i, k - 1) for i, r in enumerate(sorted(rewards))) / total
 
 
 def overtaking(curve: list[tuple[int, float]], best_of_g: float, within: int = 100) -> tuple[int | None, float]:
