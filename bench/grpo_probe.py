@@ -14,8 +14,10 @@ here override either (another --prompts draws another list of prompts, of the sa
 bf16 resolves on this machine). The second table splits the prompts by kind (text: language and length; scenes:
 `scene_task`) and gives each checkpoint's mean reward and best of G over that kind's prompts, every column over the
 same prompts (those whose rewards all checkpoints scored), so that a gap between an RL model's mean and the SFT
-model's best of G can be traced to the kinds that make it. Also saves each checkpoint's probe rollouts as
-OUT/probe_<name>.png (one row per prompt, the first 8).
+model's best of G can be traced to the kinds that make it; its first row, over all prompts, gives that gap with its
+standard error over prompts. `--best-of K` puts the best of K in both tables, estimated from all the rollouts a
+prompt when there are more (`--rollouts 32 --best-of 8`: the logged best of 8, with less noise). Also saves each
+checkpoint's probe rollouts as OUT/probe_<name>.png (one row per prompt, the first 8).
 """
 
 from __future__ import annotations
@@ -58,10 +60,11 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, help=f"probe prompts (default {Config.probe_prompts})")
     ap.add_argument("--rollouts", type=int, help=f"rollouts a prompt (default {PRESETS['tiny']['rollouts']})")
     ap.add_argument("--best-of", type=int,
-                    help="K in the best-of-K column (default: G, the rollouts a prompt). With more rollouts than K, "
+                    help="K in the best-of-K columns (default: all the rollouts a prompt). With more rollouts than K, "
                          "each prompt's best of K is the expected maximum of K of its rollouts, estimated from all of "
-                         "them (xomni.eval.claims.expected_best_of): the same quantity as a run's logged best of G "
-                         "when K = G, with less noise")
+                         "them (xomni.eval.claims.expected_best_of): with K the run's G (`--like RUN --rollouts 32 "
+                         "--best-of 8` for a run of 8 rollouts a prompt) the quantity the run logs as its best of G, "
+                         "with less noise")
     ap.add_argument("--min-p", type=float, help=f"(default {PRESETS['tiny']['min_p']})")
     ap.add_argument("--seed", type=int, help="the run's seed: it draws the probe's prompts (default 0)")
     ap.add_argument("--text-share", type=float)
@@ -77,7 +80,7 @@ def main() -> None:
     given = {"probe_prompts": args.prompts, "rollouts": args.rollouts, "min_p": args.min_p, "seed": args.seed,
              "text_share": args.text_share, "text_mix": args.text_mix, "scene_mix": args.scene_mix, "bf16": args.bf16}
     cfg = resolve(Config(**{**base, **{k: v for k, v in given.items() if v is not None}}))
-    best_k = args.best_of or cfg.rollouts
+    best_k = cfg.rollouts if args.best_of is None else args.best_of
     if not 1 <= best_k <= cfg.rollouts:
         ap.error(f"--best-of {best_k}: needs 1 <= K <= the rollouts a prompt ({cfg.rollouts})")
     out = Path(args.out)
@@ -99,9 +102,10 @@ def main() -> None:
             pairs, r, parts, top = probe_rollouts(pipe, cfg, pool, weights, Sampling(temperature=1.0, min_p=cfg.min_p),
                                                 out / f"probe_{label(path)}.png", bf16)
             summary = probe_summary(r, parts, top)  # the run's logged probe record
-            ok = torch.isfinite(r).all(1)
-            if best_k != cfg.rollouts and ok.any():  # the best of K, estimated from all G
-                summary["probe_best_of_g"] = statistics.fmean(expected_best_of(row.tolist(), best_k) for row in r[ok])
+            came_back = torch.isfinite(r).all(1)
+            if best_k != cfg.rollouts and came_back.any():  # the best of K, estimated from all G
+                summary["probe_best_of_g"] = statistics.fmean(expected_best_of(row.tolist(), best_k)
+                                                              for row in r[came_back])
             cells = ["-" if summary.get(f"probe_{k}") is None else f"{summary[f'probe_{k}']:.3f}"
                      for k in ("reward", "best_of_g", "alignment", "ocr")]
             print(f"| {path} | {' | '.join(cells[:2])} | {summary['probe_groups']} | {' | '.join(cells[2:])} |")
@@ -118,6 +122,13 @@ def main() -> None:
     print("| kind | prompts | " + " | ".join(f"{label(p)}: mean / best of {best_k}" for p in paths)
           + f" | last mean minus {Path(paths[0]).name}'s best of {best_k} |")
     print("|---|---|" + "---|" * (len(paths) + 1))
+    if len(paths) > 1:  # the first table's comparison, prompt by prompt: its spread says how far 16 prompts go
+        gaps = [float(last.mean()) - expected_best_of(first.tolist(), best_k)
+                for first, last, good in zip(scored[0][1], scored[-1][1], ok) if good]
+        se = statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
+        blank = " | ".join("" for _ in paths)
+        print(f"| all | {len(gaps)} | {blank} | {statistics.fmean(gaps):+.3f} ± {se:.3f} "
+              "(standard error over prompts) |")
     for k in sorted(by_kind):
         got = by_kind[k]
         means = {i: sum(m for m, _ in got[i]) / len(got[i]) for i in range(len(paths)) if got[i]}

@@ -1,5 +1,7 @@
 """The paper's RL claims as checks (xomni/eval/claims.py), on hand-made scores."""
 
+import itertools
+
 import pytest
 
 from xomni.eval import claims as C
@@ -79,5 +81,9 @@ def test_expected_best_of_is_the_mean_maximum_over_every_subset():
     assert C.expected_best_of([4.0, 1.0, 3.0, 2.0], 2) == pytest.approx(20 / 6)
     assert C.expected_best_of([4.0, 1.0, 3.0, 2.0], 4) == 4.0  # all of them: the maximum
     assert C.expected_best_of([4.0, 1.0, 3.0, 2.0], 1) == pytest.approx(2.5)  # one: the mean
+    values = [0.3, 0.1, 0.3, 0.9, 0.5, 0.1, 0.7]  # with ties: against the mean over every subset, counted out
+    for k in range(1, 8):
+        subsets = list(itertools.combinations(values, k))
+        assert C.expected_best_of(values, k) == pytest.approx(sum(map(max, subsets)) / len(subsets))
     with pytest.raises(ValueError, match="best of 5"):
         C.expected_best_of([1.0, 2.0], 5)
