@@ -79,7 +79,7 @@ def expected_best_of(rewards: list[float], k: int) -> float:
     if not 1 <= k <= n:
         raise ValueError(f"best of {k} needs at least {k} rewards and k >= 1, got {n}")
     total = math.comb(n, k)
-    return sum(r * (math.comb(i, k - 1) / total) for i, r in enumerate(sorted(rewards)))  # exact int ratio
+    return sum(r * (math.comb(i, k - 1) / total) for i, r in enumerate(sorted(rewards)))  # int / int: correctly rounded, never overflows
 
 
 def overtaking(curve: list[tuple[int, float]], best_of_g: float, within: int = 100) -> tuple[int | None, float]:
