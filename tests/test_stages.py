@@ -779,3 +779,15 @@ def test_training_stages_run_on_a_gpu_and_resume_on_the_cpu(tmp_path, presets, m
     assert all(math.isfinite(v) for v in gpu.values())
     train_ar.main(train_ar.Config(**ar, steps=3, device="cpu"))  # resumed on another device
     assert json.loads((tmp_path / "ar" / "model" / "meta.json").read_text())["step"] == 3
+
+
+def test_eval_suite_reuses_a_folder_only_at_its_temperature():
+    from xomni.stages import eval_suite
+
+    header = eval_suite._manifest_header(eval_suite.Config(suite="synth-geneval", source="model", checkpoint="ck"))
+    before = {k: v for k, v in header.items() if k != "temperature"}  # written before the setting existed: at 1
+    assert header["temperature"] == 1.0 and eval_suite._same_run(before, header)
+    colder = eval_suite._manifest_header(eval_suite.Config(suite="synth-geneval", source="model", checkpoint="ck",
+                                                           temperature=0.5))
+    assert not eval_suite._same_run(before, colder) and not eval_suite._same_run(colder, header)
+    assert eval_suite._same_run(colder, colder)

@@ -55,6 +55,7 @@ class Config:
     steps: int = 20  # decoder sampling steps
     cfg: float = 1.0  # classifier-free guidance scale for --source model (1: off, X-Omni's default)
     min_p: float = 0.03  # the sampler's min-p for --source model
+    temperature: float = 1.0  # the sampler's temperature for --source model (X-Omni's: 1)
     batch_size: int = 32
     seed: int = 0
     split: str = "heldout"  # train: the suite built from training scenes (memory, not a benchmark number)
@@ -66,7 +67,7 @@ def _manifest_header(cfg: Config) -> dict:
             "checkpoint": cfg.checkpoint if uses_checkpoint else None,
             "weights": weights_stamp(cfg.checkpoint) if uses_checkpoint else None,
             "steps": cfg.steps, "seed": cfg.seed, "ocr": cfg.ocr, "cfg": cfg.cfg, "min_p": cfg.min_p,
-            "split": cfg.split,
+            "temperature": cfg.temperature, "split": cfg.split,
             # reconstructions decode each item with its own noise (`make_images`), not its batch's: a folder made
             # before that is made again rather than mixed
             **({"noise": "per item"} if cfg.source == "reconstructions" else {})}
@@ -87,10 +88,14 @@ def needed_parts(cfg: Config) -> list[str]:
     return list(dict.fromkeys(parts))
 
 
+# what a header written before a setting existed ran with
+ABSENT = {"temperature": 1.0}
+
+
 def _same_run(old: dict, header: dict) -> bool:
     """Whether a folder's manifest header is this run's (a header written before weights were stamped is held to
-    everything else)."""
-    return all(old.get(k) == v for k, v in header.items() if k in old or k != "weights")
+    everything else; one written before a setting of `ABSENT` existed ran at its value there)."""
+    return all(old.get(k, ABSENT.get(k)) == v for k, v in header.items() if k in old or k != "weights")
 
 
 def _sample(model: Pipeline, cfg: Config, item: dict, k: int) -> tuple:
@@ -98,7 +103,7 @@ def _sample(model: Pipeline, cfg: Config, item: dict, k: int) -> tuple:
     decoder goes on with, as in Pipeline.generate)."""
     s = item["scene"]
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + k)
-    sampling = Sampling(min_p=cfg.min_p, cfg=cfg.cfg)
+    sampling = Sampling(temperature=cfg.temperature, min_p=cfg.min_p, cfg=cfg.cfg)
     rollout, codes = model.sample_codes([item["prompt"]], s["width"], s["height"], sampling, gen)
     return rollout, codes, gen
 
@@ -269,7 +274,7 @@ def main(cfg: Config) -> dict:
     items = suites.build(cfg.suite, cfg.n, split=cfg.split)
     check_at_least(cfg, 1, "steps", "batch_size")
     if cfg.source == "model":
-        Sampling(min_p=cfg.min_p, cfg=cfg.cfg)
+        Sampling(temperature=cfg.temperature, min_p=cfg.min_p, cfg=cfg.cfg)
     if cfg.ocr not in ENGINES:  # in the header whatever the suite: a typo would replace a folder's results
         raise ValueError(f"unknown OCR engine {cfg.ocr!r}; choose one of {ENGINES}")
     if missing := [p for p in needed_parts(cfg) if not (Path(cfg.checkpoint) / p).exists()]:
@@ -296,7 +301,8 @@ def main(cfg: Config) -> dict:
     metrics = {"suite": cfg.suite, **score(cfg.suite, items, judged), "n": len(items), "judge": judge_name,
                "source": cfg.source, "split": cfg.split, "version": suites.version(cfg.suite),
                "checkpoint": header["checkpoint"], "seconds": round(time.time() - t0, 1),
-               **({"cfg": cfg.cfg, "min_p": cfg.min_p, **derail_metrics(items, sampled)}
+               **({"cfg": cfg.cfg, "min_p": cfg.min_p, "temperature": cfg.temperature,
+                   **derail_metrics(items, sampled)}
                   if cfg.source == "model" else {})}
     metrics = {"suite": metrics.pop("suite"), "score": metrics.pop("score"), **metrics}
     write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
