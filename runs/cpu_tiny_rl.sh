@@ -4,8 +4,7 @@
 #   OUT     the recipe's run folder (default out/tiny): its candidate/ is the SFT model, and the GRPO runs go in it
 #   SFT     the SFT model to start from (default: $OUT/candidate when runs/cpu_tiny.sh made one, else the SFT model
 #           shipped beside the policy, $DEST/sft, so the RL part runs on a fresh clone without rebuilding it;
-#           checkpoints/tiny/sft is session 40's rebuild, not the SFT model its policy ar/ started from until this
-#           script has run on it and published: README, "What the shipped checkpoint does")
+#           checkpoints/tiny/sft is the SFT model its policy ar/ started from: README, "What the shipped checkpoint")
 #   SEEDS   GRPO seeds (default "0 1 2"); STEPS per run (default 100)
 #   DEST    where the first seed's policy is published (default checkpoints/tiny)
 # Every stage resumes if interrupted; rerun the script to continue. Prints how long each part took; the recipe's
