@@ -45,7 +45,8 @@ done
 RL=$(IFS=,; echo "${RUNS[*]}")
 $X eval claims --sft "$SFT" --rl "$RL" --out "$OUT/claims" --n 100 --cfg-scales 1,1.5,3 --min-p 0.03; stamp claims
 first=${RUNS[0]}  # the first seed, whatever it scored: no pick of the best
-METRICS=()  # the image side's reconstruction metrics, where this recipe trained it (not with IMAGE_SIDE)
+METRICS=()  # the image side's reconstruction metrics, where this recipe trained it (otherwise publish keeps the
+            # ones the shipped decoder's meta.json carries)
 if [ -f "$OUT/eval/metrics.json" ]; then METRICS=(--metrics "$OUT/eval/metrics.json"); fi
 $X publish --run "$SFT" --dest "$DEST" --decoder "$SFT/decoder" --ar "$first/ar" --sft-ar "$SFT/ar" --int8 true \
     "${METRICS[@]}" --command "bash runs/cpu_tiny.sh && bash runs/cpu_tiny_rl.sh"

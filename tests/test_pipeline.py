@@ -661,8 +661,12 @@ def test_publish_ships_the_sft_model_as_a_checkpoint_folder_linked_to_its_parts(
     torch.manual_seed(1)
     save_component(tmp_path / "sft_ar", UnifiedConfig(**config), UnifiedModel(UnifiedConfig(**config)))
     ship = tmp_path / "ship"
+    meta = run / "decoder" / "meta.json"  # the image side's reconstruction metrics, as an earlier publish left them
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "eval_reconstruction": {"ocr_en": 0.5}}))
     base = dict(dest=str(ship), ar=str(checkpoint / "ar"), int8=True)
     publish.main(publish.Config(run=str(run), **base, sft_ar=str(tmp_path / "sft_ar")))
+    for part in ("ar", "sft/ar", "tokenizer"):  # without --metrics, every part keeps the decoder's
+        assert json.loads((ship / part / "meta.json").read_text())["eval_reconstruction"] == {"ocr_en": 0.5}
     assert {n: os.readlink(ship / "sft" / n) for n in publish.SFT_LINKS} == {n: os.path.join("..", n)
                                                                                for n in publish.SFT_LINKS}
     sft = load_component(ship / "sft" / "ar", UnifiedConfig, UnifiedModel).state_dict()

@@ -36,7 +36,7 @@ INT8_EXEMPT = ("tokenizer",)
 class Config:
     run: str = "out/tiny"
     dest: str = "checkpoints/tiny"
-    metrics: str = ""  # an eval metrics.json to record in every component's meta.json
+    metrics: str = ""  # an eval metrics.json to record in every component's meta.json (default: the decoder's own)
     command: str = "bash runs/cpu_tiny.sh"
     fp16: bool = True
     int8: bool = False  # store the decoder's, AR's and LM's large matrices as int8 rows + fp16 scales (not the tokenizer's)
@@ -58,7 +58,12 @@ def main(cfg: Config) -> dict:
     missing = [str(p) for p in sources.values() if not (p / "model.safetensors").is_file()]
     if missing or not (run / "text_tokenizer.json").is_file():
         raise FileNotFoundError(f"missing {missing or [str(run / 'text_tokenizer.json')]}; train every stage first")
-    metrics = json.loads(Path(cfg.metrics).read_text()) if cfg.metrics else None
+    if cfg.metrics:
+        metrics = json.loads(Path(cfg.metrics).read_text())
+    else:  # the image side's reconstruction metrics where the decoder shipped carries them: a recipe on an image side
+        # published before (IMAGE_SIDE, or runs/cpu_tiny_rl.sh from the shipped SFT model) keeps them on every part
+        decoder_meta = sources["decoder"] / "meta.json"
+        metrics = json.loads(decoder_meta.read_text()).get("eval_reconstruction") if decoder_meta.is_file() else None
     sizes = {}
     if cfg.sft_ar and (dest / "sft").is_symlink():  # its writes would go through the link, into another folder
         raise ValueError(f"{dest / 'sft'} is a link; --sft-ar writes sft/ in {dest} itself: remove the link first")
