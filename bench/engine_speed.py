@@ -15,12 +15,18 @@ For the transformers comparison the unified model is built without vision-only b
 only: about a tenth more head work on its side, a few percent of its step. The floor is the forward the engine's
 work amounts to: the image head at the positions that predict a code (until session 34 it took the joint head at
 every position, about 8% more work than the engine's).
-Prints a markdown table of seconds (best of --repeats) and ratios; record results in docs/ with the command.
+Timing: the rows of a group (the engine's five, CFG's two, the vision blocks' two) are timed in rounds, each round
+every row once in an order rotated from round to round, and a row's ratio is the median over rounds of its time over
+the group's first row's time in the same round. On a shared virtual machine the CPU's speed drifts from second to
+second (five runs of the earlier best-of-N script, one after another, put transformers at 1.17-1.73x the engine):
+timed side by side, a drift lands on both sides of a ratio. The seconds printed are each row's best round; the
+range is the ratios' lowest and highest round. Record results in docs/ with the command.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -31,14 +37,24 @@ from xomni.model.unified import PRESETS, UnifiedConfig, UnifiedModel
 from xomni.tokenizer.text import TextTokenizer
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels, caches
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def rounds(fns: dict, repeats: int) -> list[tuple[str, float, float, float, float]]:
+    """Time each function once a round for `repeats` rounds, the order rotated each round, after one warm-up call
+    each (allocator, kernels, caches). -> (name, best seconds, median ratio, lowest, highest ratio) per function,
+    its ratio in a round being its time over the first function's in that round."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    names, times = list(fns), {name: [] for name in fns}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    ref = times[names[0]]
+    out = []
+    for name in names:
+        ratios = [t / t0 for t, t0 in zip(times[name], ref)]
+        out.append((name, min(times[name]), statistics.median(ratios), min(ratios), max(ratios)))
+    return out
 
 
 def hf_twin(model: UnifiedModel) -> Qwen2ForCausalLM:
@@ -61,7 +77,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7, help="rounds: every row of a group timed once a round")
     ap.add_argument("--profile", action="store_true",
                     help="also print torch.profiler's ops by self time over one of the engine's greedy rollouts")
     args = ap.parse_args()
@@ -89,16 +105,11 @@ def main() -> None:
     same = torch.equal(run_hf()[:, ids.shape[1]:], ours.tokens)
     modules = Engine(flat, tok, fast=False)  # the same engine decoding through the model's modules
     same_paths = torch.equal(modules.generate_image(prompts, args.rows, args.cols, greedy).tokens, ours.tokens)
-    t_engine = best_of(lambda: engine.generate_image(prompts, args.rows, args.cols, greedy), args.repeats)
-    t_modules = best_of(lambda: modules.generate_image(prompts, args.rows, args.cols, greedy), args.repeats)
-    t_hf = best_of(run_hf, args.repeats)
     full = torch.cat([ids, ours.tokens], 1)
 
     def floor():  # what the engine computes, teacher-forced: the image head at the positions that predict a code
         return flat.mm_head(flat(full, head="hidden")[:, ids.shape[1] - 1 : -1])
 
-    with torch.no_grad():
-        t_floor = best_of(floor, args.repeats)
     w = DecodeWeights(flat)  # the decode step's matrix products alone, in its order, as many steps as the rollout
     x, u = torch.randn(args.batch, flat.config.hidden_size), torch.randn(args.batch, flat.config.intermediate_size)
 
@@ -109,39 +120,42 @@ def main() -> None:
                 _linear(x, blk["gate_up"]), _linear(u, blk["down"])
             _linear(x, w.heads["image"])
 
-    t_products = best_of(products, args.repeats)
     if args.profile:  # where the engine's own time goes (the profiler adds its overhead to every op)
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             engine.generate_image(prompts, args.rows, args.cols, greedy)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
-    rows += [("engine, KV cache (no vision blocks)", t_engine, 1.0),
-             ("its decode steps' matrix products alone", t_products, t_products / t_engine),
-             ("engine decoding through the modules (fast=False)", t_modules, t_modules / t_engine),
-             ("transformers generate, same weights", t_hf, t_hf / t_engine),
-             ("one teacher-forced forward (floor)", t_floor, t_floor / t_engine)]
+    with torch.no_grad():
+        rows += rounds({
+            "engine, KV cache (no vision blocks)": lambda: engine.generate_image(prompts, args.rows, args.cols, greedy),
+            "its decode steps' matrix products alone": products,
+            "engine decoding through the modules (fast=False)":
+                lambda: modules.generate_image(prompts, args.rows, args.cols, greedy),
+            "transformers generate, same weights": run_hf,
+            "one teacher-forced forward (floor)": floor}, args.repeats)
 
     # the tiny preset itself: CFG cost, vision blocks on image positions vs all
     model = UnifiedModel(UnifiedConfig(**{**base, "num_vision_layers": PRESETS["tiny"].num_vision_layers})).eval()
     engine = Engine(model, tok)
-    t_plain = best_of(lambda: engine.generate_image(prompts, args.rows, args.cols, Sampling()), args.repeats)
-    t_cfg = best_of(lambda: engine.generate_image(prompts, args.rows, args.cols, Sampling(cfg=3.0)), args.repeats)
+    rows += rounds({
+        "tiny preset: sampling, no CFG": lambda: engine.generate_image(prompts, args.rows, args.cols, Sampling()),
+        "tiny preset: sampling, CFG 3.0": lambda: engine.generate_image(prompts, args.rows, args.cols, Sampling(cfg=3.0))},
+        args.repeats)
     seq = torch.cat([ids, engine.generate_image(prompts, args.rows, args.cols, greedy).tokens], 1)
     with torch.no_grad():
-        t_img = best_of(lambda: model(seq), args.repeats)
-        t_all = best_of(lambda: model(seq, vision_on_all=True), args.repeats)
-    rows += [("tiny preset: sampling, no CFG", t_plain, 1.0), ("tiny preset: sampling, CFG 3.0", t_cfg, t_cfg / t_plain),
-             ("forward, vision blocks on image positions", t_img, 1.0),
-             ("forward, vision blocks on all positions (official)", t_all, t_all / t_img)]
+        rows += rounds({"forward, vision blocks on image positions": lambda: model(seq),
+                        "forward, vision blocks on all positions (official)": lambda: model(seq, vision_on_all=True)},
+                       args.repeats)
 
     print(f"batch {args.batch}, {args.rows}x{args.cols} image tokens, prompt {ids.shape[1]} tokens; "
           f"greedy tokens identical to transformers: {same}, to the module path: {same_paths}; "
           f"torch threads {torch.get_num_threads()}")
-    print("| what | seconds | ratio |")
-    print("|---|---|---|")
-    for name, t, r in rows:
-        print(f"| {name} | {t:.3f} | {r:.2f} |")
+    print(f"{args.repeats} rounds; ratio: the median over rounds of the row's time over its group's first row's")
+    print("| what | best seconds | ratio | lowest - highest |")
+    print("|---|---|---|---|")
+    for name, t, r, lo, hi in rows:
+        print(f"| {name} | {t:.3f} | {r:.2f} | {lo:.2f} - {hi:.2f} |")
 
 
 if __name__ == "__main__":
